@@ -1,0 +1,19 @@
+//! podwire's capture core: packets in, connection and DNS records out.
+//!
+//! - [`source`]: packet sources (pcap and pcapng files).
+//! - [`decode`]: link, VLAN, IP, tunnel and transport decoding; [`frag`]: IP reassembly.
+//! - [`tracker`]: the connection tracker (TCP state, UDP/ICMP pseudo-connections, ICMP errors,
+//!   timeouts, interim rows, a bounded table).
+//! - [`dns`]: DNS transactions and the time-aware IP → resolved-name index.
+//! - [`stats`]: what was read, made and skipped, and why.
+//! - [`pipeline`]: source → decoder → tracker → Arrow batches → a [`pipeline::BatchSink`].
+pub mod decode;
+pub mod dns;
+pub mod error;
+pub mod frag;
+pub mod pipeline;
+pub mod source;
+pub mod stats;
+pub mod tracker;
+
+pub use error::{Error, Result};

@@ -1,0 +1,189 @@
+//! The capture pipeline: frames → [`Decoder`] → [`Tracker`] → Arrow batches → a [`BatchSink`].
+use crate::decode::{Decoder, Skip};
+use crate::source::Frame;
+use crate::stats::CaptureStats;
+use crate::tracker::{Tracker, TrackerConfig};
+use arrow::array::RecordBatch;
+use podwire_schemas::Table;
+use podwire_schemas::connections::ConnectionsBuilder;
+use podwire_schemas::dns::DnsBuilder;
+use podwire_schemas::packets::PacketsBuilder;
+
+/// Where finished batches go: Parquet through enrichment (standalone), Kafka (agents), memory
+/// (tests).
+pub trait BatchSink {
+    /// Takes one batch of `table`.
+    ///
+    /// # Errors
+    /// A message saying what failed; the pipeline stops and reports it.
+    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String>;
+}
+
+/// Collects batches in memory.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    /// Batches by table, in arrival order.
+    pub batches: Vec<(Table, RecordBatch)>,
+}
+
+impl BatchSink for MemorySink {
+    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
+        self.batches.push((table, batch));
+        Ok(())
+    }
+}
+
+impl MemorySink {
+    /// The batches of one table.
+    pub fn table(&self, table: Table) -> impl Iterator<Item = &RecordBatch> {
+        self.batches.iter().filter(move |(t, _)| *t == table).map(|(_, b)| b)
+    }
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Tracker settings.
+    pub tracker: TrackerConfig,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { tracker: TrackerConfig::default(), batch_rows: 64 * 1024 }
+    }
+}
+
+/// Fragments of a datagram that is not complete after this long are dropped.
+const FRAGMENT_TIMEOUT_NS: i64 = 30_000_000_000;
+
+/// The capture pipeline over one sink.
+#[derive(Debug)]
+pub struct Pipeline<S> {
+    decoder: Decoder,
+    tracker: Tracker,
+    conns: ConnectionsBuilder,
+    dns: DnsBuilder,
+    packets: PacketsBuilder,
+    batch_rows: usize,
+    stats: CaptureStats,
+    sink: S,
+    sink_error: Option<String>,
+}
+
+impl<S: BatchSink> Pipeline<S> {
+    /// A pipeline writing to `sink`.
+    pub fn new(config: PipelineConfig, sink: S) -> Self {
+        Pipeline {
+            decoder: Decoder::new(),
+            tracker: Tracker::new(config.tracker),
+            conns: ConnectionsBuilder::default(),
+            dns: DnsBuilder::new(),
+            packets: PacketsBuilder::default(),
+            batch_rows: config.batch_rows.max(1),
+            stats: CaptureStats::default(),
+            sink,
+            sink_error: None,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &CaptureStats {
+        &self.stats
+    }
+
+    /// The sink's first error, if any (the pipeline stops writing after it).
+    pub fn sink_error(&self) -> Option<&str> {
+        self.sink_error.as_deref()
+    }
+
+    /// Handles one frame.
+    pub fn on_frame(&mut self, frame: Frame<'_>) {
+        self.stats.frames += 1;
+        self.stats.frame_bytes += frame.data.len() as u64;
+        match self.decoder.decode(frame.link, frame.data, frame.ts_ns) {
+            Ok(pkt) => {
+                self.stats.frames_tracked += u64::from(pkt.packets);
+                self.tracker.on_packet(frame.ts_ns, &pkt);
+            }
+            Err(Skip::FragmentHeld) => {}
+            Err(skip) => *self.stats.skipped.entry(skip).or_default() += 1,
+        }
+        if self.stats.frames % 65_536 == 0 {
+            self.decoder.expire_fragments(self.tracker.now_ns(), FRAGMENT_TIMEOUT_NS);
+        }
+        if self.tracker.out.len() + self.tracker.packets_out.len() + self.tracker.dns.out.len()
+            >= self.batch_rows
+        {
+            self.drain(false);
+        }
+    }
+
+    fn drain(&mut self, flush: bool) {
+        let dropped = self.decoder.take_dropped_fragments();
+        if dropped > 0 {
+            *self.stats.skipped.entry(Skip::BadFragment).or_default() += dropped;
+        }
+        for r in self.tracker.out.drain(..) {
+            if r.is_final {
+                *self.stats.outcomes.entry(r.outcome).or_default() += 1;
+            }
+            self.conns.append(&r);
+        }
+        for r in self.tracker.dns.out.drain(..) {
+            self.dns.append(&r);
+        }
+        for r in self.tracker.packets_out.drain(..) {
+            self.packets.append(&r);
+        }
+        self.stats.tracker = self.tracker.stats;
+        self.stats.dns_parse_errors = self.tracker.dns.parse_errors;
+        if flush || self.conns.len() >= self.batch_rows {
+            self.stats.connection_rows += self.conns.len() as u64;
+            let b = self.conns.finish();
+            self.emit(Table::Connections, b);
+        }
+        if flush || self.dns.len() >= self.batch_rows {
+            self.stats.dns_rows += self.dns.len() as u64;
+            let b = self.dns.finish();
+            self.emit(Table::Dns, b);
+        }
+        if flush || self.packets.len() >= self.batch_rows {
+            self.stats.packet_rows += self.packets.len() as u64;
+            let b = self.packets.finish();
+            self.emit(Table::Packets, b);
+        }
+    }
+
+    fn emit(&mut self, table: Table, batch: Result<RecordBatch, arrow::error::ArrowError>) {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                self.sink_error.get_or_insert(format!("building a {} batch: {e}", table.name()));
+                return;
+            }
+        };
+        if batch.num_rows() == 0 || self.sink_error.is_some() {
+            return;
+        }
+        if let Err(e) = self.sink.write(table, batch) {
+            self.sink_error = Some(e);
+        }
+    }
+
+    /// Ends the input: finishes every connection, flushes all rows, and returns the sink and
+    /// the counters.
+    ///
+    /// # Errors
+    /// The sink's first error.
+    pub fn finish(mut self) -> Result<(S, CaptureStats), crate::Error> {
+        self.tracker.sweep(true);
+        self.decoder.drain_fragments();
+        self.drain(true);
+        match self.sink_error {
+            Some(e) => Err(crate::Error::Sink(e)),
+            None => Ok((self.sink, self.stats)),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The ingest crate's errors.
+use std::path::PathBuf;
+
+/// Errors of enrichment and the store writer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The inventory file is not what `kubectl get ... -o json|yaml` prints.
+    #[error(
+        "inventory `{}`: {what}; make it with `kubectl get pods,services,nodes -A -o json > FILE`",
+        path.display()
+    )]
+    Inventory {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// A batch does not have the columns enrichment needs (a bug, or a foreign batch).
+    #[error("batch of `{table}` lacks column `{column}`")]
+    MissingColumn {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: String,
+    },
+    /// Arrow failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+impl Error {
+    /// True for errors that may go away on retry (I/O on the store).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Io { .. })
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

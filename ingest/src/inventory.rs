@@ -1,0 +1,359 @@
+//! Pod metadata from an inventory file: what `kubectl get pods,services,nodes -A -o json` (or
+//! `-o yaml`) prints, optionally with ReplicaSets, Jobs, StatefulSets and DaemonSets in the same
+//! list. It becomes a time-aware index from IP to identity.
+//!
+//! - Pods (not `hostNetwork`: those share the node's IP, which names the node) by every pod IP,
+//!   valid from creation until deletion, or until the last container finished for a Succeeded or
+//!   Failed pod: a completed Job pod that keeps its IP does not take the name of a newer pod that
+//!   reuses it.
+//! - Workload through ownerReferences: ReplicaSet → Deployment (from the listed ReplicaSet, or
+//!   when ReplicaSets are not listed, by stripping the `pod-template-hash` suffix), StatefulSet,
+//!   DaemonSet, Job → CronJob (from the listed Job, or a Job named `<cronjob>-<8+ digits>`).
+//!   A pod without an owner is its own workload (kind `Pod`).
+//! - Service of a pod: the first service (by name) in its namespace whose selector matches the
+//!   pod's labels. ClusterIPs are named by their service.
+//! - Nodes by their InternalIP and ExternalIP addresses.
+use crate::error::{Error, Result};
+use hashbrown::HashMap;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use podwire_schemas::EndpointMeta;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Who held an IP during `[from_ns, to_ns)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The metadata; `name` is the pod's or service's name, `''` for a node address.
+    pub meta: EndpointMeta,
+    /// Start of validity, ns since the epoch (`i64::MIN` when unknown).
+    pub from_ns: i64,
+    /// End of validity (`i64::MAX` while it lasts).
+    pub to_ns: i64,
+}
+
+/// The IP → identity index.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    by_ip: HashMap<IpAddr, Vec<Identity>>,
+    /// Objects read, by kind.
+    pub counts: BTreeMap<String, usize>,
+}
+
+fn time_ns(t: &Option<Time>) -> Option<i64> {
+    t.as_ref().map(|t| i64::try_from(t.0.as_nanosecond()).unwrap_or(i64::MAX))
+}
+
+fn controller(refs: &Option<Vec<OwnerReference>>) -> Option<&OwnerReference> {
+    let refs = refs.as_ref()?;
+    refs.iter().find(|r| r.controller == Some(true)).or_else(|| refs.first())
+}
+
+/// `report-29000000` → `report`: CronJobs name their Jobs after the scheduled minute.
+fn cronjob_of_job_name(job: &str) -> Option<&str> {
+    let (prefix, suffix) = job.rsplit_once('-')?;
+    (suffix.len() >= 8 && suffix.bytes().all(|b| b.is_ascii_digit()) && !prefix.is_empty())
+        .then_some(prefix)
+}
+
+impl Inventory {
+    /// Reads an inventory file (JSON or YAML, a `List` or a single object).
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Inventory`] naming what is wrong.
+    pub fn from_file(path: &Path) -> Result<Inventory> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| Error::Io { path: path.into(), source })?;
+        Self::from_text(&text).map_err(|what| Error::Inventory { path: path.into(), what })
+    }
+
+    /// Parses inventory text (JSON or YAML).
+    ///
+    /// # Errors
+    /// A message saying what is wrong.
+    pub fn from_text(text: &str) -> std::result::Result<Inventory, String> {
+        let value: serde_json::Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?
+        } else {
+            serde_yaml::from_str(text).map_err(|e| format!("not valid JSON or YAML: {e}"))?
+        };
+        let items = match value.get("items").and_then(|i| i.as_array()) {
+            Some(items) => items.clone(),
+            None if value.get("kind").is_some() => vec![value],
+            None => return Err("expected a `List` with `items`, or a Kubernetes object".into()),
+        };
+        let mut pods = Vec::new();
+        let mut services = Vec::new();
+        let mut nodes = Vec::new();
+        let mut replicasets = HashMap::new();
+        let mut jobs = HashMap::new();
+        let mut counts = BTreeMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let kind = item.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
+            let bad = |e: serde_json::Error| format!("item {i} (kind `{kind}`): {e}");
+            match kind.as_str() {
+                "Pod" => pods.push(serde_json::from_value::<Pod>(item).map_err(bad)?),
+                "Service" => services.push(serde_json::from_value::<Service>(item).map_err(bad)?),
+                "Node" => nodes.push(serde_json::from_value::<Node>(item).map_err(bad)?),
+                "ReplicaSet" => {
+                    let rs = serde_json::from_value::<ReplicaSet>(item).map_err(bad)?;
+                    let key = (rs.metadata.namespace.clone().unwrap_or_default(), rs.metadata.name.clone().unwrap_or_default());
+                    replicasets.insert(key, rs);
+                }
+                "Job" => {
+                    let job = serde_json::from_value::<Job>(item).map_err(bad)?;
+                    let key = (job.metadata.namespace.clone().unwrap_or_default(), job.metadata.name.clone().unwrap_or_default());
+                    jobs.insert(key, job);
+                }
+                _ => {}
+            }
+            *counts.entry(kind).or_insert(0) += 1;
+        }
+
+        let mut inv = Inventory { by_ip: HashMap::new(), counts };
+        for svc in &services {
+            let Some(spec) = &svc.spec else { continue };
+            let mut ips: Vec<&String> = spec.cluster_ips.iter().flatten().collect();
+            if let Some(ip) = &spec.cluster_ip {
+                ips.push(ip);
+            }
+            let name = svc.metadata.name.clone().unwrap_or_default();
+            let meta = EndpointMeta {
+                name: name.clone(),
+                namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+                service: name,
+                ..Default::default()
+            };
+            for ip in ips {
+                if let Ok(ip) = ip.parse::<IpAddr>() {
+                    inv.add(ip, Identity { meta: meta.clone(), from_ns: i64::MIN, to_ns: i64::MAX });
+                }
+            }
+        }
+        for node in &nodes {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            let addrs = node.status.as_ref().and_then(|s| s.addresses.as_ref());
+            for a in addrs.into_iter().flatten() {
+                if a.type_ == "InternalIP" || a.type_ == "ExternalIP" {
+                    if let Ok(ip) = a.address.parse::<IpAddr>() {
+                        let meta = EndpointMeta { node: name.clone(), ..Default::default() };
+                        inv.add(ip, Identity { meta, from_ns: i64::MIN, to_ns: i64::MAX });
+                    }
+                }
+            }
+        }
+        for pod in &pods {
+            if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+                continue;
+            }
+            let Some(status) = &pod.status else { continue };
+            let mut ips: Vec<&str> =
+                status.pod_ips.iter().flatten().map(|p| p.ip.as_str()).collect();
+            if let Some(ip) = &status.pod_ip {
+                ips.push(ip);
+            }
+            let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let (workload, workload_kind) = workload_of(pod, &replicasets, &jobs);
+            let service = service_of(pod, &services);
+            let meta = EndpointMeta {
+                name: name.clone(),
+                namespace,
+                pod: name,
+                workload,
+                workload_kind,
+                service,
+                node: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+            };
+            let from_ns = time_ns(&pod.metadata.creation_timestamp)
+                .or_else(|| time_ns(&status.start_time))
+                .unwrap_or(i64::MIN);
+            let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+            let finished_at = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.clone())
+                .filter_map(|t| time_ns(&Some(t)))
+                .max();
+            let to_ns = match (finished, finished_at) {
+                (true, Some(t)) => t,
+                _ => time_ns(&pod.metadata.deletion_timestamp).unwrap_or(i64::MAX),
+            };
+            for ip in ips {
+                if let Ok(ip) = ip.parse::<IpAddr>() {
+                    inv.add(ip, Identity { meta: meta.clone(), from_ns, to_ns });
+                }
+            }
+        }
+        Ok(inv)
+    }
+
+    fn add(&mut self, ip: IpAddr, id: Identity) {
+        let v = self.by_ip.entry(ip).or_default();
+        if !v.contains(&id) {
+            v.push(id);
+        }
+    }
+
+    /// Addresses known.
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    /// True when no address is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
+
+    /// Who held `ip` at `ts_ns`: the identity valid then (the latest-starting one if several);
+    /// when none was valid then, the one whose validity is nearest in time (an inventory is a
+    /// snapshot, and a capture may predate it). Pods win over services and nodes at the same
+    /// address.
+    pub fn lookup(&self, ip: IpAddr, ts_ns: i64) -> Option<&EndpointMeta> {
+        let ids = self.by_ip.get(&ip)?;
+        let distance = |id: &Identity| -> i64 {
+            if ts_ns < id.from_ns {
+                id.from_ns.saturating_sub(ts_ns)
+            } else if ts_ns >= id.to_ns {
+                ts_ns.saturating_sub(id.to_ns).saturating_add(1)
+            } else {
+                0
+            }
+        };
+        ids.iter()
+            .min_by_key(|id| (distance(id), id.meta.pod.is_empty(), std::cmp::Reverse(id.from_ns)))
+            .map(|id| &id.meta)
+    }
+}
+
+fn workload_of(
+    pod: &Pod,
+    replicasets: &HashMap<(String, String), ReplicaSet>,
+    jobs: &HashMap<(String, String), Job>,
+) -> (String, String) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let Some(owner) = controller(&pod.metadata.owner_references) else {
+        return (pod.metadata.name.clone().unwrap_or_default(), "Pod".into());
+    };
+    match owner.kind.as_str() {
+        "ReplicaSet" => {
+            if let Some(rs) = replicasets.get(&(ns, owner.name.clone())) {
+                if let Some(d) = controller(&rs.metadata.owner_references) {
+                    return (d.name.clone(), d.kind.clone());
+                }
+                return (owner.name.clone(), "ReplicaSet".into());
+            }
+            let hash = pod.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash"));
+            match hash.and_then(|h| owner.name.strip_suffix(h.as_str())?.strip_suffix('-')) {
+                Some(deploy) => (deploy.to_string(), "Deployment".into()),
+                None => (owner.name.clone(), "ReplicaSet".into()),
+            }
+        }
+        "Job" => {
+            if let Some(job) = jobs.get(&(ns, owner.name.clone())) {
+                if let Some(c) = controller(&job.metadata.owner_references) {
+                    return (c.name.clone(), c.kind.clone());
+                }
+                return (owner.name.clone(), "Job".into());
+            }
+            match cronjob_of_job_name(&owner.name) {
+                Some(cron) => (cron.to_string(), "CronJob".into()),
+                None => (owner.name.clone(), "Job".into()),
+            }
+        }
+        _ => (owner.name.clone(), owner.kind.clone()),
+    }
+}
+
+fn service_of(pod: &Pod, services: &[Service]) -> String {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+    let labels = pod.metadata.labels.as_ref();
+    let mut matching: Vec<&str> = services
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref().unwrap_or("") == ns)
+        .filter(|s| {
+            let Some(sel) = s.spec.as_ref().and_then(|sp| sp.selector.as_ref()) else {
+                return false;
+            };
+            !sel.is_empty() && sel.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
+    matching.sort_unstable();
+    matching.first().map(|s| s.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST: &str = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-5d9c8b7f6d-abcde","namespace":"shop",
+        "creationTimestamp":"2026-01-01T00:00:00Z","labels":{"app":"web","pod-template-hash":"5d9c8b7f6d"},
+        "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-5d9c8b7f6d","uid":"u1","controller":true}]},
+       "spec":{"nodeName":"node-a","containers":[]},"status":{"phase":"Running","podIP":"10.0.0.5"}},
+      {"apiVersion":"v1","kind":"Pod","metadata":{"name":"report-29000000-xyz","namespace":"batch",
+        "creationTimestamp":"2026-01-01T00:00:00Z",
+        "ownerReferences":[{"apiVersion":"batch/v1","kind":"Job","name":"report-29000000","uid":"u2","controller":true}]},
+       "spec":{"nodeName":"node-a","containers":[]},"status":{"phase":"Succeeded","podIP":"10.0.0.9",
+        "containerStatuses":[{"name":"c","image":"i","imageID":"","ready":false,"restartCount":0,
+          "state":{"terminated":{"exitCode":0,"finishedAt":"2026-01-01T01:00:00Z"}}}]}},
+      {"apiVersion":"v1","kind":"Pod","metadata":{"name":"db-0","namespace":"shop",
+        "creationTimestamp":"2026-01-01T02:00:00Z",
+        "ownerReferences":[{"apiVersion":"apps/v1","kind":"StatefulSet","name":"db","uid":"u3","controller":true}]},
+       "spec":{"nodeName":"node-b","containers":[]},"status":{"phase":"Running","podIP":"10.0.0.9"}},
+      {"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"shop"},
+       "spec":{"clusterIP":"10.96.0.20","selector":{"app":"web"}}},
+      {"apiVersion":"v1","kind":"Node","metadata":{"name":"node-a"},
+       "status":{"addresses":[{"type":"InternalIP","address":"192.168.1.10"}]}}
+    ]}"#;
+
+    fn ns(t: &str) -> i64 {
+        i64::try_from(t.parse::<jiff::Timestamp>().unwrap().as_nanosecond()).unwrap()
+    }
+
+    #[test]
+    fn names_pods_services_nodes_and_workloads() {
+        let inv = Inventory::from_text(LIST).unwrap();
+        let t = ns("2026-01-01T00:30:00Z");
+        let web = inv.lookup("10.0.0.5".parse().unwrap(), t).unwrap();
+        assert_eq!(web.pod, "web-5d9c8b7f6d-abcde");
+        assert_eq!((web.workload.as_str(), web.workload_kind.as_str()), ("web", "Deployment"));
+        assert_eq!(web.service, "web");
+        assert_eq!(web.node, "node-a");
+        let svc = inv.lookup("10.96.0.20".parse().unwrap(), t).unwrap();
+        assert_eq!((svc.name.as_str(), svc.service.as_str(), svc.pod.as_str()), ("web", "web", ""));
+        let node = inv.lookup("192.168.1.10".parse().unwrap(), t).unwrap();
+        assert_eq!((node.name.as_str(), node.node.as_str()), ("", "node-a"));
+    }
+
+    #[test]
+    fn completed_job_pod_keeps_its_ip_only_until_it_finished() {
+        let inv = Inventory::from_text(LIST).unwrap();
+        let ip = "10.0.0.9".parse().unwrap();
+        let during = inv.lookup(ip, ns("2026-01-01T00:30:00Z")).unwrap();
+        assert_eq!(during.pod, "report-29000000-xyz");
+        assert_eq!((during.workload.as_str(), during.workload_kind.as_str()), ("report", "CronJob"));
+        let after = inv.lookup(ip, ns("2026-01-01T03:00:00Z")).unwrap();
+        assert_eq!(after.pod, "db-0");
+        assert_eq!(after.workload_kind, "StatefulSet");
+        // Between the Job's end and db-0's start: the nearest in time (the Job, 30 min away).
+        let gap = inv.lookup(ip, ns("2026-01-01T01:30:00Z")).unwrap();
+        assert_eq!(gap.pod, "report-29000000-xyz");
+    }
+
+    #[test]
+    fn yaml_is_accepted_and_garbage_is_explained() {
+        let yaml = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: a, namespace: b}\n  spec: {clusterIP: 10.1.2.3}\n";
+        let inv = Inventory::from_text(yaml).unwrap();
+        assert_eq!(inv.lookup("10.1.2.3".parse().unwrap(), 0).unwrap().name, "a");
+        let err = Inventory::from_text("[1,2").unwrap_err();
+        assert!(err.contains("not valid"), "{err}");
+        let err = Inventory::from_text("{\"foo\": 1}").unwrap_err();
+        assert!(err.contains("List"), "{err}");
+    }
+}

@@ -1,0 +1,168 @@
+//! `podwire standalone`: capture files → tracker → enrichment → Parquet, in one process.
+use crate::cli::{StandaloneArgs, TrackerArgs};
+use anyhow::Context as _;
+use arrow::array::RecordBatch;
+use indicatif::{ProgressBar, ProgressStyle};
+use podwire_capture::pipeline::{BatchSink, Pipeline, PipelineConfig};
+use podwire_capture::source::PcapFile;
+use podwire_capture::stats::CaptureStats;
+use podwire_capture::tracker::TrackerConfig;
+use podwire_ingest::enrich::Enricher;
+use podwire_ingest::inventory::Inventory;
+use podwire_ingest::store::{StoreConfig, StoreWriter, WriteStats};
+use podwire_schemas::Table;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Enriches batches and hands them to the store writer; optionally keeps the connection
+/// batches for the caller.
+pub(crate) struct StoreSink {
+    enricher: Option<Enricher>,
+    writer: StoreWriter,
+    keep: Option<Vec<RecordBatch>>,
+}
+
+impl BatchSink for StoreSink {
+    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
+        let batch = match &self.enricher {
+            Some(e) => e.enrich(table, &batch).map_err(|e| e.to_string())?,
+            None => batch,
+        };
+        if let (Some(keep), Table::Connections) = (&mut self.keep, table) {
+            keep.push(batch.clone());
+        }
+        self.writer.write(table, &batch).map_err(|e| e.to_string())
+    }
+}
+
+/// What a run did.
+pub(crate) struct Report {
+    pub(crate) stats: CaptureStats,
+    pub(crate) written: WriteStats,
+    pub(crate) connections: Vec<RecordBatch>,
+}
+
+pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
+    let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    TrackerConfig {
+        node: t.node.clone(),
+        active_timeout_ns: ns(t.active_timeout),
+        udp_idle_timeout_ns: ns(t.udp_timeout),
+        tcp_idle_timeout_ns: ns(t.tcp_timeout),
+        max_connections: t.max_connections.max(16),
+        packets_table: t.packets,
+        ..TrackerConfig::default()
+    }
+}
+
+/// A file prefix derived from the inputs: the same inputs rewrite the same files.
+fn file_prefix(files: &[PcapFile]) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for f in files {
+        let name = f.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for b in name.bytes().chain(f.len.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    format!("standalone-{h:016x}")
+}
+
+pub(crate) fn run(args: &StandaloneArgs) -> anyhow::Result<Report> {
+    run_files(&args.pcap, args.inventory.as_deref(), &args.store, &args.tracker, false)
+}
+
+pub(crate) fn run_files(
+    pcaps: &[PathBuf],
+    inventory: Option<&Path>,
+    store: &Path,
+    tracker: &TrackerArgs,
+    keep_connections: bool,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let files = pcaps.iter().map(|p| PcapFile::new(p)).collect::<Result<Vec<_>, _>>()?;
+    let enricher = match inventory {
+        Some(path) => {
+            let inv = Inventory::from_file(path)?;
+            tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
+            Some(Enricher::new(inv))
+        }
+        None => None,
+    };
+    std::fs::create_dir_all(store)
+        .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
+    let writer = StoreWriter::new(StoreConfig::new(store, &file_prefix(&files)));
+    let sink = StoreSink { enricher, writer, keep: keep_connections.then(Vec::new) };
+    let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, sink);
+
+    let total: u64 = files.iter().map(|f| f.len).sum();
+    let bar = if std::io::stderr().is_terminal() && !quiet_logs() {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} {bar:30} {percent}% {msg} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut done_bytes = 0u64;
+    let mut capture_error = None;
+    for file in &files {
+        bar.set_message(file.path().display().to_string());
+        let result = file.for_each(|frame| {
+            pipeline.on_frame(frame);
+            if pipeline.stats().frames % 8192 == 0 {
+                bar.set_position(done_bytes + frame.offset);
+            }
+        });
+        done_bytes += file.len;
+        if let Err(e) = result {
+            capture_error = Some(e);
+            break;
+        }
+        if let Some(e) = pipeline.sink_error() {
+            anyhow::bail!("writing the store failed: {e}");
+        }
+    }
+    bar.finish_and_clear();
+    let (sink, stats) = pipeline.finish().context("writing the store failed")?;
+    let keep = sink.keep.unwrap_or_default();
+    let written = sink.writer.finish().context("writing the store failed")?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        packets = stats.frames,
+        connections = stats.connections(),
+        dns = stats.dns_rows,
+        files = written.files.values().sum::<u64>(),
+        seconds = elapsed.as_secs_f64(),
+        store = %store.display(),
+        "Capture processed."
+    );
+    if !quiet_logs() {
+        eprintln!("{stats}");
+        eprintln!(
+            "wrote {} files, {} bytes to {} in {:.2} s",
+            written.files.values().sum::<u64>(),
+            written.bytes,
+            store.display(),
+            elapsed.as_secs_f64()
+        );
+    }
+    if let Some(e) = capture_error {
+        return Err(anyhow::Error::new(e)
+            .context("the capture stopped early (the rows read before the error were written)"));
+    }
+    Ok(Report { stats, written, connections: keep })
+}
+
+fn quiet_logs() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Set once from `--quiet`.
+pub(crate) static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -154,7 +154,7 @@ pub enum TunnelKind {
 pub struct Segment {
     /// Innermost tunnel.
     pub tunnel: TunnelKind,
-    /// VXLAN/Geneve VNI, GRE key, ERSPAN session id; 0 otherwise.
+    /// VXLAN/Geneve VNI; 0 otherwise (GRE keys and ERSPAN sessions differ per direction).
     pub vni: u32,
     /// VLAN ids of the innermost Ethernet frame, outer first; 0 = absent.
     pub vlan: [u16; 2],
@@ -343,14 +343,18 @@ impl Decoder {
                 &frame[4..]
             }
         };
-        self.decode_ip(ip, segment, 0, ts_ns)
+        self.decode_ip(ip, segment, 0, u64::MAX, ts_ns)
     }
 
+    /// Decodes an IP packet. `max_len` is what the enclosing header (a tunnel's UDP or IP
+    /// length) says the packet can occupy: an inner header claiming more is clamped to it, as
+    /// tshark does.
     fn decode_ip<'s>(
         &'s mut self,
         data: &'s [u8],
         mut segment: Segment,
         depth: u8,
+        max_len: u64,
         ts_ns: i64,
     ) -> Result<Packet<'s>, Skip> {
         if depth > MAX_ENCAP_DEPTH {
@@ -378,6 +382,7 @@ impl Decoder {
         } else {
             ip_bytes
         };
+        let ip_bytes = ip_bytes.min(max_len).max(header_len);
         let transport_len = ip_bytes - header_len;
 
         if payload.fragmented {
@@ -414,12 +419,16 @@ impl Decoder {
         match proto {
             IpNumber::IPV4 | IpNumber::IPV6 => {
                 segment = Segment { tunnel: TunnelKind::IpInIp, vni: 0, vlan: [0, 0] };
-                return self.decode_ip(body, segment, depth + 1, ts_ns);
+                return self.decode_ip(body, segment, depth + 1, transport_len, ts_ns);
             }
             IpNumber::GRE => {
-                let (ether_type, off, kind, id) = gre(body)?;
-                segment = Segment { tunnel: kind, vni: id, vlan: [0, 0] };
-                return self.decode_inner(ether_type, &body[off..], segment, depth, ts_ns);
+                let (ether_type, off, kind) = gre(body)?;
+                // GRE keys differ per direction in practice (VMware), so they are not part of
+                // the segment.
+                segment = Segment { tunnel: kind, vni: 0, vlan: [0, 0] };
+                let inner = body.get(off..).ok_or(Skip::BadTransport)?;
+                let max = transport_len.saturating_sub(off as u64);
+                return self.decode_inner(ether_type, inner, segment, depth, max, ts_ns);
             }
             _ => {}
         }
@@ -427,7 +436,9 @@ impl Decoder {
         if let Transport::Udp { dport, payload, .. } = transport {
             if let Some((ether_type, off, kind, vni)) = udp_tunnel(dport, payload) {
                 segment = Segment { tunnel: kind, vni, vlan: [0, 0] };
-                return self.decode_inner(ether_type, &payload[off..], segment, depth, ts_ns);
+                let inner = payload.get(off..).ok_or(Skip::BadTransport)?;
+                let max = payload_len.saturating_sub(off as u64);
+                return self.decode_inner(ether_type, inner, segment, depth, max, ts_ns);
             }
         }
         Ok(Packet {
@@ -442,12 +453,14 @@ impl Decoder {
     }
 
     /// Decodes what a tunnel carries: an Ethernet frame (`ether_type` 0x6558) or an IP packet.
+    /// `max_len` is the tunnel payload's length by the enclosing headers.
     fn decode_inner<'s>(
         &'s mut self,
         ether_type: u16,
         data: &'s [u8],
         mut segment: Segment,
         depth: u8,
+        max_len: u64,
         ts_ns: i64,
     ) -> Result<Packet<'s>, Skip> {
         let net = if ether_type == TEB {
@@ -455,8 +468,16 @@ impl Decoder {
         } else {
             walk_ether_type(data, 0, ether_type, &mut segment)?
         };
+        if segment.tunnel == TunnelKind::Erspan {
+            // A mirror session sees a routed flow on several VLANs (in and out): the inner VLAN
+            // does not identify the connection there.
+            segment.vlan = [0, 0];
+        }
         match net {
-            Net::Ip(off) => self.decode_ip(&data[off..], segment, depth + 1, ts_ns),
+            Net::Ip(off) => {
+                let max = max_len.saturating_sub(off as u64);
+                self.decode_ip(&data[off..], segment, depth + 1, max, ts_ns)
+            }
             Net::NotIp => Err(Skip::NotIp),
         }
     }
@@ -535,8 +556,8 @@ fn v6_fragment(v6: &etherparse::LaxIpv6Slice<'_>) -> Option<(u32, etherparse::Ip
     None
 }
 
-/// Parses a GRE header: (payload ether type, payload offset, tunnel kind, key or session id).
-fn gre(d: &[u8]) -> Result<(u16, usize, TunnelKind, u32), Skip> {
+/// Parses a GRE header: (payload ether type, payload offset, tunnel kind).
+fn gre(d: &[u8]) -> Result<(u16, usize, TunnelKind), Skip> {
     let flags = be16(d, 0).ok_or(Skip::BadTransport)?;
     let proto = be16(d, 2).ok_or(Skip::BadTransport)?;
     if flags & 0x7 != 0 {
@@ -547,10 +568,8 @@ fn gre(d: &[u8]) -> Result<(u16, usize, TunnelKind, u32), Skip> {
     if flags & 0x8000 != 0 {
         off += 4; // checksum + reserved
     }
-    let mut key = 0;
     if flags & 0x2000 != 0 {
-        key = be32(d, off).ok_or(Skip::BadTransport)?;
-        off += 4;
+        off += 4; // key
     }
     let seq_present = flags & 0x1000 != 0;
     if seq_present {
@@ -559,21 +578,16 @@ fn gre(d: &[u8]) -> Result<(u16, usize, TunnelKind, u32), Skip> {
     match proto {
         0x88BE => {
             // ERSPAN type II has an 8-byte header when the GRE sequence bit is set; type I none.
-            if seq_present {
-                let session = be16(d, off + 2).ok_or(Skip::BadTransport)? & 0x3ff;
-                Ok((TEB, off + 8, TunnelKind::Erspan, u32::from(session)))
-            } else {
-                Ok((TEB, off, TunnelKind::Erspan, 0))
-            }
+            let len = if seq_present { 8 } else { 0 };
+            Ok((TEB, off + len, TunnelKind::Erspan))
         }
         0x22EB => {
             // ERSPAN type III: 12 bytes, plus 8 of platform-specific subheader when O is set.
-            let session = be16(d, off + 2).ok_or(Skip::BadTransport)? & 0x3ff;
             let o_bit = d.get(off + 11).ok_or(Skip::BadTransport)? & 0x1;
             let len = if o_bit != 0 { 20 } else { 12 };
-            Ok((TEB, off + len, TunnelKind::Erspan, u32::from(session)))
+            Ok((TEB, off + len, TunnelKind::Erspan))
         }
-        TEB | 0x0800 | 0x86DD | 0x8100 | 0x88A8 => Ok((proto, off, TunnelKind::Gre, key)),
+        TEB | 0x0800 | 0x86DD | 0x8100 | 0x88A8 => Ok((proto, off, TunnelKind::Gre)),
         _ => Err(Skip::UnknownTunnel),
     }
 }

@@ -15,7 +15,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create `{}`", input.display()))?;
     let pcap = input.join("scene.pcap");
     let inventory = input.join("inventory.json");
-    std::fs::write(&pcap, SCENE_PCAP).with_context(|| format!("cannot write `{}`", pcap.display()))?;
+    std::fs::write(&pcap, SCENE_PCAP)
+        .with_context(|| format!("cannot write `{}`", pcap.display()))?;
     std::fs::write(&inventory, SCENE_INVENTORY)
         .with_context(|| format!("cannot write `{}`", inventory.display()))?;
     let tracker = TrackerArgs {
@@ -26,7 +27,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         tcp_timeout: std::time::Duration::from_secs(900),
         max_connections: 500_000,
     };
-    let report = crate::standalone::run_files(&[pcap], Some(&inventory), &args.store, &tracker, true)?;
+    let report =
+        crate::standalone::run_files(&[pcap], Some(&inventory), &args.store, &tracker, true)?;
     println!("{}", listing(&report.connections));
     println!(
         "The store is in `{}`. Query it with DuckDB, for example:\n  duckdb -c \"SELECT src_name, dst_name, dst_port, outcome FROM read_parquet('{}/connections/**/*.parquet', hive_partitioning=true)\"",
@@ -63,7 +65,8 @@ fn listing(batches: &[RecordBatch]) -> String {
         let port = b.column_by_name(col::DST_PORT).map(|c| c.as_primitive::<Int32Type>().clone());
         let sp = b.column_by_name(col::SRC_PACKETS).map(|c| c.as_primitive::<Int64Type>().clone());
         let dp = b.column_by_name(col::DST_PACKETS).map(|c| c.as_primitive::<Int64Type>().clone());
-        let rtt = b.column_by_name(col::HANDSHAKE_RTT_US).map(|c| c.as_primitive::<Int64Type>().clone());
+        let rtt =
+            b.column_by_name(col::HANDSHAKE_RTT_US).map(|c| c.as_primitive::<Int64Type>().clone());
         let (Some(final_), Some(proto), Some(outcome), Some(port), Some(sp), Some(dp), Some(rtt)) =
             (final_, proto, outcome, port, sp, dp, rtt)
         else {

@@ -5,11 +5,10 @@ use arrow::array::RecordBatch;
 use indicatif::{ProgressBar, ProgressStyle};
 use podwire_capture::pipeline::{BatchSink, Pipeline, PipelineConfig};
 use podwire_capture::source::PcapFile;
-use podwire_capture::stats::CaptureStats;
 use podwire_capture::tracker::TrackerConfig;
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::Inventory;
-use podwire_ingest::store::{StoreConfig, StoreWriter, WriteStats};
+use podwire_ingest::store::{StoreConfig, StoreWriter};
 use podwire_schemas::Table;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -36,10 +35,8 @@ impl BatchSink for StoreSink {
     }
 }
 
-/// What a run did.
+/// What a run made that callers use: the enriched connection batches, when asked for.
 pub(crate) struct Report {
-    pub(crate) stats: CaptureStats,
-    pub(crate) written: WriteStats,
     pub(crate) connections: Vec<RecordBatch>,
 }
 
@@ -60,7 +57,8 @@ pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
 fn file_prefix(files: &[PcapFile]) -> String {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     for f in files {
-        let name = f.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name =
+            f.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for b in name.bytes().chain(f.len.to_le_bytes()) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x100_0000_01b3);
@@ -116,7 +114,7 @@ pub(crate) fn run_files(
         bar.set_message(file.path().display().to_string());
         let result = file.for_each(|frame| {
             pipeline.on_frame(frame);
-            if pipeline.stats().frames % 8192 == 0 {
+            if pipeline.stats().frames.is_multiple_of(8192) {
                 bar.set_position(done_bytes + frame.offset);
             }
         });
@@ -157,7 +155,7 @@ pub(crate) fn run_files(
         return Err(anyhow::Error::new(e)
             .context("the capture stopped early (the rows read before the error were written)"));
     }
-    Ok(Report { stats, written, connections: keep })
+    Ok(Report { connections: keep })
 }
 
 fn quiet_logs() -> bool {

@@ -72,11 +72,13 @@ pub enum Skip {
     TooDeep,
     /// A GRE or tunnel header podwire does not decode.
     UnknownTunnel,
+    /// An ICMP error whose quoted IP header cannot be read (so no connection to put it on).
+    UnreadableIcmpQuote,
 }
 
 impl Skip {
     /// Every reason, in report order.
-    pub const ALL: [Skip; 9] = [
+    pub const ALL: [Skip; 10] = [
         Skip::NotIp,
         Skip::TruncatedLink,
         Skip::BadIp,
@@ -86,6 +88,7 @@ impl Skip {
         Skip::BadFragment,
         Skip::TooDeep,
         Skip::UnknownTunnel,
+        Skip::UnreadableIcmpQuote,
     ];
 
     /// Stable snake_case name (metric label, summary key).
@@ -100,6 +103,7 @@ impl Skip {
             Skip::BadFragment => "bad_fragment",
             Skip::TooDeep => "too_many_encapsulations",
             Skip::UnknownTunnel => "unknown_tunnel",
+            Skip::UnreadableIcmpQuote => "unreadable_icmp_quote",
         }
     }
 
@@ -115,6 +119,7 @@ impl Skip {
             Skip::BadFragment => "IP fragments never reassembled",
             Skip::TooDeep => "more nested encapsulations than supported",
             Skip::UnknownTunnel => "tunnel header not decoded",
+            Skip::UnreadableIcmpQuote => "ICMP errors quoting an unreadable header",
         }
     }
 
@@ -122,7 +127,11 @@ impl Skip {
     pub fn is_malformed(self) -> bool {
         matches!(
             self,
-            Skip::TruncatedLink | Skip::BadIp | Skip::BadTransport | Skip::BadFragment
+            Skip::TruncatedLink
+                | Skip::BadIp
+                | Skip::BadTransport
+                | Skip::BadFragment
+                | Skip::UnreadableIcmpQuote
         )
     }
 }
@@ -131,7 +140,7 @@ impl Skip {
 pub const MAX_ENCAP_DEPTH: u8 = 4;
 
 /// Kinds of tunnel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub enum TunnelKind {
     /// Not tunnelled.
     #[default]
@@ -150,7 +159,7 @@ pub enum TunnelKind {
 
 /// The network segment a packet was seen on: innermost tunnel and VLAN tags. Part of the
 /// connection key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Segment {
     /// Innermost tunnel.
     pub tunnel: TunnelKind,
@@ -433,23 +442,15 @@ impl Decoder {
             _ => {}
         }
         let (transport, payload_len) = transport(proto, body, transport_len)?;
-        if let Transport::Udp { dport, payload, .. } = transport {
-            if let Some((ether_type, off, kind, vni)) = udp_tunnel(dport, payload) {
-                segment = Segment { tunnel: kind, vni, vlan: [0, 0] };
-                let inner = payload.get(off..).ok_or(Skip::BadTransport)?;
-                let max = payload_len.saturating_sub(off as u64);
-                return self.decode_inner(ether_type, inner, segment, depth, max, ts_ns);
-            }
+        if let Transport::Udp { dport, payload, .. } = transport
+            && let Some((ether_type, off, kind, vni)) = udp_tunnel(dport, payload)
+        {
+            segment = Segment { tunnel: kind, vni, vlan: [0, 0] };
+            let inner = payload.get(off..).ok_or(Skip::BadTransport)?;
+            let max = payload_len.saturating_sub(off as u64);
+            return self.decode_inner(ether_type, inner, segment, depth, max, ts_ns);
         }
-        Ok(Packet {
-            src,
-            dst,
-            segment,
-            packets: 1,
-            ip_bytes,
-            payload_len,
-            transport,
-        })
+        Ok(Packet { src, dst, segment, packets: 1, ip_bytes, payload_len, transport })
     }
 
     /// Decodes what a tunnel carries: an Ethernet frame (`ether_type` 0x6558) or an IP packet.
@@ -495,7 +496,8 @@ fn be32(d: &[u8], off: usize) -> Option<u32> {
 }
 
 fn walk_ether(frame: &[u8], segment: &mut Segment) -> Result<Net, Skip> {
-    let eth = etherparse::Ethernet2HeaderSlice::from_slice(frame).map_err(|_| Skip::TruncatedLink)?;
+    let eth =
+        etherparse::Ethernet2HeaderSlice::from_slice(frame).map_err(|_| Skip::TruncatedLink)?;
     walk_ether_type(frame, 14, eth.ether_type().0, segment)
 }
 
@@ -515,7 +517,8 @@ fn walk_ether_type(
             | EtherType::PROVIDER_BRIDGING
             | EtherType::VLAN_DOUBLE_TAGGED_FRAME => {
                 let rest = frame.get(off..).ok_or(Skip::TruncatedLink)?;
-                let vlan = SingleVlanHeaderSlice::from_slice(rest).map_err(|_| Skip::TruncatedLink)?;
+                let vlan =
+                    SingleVlanHeaderSlice::from_slice(rest).map_err(|_| Skip::TruncatedLink)?;
                 if tags < 2 {
                     segment.vlan[tags] = vlan.vlan_identifier().value();
                 }
@@ -619,7 +622,11 @@ fn udp_tunnel(dport: u16, p: &[u8]) -> Option<(u16, usize, TunnelKind, u32)> {
 
 /// Parses the transport header of `data`; `transport_len` is the transport layer's length
 /// according to the IP header. Returns the transport and its payload length by the headers.
-fn transport(proto: IpNumber, data: &[u8], transport_len: u64) -> Result<(Transport<'_>, u64), Skip> {
+fn transport(
+    proto: IpNumber,
+    data: &[u8],
+    transport_len: u64,
+) -> Result<(Transport<'_>, u64), Skip> {
     let icmp_len = transport_len.saturating_sub(8);
     match proto {
         IpNumber::TCP => {
@@ -673,5 +680,63 @@ fn transport(proto: IpNumber, data: &[u8], transport_len: u64) -> Result<(Transp
             Ok((t, icmp_len))
         }
         _ => Err(Skip::OtherIpProtocol),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny deterministic generator (no dependency needed for this).
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn random_and_mutated_frames_never_panic() {
+        // A valid Ethernet/VLAN/IPv4/UDP/VXLAN/Ethernet/IPv6/TCP frame, then mutations of it.
+        let mut inner = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv6([1; 16], [2; 16], 64)
+            .tcp(1, 2, 3, 4)
+            .write(&mut inner, b"data")
+            .unwrap();
+        let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vx.extend_from_slice(&inner);
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .single_vlan(etherparse::VlanId::try_new(7).unwrap())
+            .ipv4([1, 2, 3, 4], [5, 6, 7, 8], 64)
+            .udp(1000, 4789)
+            .write(&mut frame, &vx)
+            .unwrap();
+        let mut d = Decoder::new();
+        let p = d.decode(LinkType::Ethernet, &frame, 0).unwrap();
+        assert_eq!(p.segment.tunnel, TunnelKind::Vxlan);
+        assert_eq!(p.segment.vni, 42);
+        assert_eq!(p.payload_len, 4);
+        let links = [
+            LinkType::Ethernet,
+            LinkType::LinuxSll,
+            LinkType::LinuxSll2,
+            LinkType::RawIp,
+            LinkType::Null,
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..200_000u64 {
+            let mut f = frame.clone();
+            let flips = 1 + next(&mut state) % 4;
+            for _ in 0..flips {
+                let pos = (next(&mut state) as usize) % f.len();
+                f[pos] = next(&mut state) as u8;
+            }
+            let cut = (next(&mut state) as usize) % (f.len() + 1);
+            f.truncate(cut);
+            let link = links[(i % links.len() as u64) as usize];
+            let _ = d.decode(link, &f, i as i64);
+        }
     }
 }

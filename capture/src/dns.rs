@@ -1,11 +1,11 @@
 //! DNS: messages parsed with `hickory-proto`, queries matched to responses into
 //! [`DnsRecord`]s, and a time-aware index from answered addresses to the names clients resolved,
 //! which names the `dst` of later connections (`dst_dns_name`).
+use hashbrown::HashMap;
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::RData;
-use hashbrown::HashMap;
-use podwire_schemas::dns::{DnsRecord, outcome};
 use podwire_schemas::EndpointMeta;
+use podwire_schemas::dns::{DnsRecord, outcome};
 use std::net::IpAddr;
 
 const NS: i64 = 1_000_000_000;
@@ -75,6 +75,9 @@ struct Pending {
 
 #[derive(Debug, Clone)]
 struct NameEntry {
+    /// First answer of this name to this client (the name is known from then on).
+    first_ns: i64,
+    /// Latest such answer.
     answered_ns: i64,
     expires_ns: i64,
     client: IpAddr,
@@ -92,6 +95,8 @@ pub struct DnsTracker {
     /// Messages that did not parse as DNS.
     pub parse_errors: u64,
     node: String,
+    /// The name index is scanned for expired entries at most once a minute (packet time).
+    next_names_sweep_ns: i64,
 }
 
 /// Renders a response code the way dig and Kubeshark do (`NOERROR`, `NXDOMAIN`, ...).
@@ -161,7 +166,7 @@ impl DnsTracker {
         match msg.metadata.message_type {
             MessageType::Query => {
                 if self.pending.len() >= self.config.max_pending {
-                    self.expire_pending(i64::MAX, true);
+                    self.expire_oldest_pending();
                 }
                 let key =
                     TxKey { client: c.src, cport: c.sport, server: c.dst, sport: c.dport, id };
@@ -188,17 +193,19 @@ impl DnsTracker {
                         self.remember(ip, c.ts_ns, r.ttl, c.dst, &query_name);
                     }
                 }
-                let (ts_ns, query_name, query_type, outcome, conn_id) =
-                    match self.pending.remove(&key) {
-                        Some(p) => (
-                            p.carrier.ts_ns,
-                            p.query_name,
-                            p.query_type,
-                            outcome::ANSWERED,
-                            p.carrier.conn_id,
-                        ),
-                        None => (c.ts_ns, query_name, query_type, outcome::RESPONSE_ONLY, c.conn_id),
-                    };
+                let (ts_ns, query_name, query_type, outcome, conn_id) = match self
+                    .pending
+                    .remove(&key)
+                {
+                    Some(p) => (
+                        p.carrier.ts_ns,
+                        p.query_name,
+                        p.query_type,
+                        outcome::ANSWERED,
+                        p.carrier.conn_id,
+                    ),
+                    None => (c.ts_ns, query_name, query_type, outcome::RESPONSE_ONLY, c.conn_id),
+                };
                 self.out.push(DnsRecord {
                     ts_ns,
                     response_ns: Some(c.ts_ns),
@@ -243,34 +250,52 @@ impl DnsTracker {
             }
         }
         let expires_ns = ts_ns
-            .saturating_add(i64::from(ttl).saturating_mul(NS).saturating_mul(self.config.ttl_factor))
+            .saturating_add(
+                i64::from(ttl).saturating_mul(NS).saturating_mul(self.config.ttl_factor),
+            )
             .saturating_add(self.config.ttl_grace_ns);
         let entries = self.names.entry(ip).or_default();
         if let Some(e) = entries.iter_mut().find(|e| e.client == client && &*e.name == name) {
+            if ts_ns > e.expires_ns {
+                // The old answer lapsed before this one: the name is known again from now.
+                e.first_ns = ts_ns;
+            }
+            e.first_ns = e.first_ns.min(ts_ns);
             e.answered_ns = e.answered_ns.max(ts_ns);
             e.expires_ns = e.expires_ns.max(expires_ns);
             return;
         }
         if entries.len() >= 8 {
             // Keep the newest answers per address.
-            if let Some(i) = entries.iter().enumerate().min_by_key(|(_, e)| e.answered_ns).map(|(i, _)| i) {
+            if let Some(i) =
+                entries.iter().enumerate().min_by_key(|(_, e)| e.answered_ns).map(|(i, _)| i)
+            {
                 entries.swap_remove(i);
             }
         }
-        entries.push(NameEntry { answered_ns: ts_ns, expires_ns, client, name: name.into() });
+        entries.push(NameEntry {
+            first_ns: ts_ns,
+            answered_ns: ts_ns,
+            expires_ns,
+            client,
+            name: name.into(),
+        });
     }
 
     /// The name `client` most recently resolved to `ip` and that was still valid at `ts_ns`;
     /// any client's answer when this client's own is not known.
     pub fn name_for(&self, ip: IpAddr, ts_ns: i64, client: IpAddr) -> Option<&str> {
         let entries = self.names.get(&ip)?;
-        let valid = |e: &&NameEntry| e.answered_ns <= ts_ns && ts_ns <= e.expires_ns;
+        let valid = |e: &&NameEntry| e.first_ns <= ts_ns && ts_ns <= e.expires_ns;
+        // The most recent answer at or before `ts_ns`.
+        let recency =
+            |e: &&NameEntry| if e.answered_ns <= ts_ns { e.answered_ns } else { e.first_ns };
         entries
             .iter()
             .filter(valid)
             .filter(|e| e.client == client)
-            .max_by_key(|e| e.answered_ns)
-            .or_else(|| entries.iter().filter(valid).max_by_key(|e| e.answered_ns))
+            .max_by_key(recency)
+            .or_else(|| entries.iter().filter(valid).max_by_key(recency))
             .map(|e| &*e.name)
     }
 
@@ -278,7 +303,10 @@ impl DnsTracker {
     /// expired names. `all` flushes every pending query (end of input).
     pub fn expire(&mut self, now_ns: i64, all: bool) {
         self.expire_pending(now_ns, all);
-        self.expire_names(now_ns);
+        if all || now_ns >= self.next_names_sweep_ns {
+            self.expire_names(now_ns);
+            self.next_names_sweep_ns = now_ns.saturating_add(60 * NS);
+        }
     }
 
     fn expire_names(&mut self, now_ns: i64) {
@@ -286,6 +314,15 @@ impl DnsTracker {
             v.retain(|e| e.expires_ns >= now_ns);
             !v.is_empty()
         });
+    }
+
+    fn expire_oldest_pending(&mut self) {
+        let oldest = self.pending.values().map(|p| p.carrier.ts_ns).min();
+        if let Some(t) = oldest {
+            // Everything as old as the oldest query becomes `no_response`.
+            let timeout = self.config.response_timeout_ns;
+            self.expire_pending(t.saturating_add(timeout).saturating_add(1), false);
+        }
     }
 
     fn expire_pending(&mut self, now_ns: i64, all: bool) {

@@ -133,10 +133,10 @@ impl Reassembler {
     }
 
     fn drop_oldest(&mut self) {
-        if let Some(k) = self.pending.iter().min_by_key(|(_, p)| p.first_ns).map(|(k, _)| *k) {
-            if let Some(p) = self.pending.remove(&k) {
-                self.dropped += u64::from(p.packets);
-            }
+        if let Some(k) = self.pending.iter().min_by_key(|(_, p)| p.first_ns).map(|(k, _)| *k)
+            && let Some(p) = self.pending.remove(&k)
+        {
+            self.dropped += u64::from(p.packets);
         }
     }
 }

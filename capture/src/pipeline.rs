@@ -104,13 +104,16 @@ impl<S: BatchSink> Pipeline<S> {
         self.stats.frame_bytes += frame.data.len() as u64;
         match self.decoder.decode(frame.link, frame.data, frame.ts_ns) {
             Ok(pkt) => {
-                self.stats.frames_tracked += u64::from(pkt.packets);
-                self.tracker.on_packet(frame.ts_ns, &pkt);
+                if self.tracker.on_packet(frame.ts_ns, &pkt) {
+                    self.stats.frames_tracked += u64::from(pkt.packets);
+                } else {
+                    *self.stats.skipped.entry(Skip::UnreadableIcmpQuote).or_default() += 1;
+                }
             }
             Err(Skip::FragmentHeld) => {}
             Err(skip) => *self.stats.skipped.entry(skip).or_default() += 1,
         }
-        if self.stats.frames % 65_536 == 0 {
+        if self.stats.frames.is_multiple_of(65_536) {
             self.decoder.expire_fragments(self.tracker.now_ns(), FRAGMENT_TIMEOUT_NS);
         }
         if self.tracker.out.len() + self.tracker.packets_out.len() + self.tracker.dns.out.len()

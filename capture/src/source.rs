@@ -41,6 +41,11 @@ struct Interface {
 }
 
 impl PcapFile {
+    /// A capture read from memory or a stream; `name` stands for the path in errors.
+    pub fn named(name: &Path, len: u64) -> Self {
+        PcapFile { path: name.into(), len }
+    }
+
     /// Opens nothing yet; checks that the file exists.
     ///
     /// # Errors
@@ -61,14 +66,24 @@ impl PcapFile {
     /// # Errors
     /// [`Error::BadCapture`] for an empty, unrecognised or truncated file and
     /// [`Error::UnknownLinkType`]; frames before the error have been delivered.
-    pub fn for_each(&self, mut on_frame: impl FnMut(Frame<'_>)) -> Result<()> {
-        let file =
-            File::open(&self.path).map_err(|source| Error::Io { path: self.path.clone(), source })?;
-        let bad = |offset: u64, what: String| Error::BadCapture {
-            path: self.path.clone(),
-            offset,
-            what,
-        };
+    pub fn for_each(&self, on_frame: impl FnMut(Frame<'_>)) -> Result<()> {
+        let file = File::open(&self.path)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.read_from(file, on_frame)
+    }
+
+    /// Like [`Self::for_each`], reading the capture from `input` (errors name this file's path).
+    ///
+    /// # Errors
+    /// As [`Self::for_each`].
+    pub fn read_from(
+        &self,
+        input: impl std::io::Read + Send,
+        mut on_frame: impl FnMut(Frame<'_>),
+    ) -> Result<()> {
+        let file = input;
+        let bad =
+            |offset: u64, what: String| Error::BadCapture { path: self.path.clone(), offset, what };
         let mut reader = match pcap_parser::create_reader(BUFFER, file) {
             Ok(r) => r,
             Err(PcapError::Eof) => return Err(bad(0, "the file is empty".into())),
@@ -76,10 +91,12 @@ impl PcapFile {
                 return Err(bad(0, "the file ends inside the capture file header".into()));
             }
             Err(_) => {
-                let head = std::fs::read(&self.path)
-                    .map(|b| b.iter().take(4).map(|x| format!("{x:02x}")).collect::<Vec<_>>())
-                    .unwrap_or_default()
-                    .join(" ");
+                let mut head = [0u8; 4];
+                let n = std::fs::File::open(&self.path)
+                    .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+                    .unwrap_or(0);
+                let head =
+                    head[..n].iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
                 return Err(bad(
                     0,
                     format!(
@@ -151,7 +168,8 @@ impl PcapFile {
                                 });
                             };
                             let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                            let ts_ns = ts_to_ns(raw, ifc.resolution) + ifc.ts_offset * 1_000_000_000;
+                            let ts_ns =
+                                ts_to_ns(raw, ifc.resolution) + ifc.ts_offset * 1_000_000_000;
                             let n = (epb.caplen as usize).min(epb.data.len());
                             last_ts = ts_ns;
                             on_frame(Frame { ts_ns, link, data: &epb.data[..n], offset: pos });

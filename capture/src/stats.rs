@@ -51,7 +51,12 @@ impl fmt::Display for CaptureStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "packets read        {:>12}  ({} bytes)", self.frames, self.frame_bytes)?;
         writeln!(f, "packets tracked     {:>12}", self.frames_tracked)?;
-        writeln!(f, "connections         {:>12}  ({} rows incl. interim)", self.connections(), self.connection_rows)?;
+        writeln!(
+            f,
+            "connections         {:>12}  ({} rows incl. interim)",
+            self.connections(),
+            self.connection_rows
+        )?;
         for (o, n) in &self.outcomes {
             writeln!(f, "  {o:<18}{n:>12}")?;
         }
@@ -71,17 +76,17 @@ impl fmt::Display for CaptureStats {
             )?;
         }
         if t.evicted > 0 {
-            writeln!(f, "evicted (table full){:>12}  raise --max-connections", t.evicted)?;
+            writeln!(f, "evicted (full table){:>12}  raise --max-connections", t.evicted)?;
         }
         if self.dns_parse_errors > 0 {
-            writeln!(f, "port-53 payloads that are not DNS {:>6}", self.dns_parse_errors)?;
+            writeln!(f, "not DNS on port 53  {:>12}", self.dns_parse_errors)?;
         }
         if self.skipped.is_empty() {
             writeln!(f, "skipped             {:>12}", 0)?;
         } else {
             writeln!(f, "skipped             {:>12}", self.skipped_total())?;
             for (s, n) in &self.skipped {
-                writeln!(f, "  {:<18}{n:>12}  {}", s.name(), s.describe())?;
+                writeln!(f, "  {:<24}{n:>6}  {}", s.name(), s.describe())?;
             }
         }
         Ok(())

@@ -25,9 +25,7 @@ use crate::dns::{Carrier, DnsConfig, DnsTracker};
 use etherparse::LaxIpSlice;
 use hashbrown::HashMap;
 use podwire_schemas::EndpointMeta;
-use podwire_schemas::connections::{
-    ConnectionRecord, DirCounters, by, flag, outcome, protocol,
-};
+use podwire_schemas::connections::{ConnectionRecord, DirCounters, by, flag, outcome, protocol};
 use podwire_schemas::packets::{PacketRecord, TcpFields};
 use std::net::IpAddr;
 
@@ -91,19 +89,40 @@ pub struct TrackerStats {
     pub icmp_errors_unreadable: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The connection key. Addresses are stored as 128-bit integers (IPv4 mapped into IPv6 space,
+/// with the version in `proto`'s high bit) so that hashing and comparing are a few word
+/// operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
+    lo: (u128, u16),
+    hi: (u128, u16),
     proto: u8,
-    lo: (IpAddr, u16),
-    hi: (IpAddr, u16),
     segment: Segment,
+}
+
+fn ip_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
 }
 
 impl Key {
     fn new(proto: u8, a: (IpAddr, u16), b: (IpAddr, u16), segment: Segment) -> Key {
+        let v6 = u8::from(a.0.is_ipv6()) << 7;
+        let a = (ip_u128(a.0), a.1);
+        let b = (ip_u128(b.0), b.1);
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        Key { proto, lo, hi, segment }
+        Key { lo, hi, proto: proto | v6, segment }
     }
+}
+
+/// A timer: the connection `key` (while its id is `conn_id`) needs attention at `due_ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    due_ns: i64,
+    conn_id: i64,
+    key: Key,
 }
 
 const TCP: u8 = 6;
@@ -143,6 +162,8 @@ struct Conn {
     icmp_error_src: Option<IpAddr>,
     icmp_errors_row: u64,
     icmp_errors_total: u64,
+    /// Due time of this connection's one live timer (older heap entries are stale).
+    timer_due: i64,
 }
 
 fn fnv1a(h: &mut u64, bytes: &[u8]) {
@@ -199,8 +220,10 @@ fn sender_looks_like_client(sport: u16, dport: u16) -> bool {
     true
 }
 
+/// ICMP errors that say a packet did not arrive: destination unreachable, time exceeded,
+/// parameter problem (and ICMPv6 packet too big). Redirects and source quench are not.
 fn is_icmp_error(v6: bool, typ: u8) -> bool {
-    if v6 { matches!(typ, 1..=4) } else { matches!(typ, 3 | 4 | 5 | 11 | 12) }
+    if v6 { matches!(typ, 1..=4) } else { matches!(typ, 3 | 11 | 12) }
 }
 
 /// ICMP echo request/reply: (is request, is reply).
@@ -213,6 +236,10 @@ fn icmp_echo(v6: bool, typ: u8) -> (bool, bool) {
 pub struct Tracker {
     config: TrackerConfig,
     conns: HashMap<Key, Conn>,
+    /// One timer per live connection (plus stale ones, dropped when they fire). A connection's
+    /// timer is not moved on every packet: when it fires early, it is pushed again for the
+    /// connection's current deadline.
+    timers: std::collections::BinaryHeap<std::cmp::Reverse<Timer>>,
     now_ns: i64,
     next_sweep_ns: i64,
     /// DNS transactions and the resolved-name index.
@@ -235,6 +262,7 @@ impl Tracker {
         Tracker {
             config,
             conns: HashMap::new(),
+            timers: std::collections::BinaryHeap::new(),
             now_ns: i64::MIN,
             next_sweep_ns: i64::MIN,
             dns,
@@ -254,8 +282,9 @@ impl Tracker {
         self.now_ns
     }
 
-    /// Handles one decoded packet captured at `ts_ns`.
-    pub fn on_packet(&mut self, ts_ns: i64, pkt: &Packet<'_>) {
+    /// Handles one decoded packet captured at `ts_ns`. Returns false when the packet could not
+    /// be attributed to any connection (an ICMP error whose quoted header is unreadable).
+    pub fn on_packet(&mut self, ts_ns: i64, pkt: &Packet<'_>) -> bool {
         if ts_ns > self.now_ns {
             self.now_ns = ts_ns;
             if ts_ns >= self.next_sweep_ns {
@@ -268,8 +297,7 @@ impl Tracker {
             Transport::Udp { sport, dport, .. } => (UDP, sport, dport),
             Transport::Icmp { v6, typ, code, rest, body } => {
                 if is_icmp_error(v6, typ) {
-                    self.on_icmp_error(ts_ns, pkt, typ, code, body);
-                    return;
+                    return self.on_icmp_error(ts_ns, pkt, typ, code, body);
                 }
                 let (req, rep) = icmp_echo(v6, typ);
                 let id = if req || rep { u16::from_be_bytes([rest[0], rest[1]]) } else { 0 };
@@ -278,9 +306,10 @@ impl Tracker {
         };
         let key = Key::new(proto, (pkt.src, sport), (pkt.dst, dport), pkt.segment);
 
-        // Finish the connection this packet cannot belong to (timed out, or port reuse).
-        if let Some(c) = self.conns.get(&key) {
-            let stale = ts_ns - c.last_ns > self.timeout(c);
+        // The common case: one lookup, a live connection that this packet belongs to.
+        let mut found = None;
+        if let Some(c) = self.conns.get_mut(&key) {
+            let stale = ts_ns - c.last_ns > timeout_of(&self.config, c);
             let reuse = match pkt.transport {
                 Transport::Tcp { flags, seq, .. } => {
                     flags & (flag::SYN | flag::ACK) == flag::SYN
@@ -294,63 +323,47 @@ impl Tracker {
                 }
                 _ => false,
             };
-            if stale || reuse {
-                if let Some(c) = self.conns.remove(&key) {
-                    self.finish(c);
-                }
+            if !(stale || reuse) {
+                found = Some(count_packet(c, pkt, ts_ns, sport));
             }
         }
-        if !self.conns.contains_key(&key) {
-            if self.conns.len() >= self.config.max_connections {
-                self.evict();
-            }
-            let initiator_is_sender = match pkt.transport {
-                Transport::Tcp { flags, .. } => {
-                    if flags & flag::SYN != 0 {
-                        flags & flag::ACK == 0
-                    } else {
-                        sender_looks_like_client(sport, dport)
+        let (conn_id, side) = match found {
+            Some((conn_id, side, new_row)) => {
+                if new_row {
+                    // The row just opened is due before the connection's timer: move it up.
+                    let due_ns = ts_ns.saturating_add(self.config.active_timeout_ns);
+                    if let Some(c) = self.conns.get_mut(&key)
+                        && due_ns < c.timer_due
+                    {
+                        c.timer_due = due_ns;
+                        self.timers.push(std::cmp::Reverse(Timer { due_ns, conn_id, key }));
                     }
                 }
-                Transport::Udp { .. } => true,
-                Transport::Icmp { v6, typ, .. } => !icmp_echo(v6, typ).1,
-            };
-            let (ends, report_ports) = {
-                let s = (pkt.src, sport);
-                let d = (pkt.dst, dport);
-                let ends = if initiator_is_sender { [s, d] } else { [d, s] };
-                let ports = match pkt.transport {
-                    Transport::Icmp { v6, typ, code, .. } => {
-                        // Zeek's convention: type and code in the port columns; for echo the
-                        // request type.
-                        let (_, rep) = icmp_echo(v6, typ);
-                        let t = if rep { if v6 { 128 } else { 8 } } else { typ };
-                        (u16::from(t), u16::from(code))
-                    }
-                    _ => (ends[0].1, ends[1].1),
-                };
-                (ends, ports)
-            };
-            let c = self.new_conn(proto, ends, report_ports, pkt.segment, ts_ns);
-            self.conns.insert(key, c);
-        }
-        let Some(c) = self.conns.get_mut(&key) else { return };
-        let side = usize::from(!(c.ends[0] == (pkt.src, sport)));
-        c.last_ns = c.last_ns.max(ts_ns);
-        c.row_start_ns.get_or_insert(ts_ns);
-        c.row_end_ns = c.row_end_ns.max(ts_ns);
-        let d = &mut c.row[side];
-        d.packets += u64::from(pkt.packets);
-        d.bytes += pkt.ip_bytes;
-        d.payload_bytes += pkt.payload_len;
-        c.total_packets[side] += u64::from(pkt.packets);
-
-        let mut tcp_fields = None;
-        if let Transport::Tcp { flags, seq, ack, window, .. } = pkt.transport {
-            tcp_update(c, side, ts_ns, flags, seq, window, pkt.payload_len);
-            tcp_fields = Some(TcpFields { flags, seq, ack, window });
-        }
-        let conn_id = c.conn_id;
+                (conn_id, side)
+            }
+            None => {
+                // Finish the connection this packet cannot belong to (timed out, or port reuse),
+                // and start a new one.
+                if let Some(old) = self.conns.remove(&key) {
+                    self.finish(old);
+                }
+                if self.conns.len() >= self.config.max_connections {
+                    self.evict();
+                }
+                let (ends, report_ports) = orient(pkt, sport, dport);
+                let mut c = self.new_conn(proto, ends, report_ports, pkt.segment, ts_ns);
+                let (conn_id, side, _) = count_packet(&mut c, pkt, ts_ns, sport);
+                self.add_timer(key, &mut c);
+                self.conns.insert(key, c);
+                (conn_id, side)
+            }
+        };
+        let tcp_fields = match pkt.transport {
+            Transport::Tcp { flags, seq, ack, window, .. } => {
+                Some(TcpFields { flags, seq, ack, window })
+            }
+            _ => None,
+        };
 
         if self.config.packets_table {
             self.packets_out.push(PacketRecord {
@@ -390,6 +403,7 @@ impl Tracker {
                 self.dns.on_payload(carrier, payload, tcp);
             }
         }
+        true
     }
 
     fn new_conn(
@@ -431,13 +445,21 @@ impl Tracker {
             icmp_error_src: None,
             icmp_errors_row: 0,
             icmp_errors_total: 0,
+            timer_due: i64::MAX,
         }
     }
 
-    fn on_icmp_error(&mut self, ts_ns: i64, pkt: &Packet<'_>, typ: u8, code: u8, body: &[u8]) {
+    fn on_icmp_error(
+        &mut self,
+        ts_ns: i64,
+        pkt: &Packet<'_>,
+        typ: u8,
+        code: u8,
+        body: &[u8],
+    ) -> bool {
         let Some((qproto, qsrc, qdst, qsport, qdport)) = quoted_flow(body) else {
             self.stats.icmp_errors_unreadable += 1;
-            return;
+            return false;
         };
         let key = Key::new(qproto, (qsrc, qsport), (qdst, qdport), pkt.segment);
         if self.conns.contains_key(&key) {
@@ -448,8 +470,11 @@ impl Tracker {
                 self.evict();
             }
             let ends = [(qsrc, qsport), (qdst, qdport)];
-            let ports = if qproto == ICMP { (8, 0) } else { (qsport, qdport) };
-            let c = self.new_conn(qproto, ends, ports, pkt.segment, ts_ns);
+            let v6 = matches!(pkt.transport, Transport::Icmp { v6: true, .. });
+            let echo = if v6 { 128 } else { 8 };
+            let ports = if qproto == ICMP { (echo, 0) } else { (qsport, qdport) };
+            let mut c = self.new_conn(qproto, ends, ports, pkt.segment, ts_ns);
+            self.add_timer(key, &mut c);
             self.conns.insert(key, c);
         }
         if let Some(c) = self.conns.get_mut(&key) {
@@ -459,54 +484,82 @@ impl Tracker {
             c.icmp_errors_total += 1;
             c.last_ns = c.last_ns.max(ts_ns);
         }
+        true
     }
 
     fn timeout(&self, c: &Conn) -> i64 {
-        match c.proto {
-            TCP => {
-                if c.closed_ns.is_some() {
-                    self.config.tcp_close_linger_ns
-                } else if (c.sent_syn[0] || c.sent_syn[1]) && !(c.sent_synack[0] || c.sent_synack[1])
-                {
-                    self.config.tcp_handshake_timeout_ns
-                } else {
-                    self.config.tcp_idle_timeout_ns
-                }
-            }
-            UDP => self.config.udp_idle_timeout_ns,
-            _ => self.config.icmp_idle_timeout_ns,
+        timeout_of(&self.config, c)
+    }
+
+    /// When a connection next needs attention: its idle timeout, or its interim row.
+    fn deadline(&self, c: &Conn) -> i64 {
+        let idle = c.last_ns.saturating_add(self.timeout(c)).saturating_add(1);
+        match c.row_start_ns {
+            Some(s) => idle.min(s.saturating_add(self.config.active_timeout_ns)),
+            None => idle,
         }
+    }
+
+    fn add_timer(&mut self, key: Key, c: &mut Conn) {
+        let due_ns = self.deadline(c);
+        c.timer_due = due_ns;
+        self.timers.push(std::cmp::Reverse(Timer { due_ns, conn_id: c.conn_id, key }));
     }
 
     /// Emits interim rows and finishes timed-out connections; `all` finishes everything (end of
     /// input).
     pub fn sweep(&mut self, all: bool) {
         let now = self.now_ns;
-        let mut done = Vec::new();
-        let active = self.config.active_timeout_ns;
-        let mut interim = Vec::new();
-        for (k, c) in &self.conns {
-            if all || now - c.last_ns > self.timeout(c) {
-                done.push(*k);
-            } else if c.row_start_ns.is_some_and(|s| now - s >= active) {
-                interim.push(*k);
+        if all {
+            let mut done: Vec<(i64, Key)> =
+                self.conns.iter().map(|(k, c)| (c.first_ns, *k)).collect();
+            // Finish in time order so that rows come out roughly sorted.
+            done.sort_unstable();
+            for (_, k) in done {
+                if let Some(c) = self.conns.remove(&k) {
+                    self.finish(c);
+                }
             }
+            self.timers.clear();
+            self.dns.expire(now, true);
+            return;
         }
-        for k in interim {
-            if let Some(c) = self.conns.get_mut(&k) {
+        while let Some(std::cmp::Reverse(t)) = self.timers.peek().copied() {
+            if t.due_ns > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get(&t.key) else { continue };
+            if c.conn_id != t.conn_id || c.timer_due != t.due_ns {
+                continue; // stale: an earlier connection on the same key, or a moved timer
+            }
+            if now - c.last_ns > self.timeout(c) {
+                if let Some(c) = self.conns.remove(&t.key) {
+                    self.finish(c);
+                }
+                continue;
+            }
+            let due = self.deadline(c);
+            if due > now {
+                if let Some(c) = self.conns.get_mut(&t.key) {
+                    c.timer_due = due;
+                }
+                self.timers.push(std::cmp::Reverse(Timer { due_ns: due, ..t }));
+                continue;
+            }
+            // The interim row is due.
+            if let Some(c) = self.conns.get_mut(&t.key) {
                 let rec = record(c, false, &self.dns, &self.config.node);
                 self.out.push(rec);
                 start_next_row(c);
             }
-        }
-        // Finish in time order so that rows come out roughly sorted.
-        done.sort_by_key(|k| self.conns.get(k).map_or(0, |c| c.first_ns));
-        for k in done {
-            if let Some(c) = self.conns.remove(&k) {
-                self.finish(c);
+            let due_ns = self.conns.get(&t.key).map(|c| self.deadline(c));
+            if let (Some(due_ns), Some(c)) = (due_ns, self.conns.get_mut(&t.key)) {
+                c.timer_due = due_ns;
+                self.timers.push(std::cmp::Reverse(Timer { due_ns, ..t }));
             }
         }
-        self.dns.expire(now, all);
+        self.dns.expire(now, false);
     }
 
     fn finish(&mut self, c: Conn) {
@@ -528,6 +581,71 @@ impl Tracker {
             }
         }
     }
+}
+
+/// How long `c` may stay idle.
+fn timeout_of(config: &TrackerConfig, c: &Conn) -> i64 {
+    match c.proto {
+        TCP => {
+            if c.closed_ns.is_some() {
+                config.tcp_close_linger_ns
+            } else if (c.sent_syn[0] || c.sent_syn[1]) && !(c.sent_synack[0] || c.sent_synack[1]) {
+                config.tcp_handshake_timeout_ns
+            } else {
+                config.tcp_idle_timeout_ns
+            }
+        }
+        UDP => config.udp_idle_timeout_ns,
+        _ => config.icmp_idle_timeout_ns,
+    }
+}
+
+/// Who initiated a connection whose first packet is `pkt`: the ends (initiator first) and the
+/// ports written on its rows.
+fn orient(pkt: &Packet<'_>, sport: u16, dport: u16) -> ([(IpAddr, u16); 2], (u16, u16)) {
+    let initiator_is_sender = match pkt.transport {
+        Transport::Tcp { flags, .. } => {
+            if flags & flag::SYN != 0 {
+                flags & flag::ACK == 0
+            } else {
+                sender_looks_like_client(sport, dport)
+            }
+        }
+        Transport::Udp { .. } => true,
+        Transport::Icmp { v6, typ, .. } => !icmp_echo(v6, typ).1,
+    };
+    let s = (pkt.src, sport);
+    let d = (pkt.dst, dport);
+    let ends = if initiator_is_sender { [s, d] } else { [d, s] };
+    let ports = match pkt.transport {
+        Transport::Icmp { v6, typ, code, .. } => {
+            // Zeek's convention: type and code in the port columns; for echo the request type.
+            let (_, rep) = icmp_echo(v6, typ);
+            let t = if rep { if v6 { 128 } else { 8 } } else { typ };
+            (u16::from(t), u16::from(code))
+        }
+        _ => (ends[0].1, ends[1].1),
+    };
+    (ends, ports)
+}
+
+/// Counts `pkt` on `c`; returns the connection id, the sender's side (0 = initiator), and
+/// whether the packet opened a new row after an interim one (its timer must be set).
+fn count_packet(c: &mut Conn, pkt: &Packet<'_>, ts_ns: i64, sport: u16) -> (i64, usize, bool) {
+    let side = usize::from(c.ends[0] != (pkt.src, sport));
+    c.last_ns = c.last_ns.max(ts_ns);
+    let new_row = c.row_start_ns.is_none() && c.row_seq > 0;
+    c.row_start_ns.get_or_insert(ts_ns);
+    c.row_end_ns = c.row_end_ns.max(ts_ns);
+    let d = &mut c.row[side];
+    d.packets += u64::from(pkt.packets);
+    d.bytes += pkt.ip_bytes;
+    d.payload_bytes += pkt.payload_len;
+    c.total_packets[side] += u64::from(pkt.packets);
+    if let Transport::Tcp { flags, seq, window, .. } = pkt.transport {
+        tcp_update(c, side, ts_ns, flags, seq, window, pkt.payload_len);
+    }
+    (c.conn_id, side, new_row)
 }
 
 fn proto_name(p: u8) -> &'static str {
@@ -576,10 +694,14 @@ fn tcp_update(c: &mut Conn, side: usize, ts_ns: i64, flags: u8, seq: u32, window
         c.sent_synack[side] = true;
         c.synack_seen = true;
     }
-    if ack && !syn && side == 0 && c.synack_seen && c.rtt_ns.is_none() {
-        if let Some(t) = c.last_syn_ns {
-            c.rtt_ns = Some((ts_ns - t).max(0));
-        }
+    if ack
+        && !syn
+        && side == 0
+        && c.synack_seen
+        && c.rtt_ns.is_none()
+        && let Some(t) = c.last_syn_ns
+    {
+        c.rtt_ns = Some((ts_ns - t).max(0));
     }
     if fin {
         c.fin[side] = true;
@@ -701,4 +823,187 @@ fn start_next_row(c: &mut Conn) {
     c.icmp_errors_row = 0;
     c.row_seq += 1;
     c.row_start_ns = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Decoder, LinkType};
+    use etherparse::PacketBuilder;
+
+    const C: [u8; 4] = [10, 0, 0, 1];
+    const S: [u8; 4] = [10, 0, 0, 2];
+
+    fn tcp(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sp: u16,
+        dp: u16,
+        flags: &str,
+        seq: u32,
+        len: usize,
+    ) -> Vec<u8> {
+        let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sp, dp, seq, 1000);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(1),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                _ => b,
+            };
+        }
+        let payload = vec![0u8; len];
+        let mut out = Vec::new();
+        b.write(&mut out, &payload).unwrap();
+        out
+    }
+
+    fn feed(t: &mut Tracker, ts_s: f64, frame: &[u8]) {
+        let mut d = Decoder::new();
+        let ts = (ts_s * 1e9) as i64;
+        let p = d.decode(LinkType::RawIp, frame, ts).unwrap();
+        t.on_packet(ts, &p);
+    }
+
+    fn finals(t: &Tracker) -> Vec<&ConnectionRecord> {
+        t.out.iter().filter(|r| r.is_final).collect()
+    }
+
+    #[test]
+    fn handshake_close_rtt_and_retransmission() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        feed(&mut t, 1.0, &tcp(C, S, 40000, 80, "S", 100, 0));
+        feed(&mut t, 1.5, &tcp(C, S, 40000, 80, "S", 100, 0)); // SYN retransmitted
+        feed(&mut t, 1.6, &tcp(S, C, 80, 40000, "SA", 500, 0));
+        feed(&mut t, 1.7, &tcp(C, S, 40000, 80, "A", 101, 0));
+        feed(&mut t, 1.8, &tcp(C, S, 40000, 80, "A", 101, 10));
+        feed(&mut t, 1.9, &tcp(C, S, 40000, 80, "A", 101, 10)); // data retransmitted
+        feed(&mut t, 2.0, &tcp(C, S, 40000, 80, "FA", 111, 0));
+        feed(&mut t, 2.1, &tcp(S, C, 80, 40000, "FA", 501, 0));
+        t.sweep(true);
+        let f = finals(&t);
+        assert_eq!(f.len(), 1);
+        let r = f[0];
+        assert_eq!(r.outcome, outcome::CLOSED);
+        assert_eq!((r.src_port, r.dst_port), (40000, 80));
+        assert_eq!((r.src.packets, r.dst.packets), (6, 2));
+        assert_eq!(r.src.payload_bytes, 20);
+        assert_eq!(r.src.retransmits, 2, "one SYN and one data segment");
+        // RTT from the last SYN (1.5) to the handshake ACK (1.7).
+        assert_eq!(r.handshake_rtt_ns, Some(200_000_000));
+        assert_eq!(r.closed_by, by::SRC);
+    }
+
+    #[test]
+    fn refused_no_answer_and_reset_by() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        feed(&mut t, 1.0, &tcp(C, S, 40001, 81, "S", 1, 0));
+        feed(&mut t, 1.0, &tcp(S, C, 81, 40001, "RA", 0, 0));
+        feed(&mut t, 1.0, &tcp(C, S, 40002, 82, "S", 1, 0));
+        feed(&mut t, 1.0, &tcp(C, S, 40003, 83, "S", 1, 0));
+        feed(&mut t, 1.1, &tcp(S, C, 83, 40003, "SA", 9, 0));
+        feed(&mut t, 1.2, &tcp(C, S, 40003, 83, "A", 2, 0));
+        feed(&mut t, 1.3, &tcp(S, C, 83, 40003, "R", 10, 0));
+        t.sweep(true);
+        let by_port = |p: u16| finals(&t).into_iter().find(|r| r.dst_port == p).unwrap().clone();
+        assert_eq!(by_port(81).outcome, outcome::REFUSED);
+        assert_eq!(by_port(82).outcome, outcome::NO_ANSWER);
+        let r = by_port(83);
+        assert_eq!((r.outcome, r.reset_by), (outcome::RESET, by::DST));
+    }
+
+    #[test]
+    fn midstream_picks_the_server_by_port() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        // First packet seen goes server → client.
+        feed(&mut t, 1.0, &tcp(S, C, 443, 51000, "A", 1, 100));
+        t.sweep(true);
+        let r = finals(&t)[0];
+        assert_eq!((r.src_port, r.dst_port, r.outcome), (51000, 443, outcome::MIDSTREAM));
+        assert_eq!((r.src.packets, r.dst.packets), (0, 1));
+    }
+
+    #[test]
+    fn port_reuse_after_close_starts_a_new_connection() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        for (i, base) in [1.0, 2.0].into_iter().enumerate() {
+            let isn = 1000 * (i as u32 + 1);
+            feed(&mut t, base, &tcp(C, S, 40000, 80, "S", isn, 0));
+            feed(&mut t, base + 0.1, &tcp(S, C, 80, 40000, "SA", 7, 0));
+            feed(&mut t, base + 0.2, &tcp(C, S, 40000, 80, "A", isn + 1, 0));
+            feed(&mut t, base + 0.3, &tcp(C, S, 40000, 80, "R", isn + 1, 0));
+        }
+        t.sweep(true);
+        let f = finals(&t);
+        assert_eq!(f.len(), 2);
+        assert_ne!(f[0].conn_id, f[1].conn_id);
+        assert!(f.iter().all(|r| r.outcome == outcome::RESET && r.reset_by == by::SRC));
+    }
+
+    #[test]
+    fn interim_rows_carry_deltas_and_one_final() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        feed(&mut t, 0.0, &tcp(C, S, 40000, 80, "S", 1, 0));
+        feed(&mut t, 0.1, &tcp(S, C, 80, 40000, "SA", 1, 0));
+        // One data packet every 10 s for 200 s: interim rows at least every 60 s.
+        for i in 0..20u32 {
+            feed(&mut t, 1.0 + f64::from(i) * 10.0, &tcp(C, S, 40000, 80, "A", 2 + i * 5, 5));
+        }
+        t.sweep(true);
+        let rows: Vec<_> = t.out.iter().collect();
+        assert!(rows.len() >= 4, "{} rows", rows.len());
+        assert!(rows.iter().all(|r| r.conn_id == rows[0].conn_id));
+        assert_eq!(rows.iter().filter(|r| r.is_final).count(), 1);
+        assert!(rows.last().unwrap().is_final);
+        let seqs: Vec<i32> = rows.iter().map(|r| r.row_seq).collect();
+        assert_eq!(seqs, (0..rows.len() as i32).collect::<Vec<_>>());
+        assert_eq!(rows.iter().map(|r| r.src.packets).sum::<u64>(), 21);
+        assert_eq!(rows.iter().map(|r| r.src.payload_bytes).sum::<u64>(), 100);
+        for r in &rows[..rows.len() - 1] {
+            assert!(r.end_ns - r.start_ns <= 61_000_000_000, "{r:?}");
+            assert_eq!(r.outcome, outcome::OPEN);
+        }
+    }
+
+    #[test]
+    fn table_is_bounded_and_evictions_are_counted() {
+        let config = TrackerConfig { max_connections: 64, ..TrackerConfig::default() };
+        let mut t = Tracker::new(config);
+        for i in 0..1000u16 {
+            feed(&mut t, 1.0 + f64::from(i) * 1e-4, &tcp(C, S, 10000 + i, 80, "S", 1, 0));
+            assert!(t.live() <= 64);
+        }
+        assert!(t.stats.evicted >= 1000 - 64);
+        t.sweep(true);
+        assert_eq!(finals(&t).len(), 1000, "every connection still gets its row");
+    }
+
+    #[test]
+    fn icmp_unreachable_lands_on_the_udp_flow_it_quotes() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let mut udp = Vec::new();
+        PacketBuilder::ipv4(C, S, 64).udp(5000, 9999).write(&mut udp, b"hello").unwrap();
+        feed(&mut t, 1.0, &udp);
+        let mut icmp = Vec::new();
+        PacketBuilder::ipv4(S, C, 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut icmp, &udp)
+            .unwrap();
+        feed(&mut t, 1.001, &icmp);
+        t.sweep(true);
+        let f = finals(&t);
+        assert_eq!(f.len(), 1);
+        let r = f[0];
+        assert_eq!(r.outcome, outcome::UNREACHABLE);
+        assert_eq!((r.icmp_error, r.icmp_errors), (Some((3, 3)), 1));
+        assert_eq!(
+            (r.src.packets, r.dst.packets),
+            (1, 0),
+            "the ICMP error is not a packet of the flow"
+        );
+        assert_eq!(r.icmp_error_src, Some(IpAddr::from(S)));
+    }
 }

@@ -48,7 +48,6 @@ struct Ref {
     a: (String, u16),
     b: (String, u16),
     first_us: i64,
-    last_us: i64,
     a2b_pkts: i64,
     b2a_pkts: i64,
     a2b_payload: i64,
@@ -59,7 +58,10 @@ struct Ref {
 fn tshark_flows(pcap: &Path) -> Vec<Ref> {
     let script = pcaps_dir().join("reference/tshark_flows.py");
     let out = Command::new("python3").arg(&script).arg(pcap).output().unwrap_or_else(|e| {
-        panic!("cannot run python3 {}: {e}; install python3 and tshark (apt-get install tshark)", script.display())
+        panic!(
+            "cannot run python3 {}: {e}; install python3 and tshark (apt-get install tshark)",
+            script.display()
+        )
     });
     assert!(
         out.status.success(),
@@ -80,7 +82,6 @@ fn tshark_flows(pcap: &Path) -> Vec<Ref> {
                 a: (c[idx("a_addr")].into(), c[idx("a_port")].parse().unwrap()),
                 b: (c[idx("b_addr")].into(), c[idx("b_port")].parse().unwrap()),
                 first_us: ts(c[idx("first_ts")]),
-                last_us: ts(c[idx("last_ts")]),
                 a2b_pkts: c[idx("a2b_pkts")].parse().unwrap(),
                 b2a_pkts: c[idx("b2a_pkts")].parse().unwrap(),
                 a2b_payload: c[idx("a2b_payload")].parse().unwrap(),
@@ -118,7 +119,12 @@ fn run_podwire(pcap: &Path) -> (Vec<Conn>, CaptureStats) {
         add_rows(b, &mut conns);
     }
     for c in conns.values() {
-        assert_eq!(c.finals, 1, "{}: every connection has exactly one final row: {c:?}", pcap.display());
+        assert_eq!(
+            c.finals,
+            1,
+            "{}: every connection has exactly one final row: {c:?}",
+            pcap.display()
+        );
     }
     (conns.into_values().collect(), stats)
 }
@@ -127,9 +133,16 @@ fn add_rows(b: &RecordBatch, conns: &mut BTreeMap<i64, Conn>) {
     let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
     let i64c = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Int64Type>().clone();
     let i32c = |n: &str| b.column_by_name(n).unwrap().as_primitive::<Int32Type>().clone();
-    let tsc = |n: &str| b.column_by_name(n).unwrap().as_primitive::<TimestampMicrosecondType>().clone();
-    let (proto, sip, dip, outcome, vlan, tunnel) =
-        (s(col::PROTOCOL), s(col::SRC_IP), s(col::DST_IP), s(col::OUTCOME), s(col::VLAN), s(col::TUNNEL));
+    let tsc =
+        |n: &str| b.column_by_name(n).unwrap().as_primitive::<TimestampMicrosecondType>().clone();
+    let (proto, sip, dip, outcome, vlan, tunnel) = (
+        s(col::PROTOCOL),
+        s(col::SRC_IP),
+        s(col::DST_IP),
+        s(col::OUTCOME),
+        s(col::VLAN),
+        s(col::TUNNEL),
+    );
     let (sport, dport) = (i32c(col::SRC_PORT), i32c(col::DST_PORT));
     let (id, sp, dp, spl, dpl) = (
         i64c(col::CONN_ID),
@@ -201,7 +214,10 @@ fn check(name: &str, expect: Expect) {
     let (conns, stats) = run_podwire(&pcap);
     let (conns, pw_teredo): (Vec<Conn>, Vec<Conn>) =
         conns.into_iter().partition(|c| !teredo(c.src.1) && !teredo(c.dst.1));
-    assert!(pw_teredo.len() >= ref_teredo.len(), "{name}: Teredo flows {pw_teredo:?} vs {ref_teredo:?}");
+    assert!(
+        pw_teredo.len() >= ref_teredo.len(),
+        "{name}: Teredo flows {pw_teredo:?} vs {ref_teredo:?}"
+    );
     assert_eq!(
         stats.frames,
         stats.frames_tracked + stats.skipped_total(),
@@ -244,7 +260,8 @@ fn check(name: &str, expect: Expect) {
     let mut outer = 0usize;
     for (r, g) in refs.iter().zip(&groups) {
         if g.is_empty() {
-            let tunnel_port = [4789u16, 6081, 8472].contains(&r.b.1) || [4789u16, 6081, 8472].contains(&r.a.1);
+            let tunnel_port =
+                [4789u16, 6081, 8472].contains(&r.b.1) || [4789u16, 6081, 8472].contains(&r.a.1);
             assert!(tunnel_port, "{name}: tshark connection missing in podwire: {r:?}");
             outer += 1;
             continue;
@@ -264,11 +281,22 @@ fn check(name: &str, expect: Expect) {
             }
         }
         if expect.fragments {
-            assert!(a2b >= r.a2b_pkts && b2a >= r.b2a_pkts, "{name}: fragments counted: {r:?} vs {g:?}");
+            assert!(
+                a2b >= r.a2b_pkts && b2a >= r.b2a_pkts,
+                "{name}: fragments counted: {r:?} vs {g:?}"
+            );
         } else {
-            assert_eq!((a2b, b2a), (r.a2b_pkts, r.b2a_pkts), "{name}: packets per direction of {r:?}: {g:#?}");
+            assert_eq!(
+                (a2b, b2a),
+                (r.a2b_pkts, r.b2a_pkts),
+                "{name}: packets per direction of {r:?}: {g:#?}"
+            );
         }
-        assert_eq!((a2b_pl, b2a_pl), (r.a2b_payload, r.b2a_payload), "{name}: payload bytes of {r:?}: {g:#?}");
+        assert_eq!(
+            (a2b_pl, b2a_pl),
+            (r.a2b_payload, r.b2a_payload),
+            "{name}: payload bytes of {r:?}: {g:#?}"
+        );
 
         if g.len() == 1 {
             let c = g[0];
@@ -290,7 +318,10 @@ fn check(name: &str, expect: Expect) {
                 same.sort_by_key(|c| c.start_us);
                 for w in same.windows(2) {
                     let gap = w[1].start_us - w[0].end_us;
-                    let timeout_us = if r.proto == "udp" { 120_000_000 } else { 120_000_000 };
+                    // UDP: the default idle timeout (2 min). TCP: port reuse or an idle timeout
+                    // (handshake 2 min, established 15 min), both at least 2 min apart or a
+                    // new SYN.
+                    let timeout_us = 120_000_000;
                     let reuse = r.proto == "tcp";
                     assert!(
                         gap > timeout_us || reuse,

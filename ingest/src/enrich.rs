@@ -17,9 +17,10 @@ pub struct Enricher {
 }
 
 fn string_col<'a>(batch: &'a RecordBatch, table: Table, name: &str) -> Result<&'a StringArray> {
-    batch.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| {
-        Error::MissingColumn { table: table.name(), column: name.to_string() }
-    })
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::MissingColumn { table: table.name(), column: name.to_string() })
 }
 
 impl Enricher {

@@ -100,12 +100,18 @@ impl Inventory {
                 "Node" => nodes.push(serde_json::from_value::<Node>(item).map_err(bad)?),
                 "ReplicaSet" => {
                     let rs = serde_json::from_value::<ReplicaSet>(item).map_err(bad)?;
-                    let key = (rs.metadata.namespace.clone().unwrap_or_default(), rs.metadata.name.clone().unwrap_or_default());
+                    let key = (
+                        rs.metadata.namespace.clone().unwrap_or_default(),
+                        rs.metadata.name.clone().unwrap_or_default(),
+                    );
                     replicasets.insert(key, rs);
                 }
                 "Job" => {
                     let job = serde_json::from_value::<Job>(item).map_err(bad)?;
-                    let key = (job.metadata.namespace.clone().unwrap_or_default(), job.metadata.name.clone().unwrap_or_default());
+                    let key = (
+                        job.metadata.namespace.clone().unwrap_or_default(),
+                        job.metadata.name.clone().unwrap_or_default(),
+                    );
                     jobs.insert(key, job);
                 }
                 _ => {}
@@ -129,7 +135,10 @@ impl Inventory {
             };
             for ip in ips {
                 if let Ok(ip) = ip.parse::<IpAddr>() {
-                    inv.add(ip, Identity { meta: meta.clone(), from_ns: i64::MIN, to_ns: i64::MAX });
+                    inv.add(
+                        ip,
+                        Identity { meta: meta.clone(), from_ns: i64::MIN, to_ns: i64::MAX },
+                    );
                 }
             }
         }
@@ -137,11 +146,11 @@ impl Inventory {
             let name = node.metadata.name.clone().unwrap_or_default();
             let addrs = node.status.as_ref().and_then(|s| s.addresses.as_ref());
             for a in addrs.into_iter().flatten() {
-                if a.type_ == "InternalIP" || a.type_ == "ExternalIP" {
-                    if let Ok(ip) = a.address.parse::<IpAddr>() {
-                        let meta = EndpointMeta { node: name.clone(), ..Default::default() };
-                        inv.add(ip, Identity { meta, from_ns: i64::MIN, to_ns: i64::MAX });
-                    }
+                if (a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+                    && let Ok(ip) = a.address.parse::<IpAddr>()
+                {
+                    let meta = EndpointMeta { node: name.clone(), ..Default::default() };
+                    inv.add(ip, Identity { meta, from_ns: i64::MIN, to_ns: i64::MAX });
                 }
             }
         }
@@ -337,12 +346,15 @@ mod tests {
         let ip = "10.0.0.9".parse().unwrap();
         let during = inv.lookup(ip, ns("2026-01-01T00:30:00Z")).unwrap();
         assert_eq!(during.pod, "report-29000000-xyz");
-        assert_eq!((during.workload.as_str(), during.workload_kind.as_str()), ("report", "CronJob"));
+        assert_eq!(
+            (during.workload.as_str(), during.workload_kind.as_str()),
+            ("report", "CronJob")
+        );
         let after = inv.lookup(ip, ns("2026-01-01T03:00:00Z")).unwrap();
         assert_eq!(after.pod, "db-0");
         assert_eq!(after.workload_kind, "StatefulSet");
-        // Between the Job's end and db-0's start: the nearest in time (the Job, 30 min away).
-        let gap = inv.lookup(ip, ns("2026-01-01T01:30:00Z")).unwrap();
+        // Between the Job's end (01:00) and db-0's start (02:00): the nearest in time.
+        let gap = inv.lookup(ip, ns("2026-01-01T01:20:00Z")).unwrap();
         assert_eq!(gap.pod, "report-29000000-xyz");
     }
 

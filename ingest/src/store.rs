@@ -13,17 +13,23 @@
 use crate::error::{Error, Result};
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+use arrow::datatypes::DataType;
 use arrow::datatypes::TimestampMicrosecondType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use podwire_schemas::Table;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 const HOUR_US: i64 = 3_600_000_000;
+
+/// String columns (by name suffix) that keep min/max statistics for pruning.
+const PRUNED_STRINGS: [&str; 7] =
+    ["_ip", "namespace", "_name", "_pod", "outcome", "protocol", "query_name"];
 
 /// Store writer settings.
 #[derive(Debug, Clone)]
@@ -48,7 +54,7 @@ impl StoreConfig {
             prefix: prefix.into(),
             max_rows_per_file: 1 << 20,
             row_group_rows: 128 * 1024,
-            zstd_level: 3,
+            zstd_level: 1,
         }
     }
 }
@@ -175,7 +181,7 @@ impl StoreWriter {
         let tmp = dir.join(format!(".{name}.tmp"));
         let io = |source| Error::Io { path: tmp.clone(), source };
         let file = File::create(&tmp).map_err(io)?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(self.config.zstd_level).unwrap_or_default(),
             ))
@@ -186,8 +192,25 @@ impl StoreWriter {
                 descending: false,
                 nulls_first: false,
             }]))
-            .set_created_by(format!("podwire {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("podwire {}", env!("CARGO_PKG_VERSION")));
+        // Min/max of every string column costs more than the rest of the write; keep statistics
+        // on the string columns that filters prune by (addresses, names, namespaces, outcome).
+        for field in schema.fields() {
+            // Unique-per-row columns (times, ids, counters) gain nothing from a dictionary.
+            if matches!(field.data_type(), DataType::Int64 | DataType::Timestamp(..)) {
+                props = props
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+            let pruned = !matches!(field.data_type(), DataType::Utf8 | DataType::List(_))
+                || PRUNED_STRINGS.iter().any(|s| field.name().ends_with(s));
+            if !pruned {
+                props = props.set_column_statistics_enabled(
+                    ColumnPath::from(field.name().as_str()),
+                    EnabledStatistics::None,
+                );
+            }
+        }
+        let props = props.build();
         let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
         writer.write(&sorted)?;
         let file = writer.into_inner()?;

@@ -90,8 +90,8 @@ pub mod col {
 pub mod outcome {
     /// TCP: handshake completed, FIN from both sides, no RST.
     pub const CLOSED: &str = "closed";
-    /// TCP: handshake completed, no close seen (yet). Interim rows of TCP connections also say
-    /// `open`.
+    /// TCP: handshake completed, no close seen (yet). Interim rows carry the state as of that
+    /// row, so an established connection's interim rows say `open`.
     pub const OPEN: &str = "open";
     /// TCP: handshake completed, then a RST (`reset_by` says who).
     pub const RESET: &str = "reset";

@@ -1,5 +1,5 @@
-//! The `dns` table: one row per DNS transaction (a query and its response, matched by client,
-//! server, transaction id and question). `src` is the client, `dst` the server.
+//! The `dns` table: one row per DNS transaction (a query and its response, matched by client
+//! address and port, server address and port, and transaction id). `src` is the client, `dst` the server.
 use crate::endpoint::{self, EndpointBuilder, EndpointMeta, Side};
 use crate::{Table, metadata, timestamp_type, ts_from_ns};
 use arrow::array::{
@@ -185,7 +185,8 @@ impl DnsBuilder {
         self.rows += 1;
         self.ts.append_value(ts_from_ns(r.ts_ns));
         self.response_ts.append_option(r.response_ns.map(ts_from_ns));
-        self.latency.append_option(r.response_ns.map(|t| (t - r.ts_ns) / 1_000));
+        let latency = r.response_ns.filter(|_| r.outcome == outcome::ANSWERED);
+        self.latency.append_option(latency.map(|t| (t - r.ts_ns) / 1_000));
         self.conn_id.append_value(r.conn_id);
         self.protocol.append_value(r.protocol);
         let _ = write!(self.src_ip, "{}", r.src_ip);

@@ -1,0 +1,121 @@
+"""The store read back by independent readers (pyarrow, DuckDB): schema, layout, row counts, and
+the demo scene's expected connections (capture/demo/README.md)."""
+import os
+import subprocess
+import glob
+
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("PODWIRE_BIN", os.path.join(ROOT, "target", "debug", "podwire"))
+PCAPS = os.path.join(os.path.dirname(ROOT), "shared", "data", "pcaps")
+
+REQUIRED = ["start_ts", "end_ts", "conn_id", "protocol", "src_ip", "src_port", "dst_ip", "dst_port",
+            "src_packets", "dst_packets", "src_bytes", "dst_bytes", "src_payload_bytes",
+            "dst_payload_bytes", "outcome", "node"] + [
+    f"{side}_{s}" for side in ("src", "dst")
+    for s in ("name", "namespace", "pod", "workload", "workload_kind", "service", "node")]
+
+
+def run(*args):
+    assert os.path.exists(BIN), f"build podwire first (cargo build): {BIN}"
+    return subprocess.run([BIN, *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    store = tmp_path_factory.mktemp("demo")
+    out = run("demo", "--store", str(store))
+    assert out.returncode == 0, out.stderr
+    assert "api.example.com" in out.stdout
+    return str(store)
+
+
+def q(store, sql):
+    con = duckdb.connect()
+    sql = sql.replace("CONNS", f"read_parquet('{store}/connections/**/*.parquet', hive_partitioning=true)")
+    sql = sql.replace("DNS", f"read_parquet('{store}/dns/**/*.parquet', hive_partitioning=true)")
+    return con.execute(sql).fetchall()
+
+
+def test_schema_and_hive_layout(demo_store):
+    dset = ds.dataset(os.path.join(demo_store, "connections"), format="parquet", partitioning="hive")
+    names = dset.schema.names
+    for col in REQUIRED:
+        assert col in names, col
+    assert "date" in names and "hour" in names
+    files = glob.glob(os.path.join(demo_store, "connections", "date=*", "hour=*", "*.parquet"))
+    assert files
+    md = pq.ParquetFile(files[0]).metadata
+    assert md.row_group(0).column(0).compression == "ZSTD"
+    assert md.row_group(0).column(0).statistics.has_min_max
+    assert md.schema.to_arrow_schema().metadata[b"podwire.schema_version"] == b"1"
+    ts = pq.read_table(files[0], columns=["start_ts"]).column(0).to_pylist()
+    assert ts == sorted(ts)
+
+
+def test_demo_connections(demo_store):
+    rows = q(demo_store, """SELECT protocol, outcome, count(*) FROM CONNS WHERE is_final
+                            GROUP BY ALL ORDER BY ALL""")
+    got = {(p, o): n for p, o, n in rows}
+    assert got == {("tcp", "closed"): 6, ("tcp", "no_answer"): 1, ("tcp", "refused"): 1,
+                   ("tcp", "reset"): 1, ("udp", "answered"): 8, ("udp", "unreachable"): 1}, got
+    # Pod to pod, named by inventory, workloads resolved without ReplicaSets listed.
+    rows = q(demo_store, """SELECT DISTINCT src_namespace, src_workload, src_workload_kind, dst_name,
+                            dst_workload, dst_service FROM CONNS
+                            WHERE protocol='tcp' AND dst_port=8080 ORDER BY ALL""")
+    assert rows == [("batch", "report", "CronJob", "web-7c9d8f6b5d-x2k4p", "web", "web"),
+                    ("shop", "frontend", "Deployment", "web-7c9d8f6b5d-x2k4p", "web", "web")], rows
+    # The external host: outside the cluster, named by the DNS answer the client got.
+    rows = q(demo_store, """SELECT src_pod, dst_name, dst_namespace, outcome FROM CONNS
+                            WHERE dst_ip = '203.0.113.10'""")
+    assert rows == [("frontend-6d4cf56db6-qz7mn", "api.example.com", "", "closed")], rows
+    # The DNS ClusterIP is named by its service.
+    rows = q(demo_store, "SELECT DISTINCT dst_name, dst_service, dst_namespace, dst_pod FROM CONNS WHERE dst_port=53")
+    assert rows == [("kube-dns", "kube-dns", "kube-system", "")], rows
+    # Failure evidence.
+    rows = q(demo_store, "SELECT icmp_type, icmp_code, icmp_errors, dst_packets FROM CONNS WHERE outcome='unreachable'")
+    assert rows == [(3, 3, 1, 0)], rows
+    rows = q(demo_store, "SELECT reset_by, handshake_rtt_us > 0 FROM CONNS WHERE outcome='reset'")
+    assert rows == [("dst", True)], rows
+    rows = q(demo_store, "SELECT src_packets, dst_packets FROM CONNS WHERE outcome='no_answer' AND protocol='tcp'")
+    assert rows[0][1] == 0 and rows[0][0] >= 2, rows
+
+
+def test_demo_dns(demo_store):
+    rows = q(demo_store, "SELECT query_name, rcode, count(*) FROM DNS GROUP BY ALL ORDER BY ALL")
+    assert rows == [("api.example.com", "NOERROR", 1), ("db.batch.svc.cluster.local", "NXDOMAIN", 1),
+                    ("web.shop.svc.cluster.local", "NOERROR", 5)], rows
+    rows = q(demo_store, """SELECT DISTINCT answer_ips, src_namespace, dst_service FROM DNS
+                            WHERE query_name = 'api.example.com'""")
+    assert rows == [(["203.0.113.10"], "shop", "kube-dns")], rows
+    assert q(demo_store, "SELECT count(*) FROM DNS WHERE latency_us IS NULL OR latency_us < 0") == [(0,)]
+
+
+@pytest.mark.parametrize("name", ["gnutella.pcap", "1kxun.pcap", "wireshark_samples-test.pcapng"])
+def test_shared_capture_row_counts(tmp_path, name):
+    pcap = os.path.join(PCAPS, name)
+    assert os.path.exists(pcap), f"missing {pcap}: the repo must sit beside shared/"
+    out = run("standalone", "--pcap", pcap, "--store", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    def num(label):
+        for line in out.stderr.splitlines():
+            if line.startswith(label):
+                return int(line[len(label):].split()[0])
+        return 0
+    n_conns = num("connections")
+    n_dns = num("DNS transactions")
+    t = ds.dataset(str(tmp_path / "connections"), format="parquet", partitioning="hive").to_table()
+    assert t.filter(ds.field("is_final")).num_rows == n_conns
+    assert len(set(t.column("conn_id").to_pylist())) == n_conns
+    read = num("packets read")
+    dns = ds.dataset(str(tmp_path / "dns"), format="parquet", partitioning="hive").to_table() if n_dns else None
+    if dns is not None:
+        assert dns.num_rows == n_dns
+    # Every packet read is either in a connection row, an ICMP error on one, or skipped.
+    pk = q(str(tmp_path), "SELECT sum(src_packets + dst_packets + icmp_errors) FROM CONNS")[0][0]
+    skipped = num("skipped")
+    assert pk + skipped == read, (pk, skipped, read, out.stderr)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# All of podwire's tests, on a fresh Debian machine with the Rust toolchain: installs what they
+# need (tshark, tcpdump, pyarrow, duckdb, pytest), then runs the Rust tests and the Python
+# reader tests. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "system packages"
+missing=()
+command -v tshark >/dev/null || missing+=(tshark)
+command -v tcpdump >/dev/null || missing+=(tcpdump)
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+tshark --version | head -n 1
+
+step "python packages"
+if ! python3 -c 'import pyarrow, duckdb, pytest' 2>/dev/null; then
+    python3 -m pip install -q --disable-pip-version-check pyarrow duckdb pytest
+fi
+python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'
+
+if [[ ! -d ../shared/data/pcaps ]]; then
+    echo "the shared captures are missing: expected ../shared/data/pcaps beside the repo" >&2
+    exit 1
+fi
+
+step "format"
+cargo fmt --all --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rust tests"
+cargo test --workspace --locked
+
+step "python reader tests (pyarrow, DuckDB over the written Parquet)"
+PODWIRE_BIN="$PWD/target/debug/podwire" python3 -m pytest -q tests/python

@@ -112,6 +112,9 @@ pub(crate) fn run_files(
     let mut capture_error = None;
     for file in &files {
         bar.set_message(file.path().display().to_string());
+        let name =
+            file.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        pipeline.set_source(&format!("pcap:{name}"));
         let result = file.for_each(|frame| {
             pipeline.on_frame(frame);
             if pipeline.stats().frames.is_multiple_of(8192) {

@@ -31,6 +31,18 @@ fn parquet_files(dir: &Path) -> usize {
         .sum()
 }
 
+/// A classic pcap file header (little-endian, µs) with `linktype`.
+fn pcap_header(linktype: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&linktype.to_le_bytes());
+    f
+}
+
 fn standalone(pcap: &Path, store: &Path) -> Output {
     podwire(&[
         "standalone",
@@ -86,13 +98,7 @@ fn garbage_empty_and_unknown_link_type_are_explained() {
     assert!(err.contains("empty.pcap") && err.contains("empty"), "{err}");
 
     // A valid pcap header with link type 147 (USER0) and one record.
-    let mut f = Vec::new();
-    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    f.extend_from_slice(&2u16.to_le_bytes());
-    f.extend_from_slice(&4u16.to_le_bytes());
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&65535u32.to_le_bytes());
-    f.extend_from_slice(&147u32.to_le_bytes());
+    let mut f = pcap_header(147);
     f.extend_from_slice(&[0; 8]);
     f.extend_from_slice(&4u32.to_le_bytes());
     f.extend_from_slice(&4u32.to_le_bytes());
@@ -115,13 +121,7 @@ fn garbage_empty_and_unknown_link_type_are_explained() {
 fn malformed_packets_are_counted_not_fatal() {
     // Valid file structure, but the frames are garbage: counted and skipped, exit 0.
     let dir = tempfile::tempdir().unwrap();
-    let mut f = Vec::new();
-    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    f.extend_from_slice(&2u16.to_le_bytes());
-    f.extend_from_slice(&4u16.to_le_bytes());
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&65535u32.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
+    let mut f = pcap_header(1);
     for i in 0..50u32 {
         let frame: Vec<u8> = [0u8; 12]
             .iter()

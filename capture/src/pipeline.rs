@@ -5,6 +5,7 @@ use crate::stats::CaptureStats;
 use crate::tracker::{Tracker, TrackerConfig};
 use arrow::array::RecordBatch;
 use podwire_schemas::Table;
+use podwire_schemas::capture_stats::{CaptureStatsBuilder, CaptureStatsRecord, SKIP_REASONS};
 use podwire_schemas::connections::ConnectionsBuilder;
 use podwire_schemas::dns::DnsBuilder;
 use podwire_schemas::packets::PacketsBuilder;
@@ -55,6 +56,12 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Length of a `capture_stats` interval (packet time).
+const STATS_INTERVAL_NS: i64 = 60_000_000_000;
+
+/// Records queued in the tracker before they move into the column builders.
+const DRAIN_ROWS: usize = 1024;
+
 /// Fragments of a datagram that is not complete after this long are dropped.
 const FRAGMENT_TIMEOUT_NS: i64 = 30_000_000_000;
 
@@ -66,8 +73,15 @@ pub struct Pipeline<S> {
     conns: ConnectionsBuilder,
     dns: DnsBuilder,
     packets: PacketsBuilder,
+    capture_stats: CaptureStatsBuilder,
     batch_rows: usize,
     stats: CaptureStats,
+    /// The source named on `capture_stats` rows.
+    source: String,
+    /// The open `capture_stats` interval: (minute bucket, first and last packet time).
+    interval: Option<(i64, i64, i64)>,
+    /// Counters at the start of the open interval.
+    interval_base: CaptureStats,
     sink: S,
     sink_error: Option<String>,
 }
@@ -81,8 +95,12 @@ impl<S: BatchSink> Pipeline<S> {
             conns: ConnectionsBuilder::default(),
             dns: DnsBuilder::new(),
             packets: PacketsBuilder::default(),
+            capture_stats: CaptureStatsBuilder::default(),
             batch_rows: config.batch_rows.max(1),
             stats: CaptureStats::default(),
+            source: String::new(),
+            interval: None,
+            interval_base: CaptureStats::default(),
             sink,
             sink_error: None,
         }
@@ -98,8 +116,55 @@ impl<S: BatchSink> Pipeline<S> {
         self.sink_error.as_deref()
     }
 
+    /// Names the packet source on the `capture_stats` rows that follow (e.g. `pcap:FILE`); the
+    /// open interval is closed first, so each row belongs to one source.
+    pub fn set_source(&mut self, source: &str) {
+        self.close_interval();
+        self.source = source.to_string();
+    }
+
+    /// Emits the open `capture_stats` interval, if any, as one row of deltas.
+    fn close_interval(&mut self) {
+        let Some((_, start_ns, end_ns)) = self.interval.take() else { return };
+        let (now, base) = (&self.stats, &self.interval_base);
+        let mut skipped = [0u64; SKIP_REASONS.len()];
+        for (reason, n) in &now.skipped {
+            if let Some(i) = SKIP_REASONS.iter().position(|r| *r == reason.name()) {
+                skipped[i] += n - base.skipped.get(reason).copied().unwrap_or(0);
+            }
+        }
+        let t = &self.tracker;
+        let rec = CaptureStatsRecord {
+            start_ns,
+            end_ns,
+            node: t.node().to_string(),
+            source: self.source.clone(),
+            packets: now.frames - base.frames,
+            bytes: now.frame_bytes - base.frame_bytes,
+            packets_tracked: now.frames_tracked - base.frames_tracked,
+            skipped,
+            connections_evicted: t.stats.evicted - base.tracker.evicted,
+            dns_parse_errors: t.dns.parse_errors - base.dns_parse_errors,
+        };
+        self.capture_stats.append(&rec);
+        let mut base = self.stats.clone();
+        base.tracker = t.stats;
+        base.dns_parse_errors = t.dns.parse_errors;
+        self.interval_base = base;
+    }
+
     /// Handles one frame.
     pub fn on_frame(&mut self, frame: Frame<'_>) {
+        let bucket = frame.ts_ns.div_euclid(STATS_INTERVAL_NS);
+        match self.interval {
+            Some((b, start, end)) if b == bucket => {
+                self.interval = Some((b, start.min(frame.ts_ns), end.max(frame.ts_ns)));
+            }
+            _ => {
+                self.close_interval();
+                self.interval = Some((bucket, frame.ts_ns, frame.ts_ns));
+            }
+        }
         self.stats.frames += 1;
         self.stats.frame_bytes += frame.data.len() as u64;
         match self.decoder.decode(frame.link, frame.data, frame.ts_ns) {
@@ -116,8 +181,10 @@ impl<S: BatchSink> Pipeline<S> {
         if self.stats.frames.is_multiple_of(65_536) {
             self.decoder.expire_fragments(self.tracker.now_ns(), FRAGMENT_TIMEOUT_NS);
         }
+        // Move finished records into the column builders often, so the record queues stay
+        // small; the builders become batches at `batch_rows`.
         if self.tracker.out.len() + self.tracker.packets_out.len() + self.tracker.dns.out.len()
-            >= self.batch_rows
+            >= DRAIN_ROWS
         {
             self.drain(false);
         }
@@ -157,6 +224,10 @@ impl<S: BatchSink> Pipeline<S> {
             let b = self.packets.finish();
             self.emit(Table::Packets, b);
         }
+        if flush {
+            let b = self.capture_stats.finish();
+            self.emit(Table::CaptureStats, b);
+        }
     }
 
     fn emit(&mut self, table: Table, batch: Result<RecordBatch, arrow::error::ArrowError>) {
@@ -183,6 +254,12 @@ impl<S: BatchSink> Pipeline<S> {
     pub fn finish(mut self) -> Result<(S, CaptureStats), crate::Error> {
         self.tracker.sweep(true);
         self.decoder.drain_fragments();
+        // Fragments dropped at the end belong to the last interval.
+        let dropped = self.decoder.take_dropped_fragments();
+        if dropped > 0 {
+            *self.stats.skipped.entry(Skip::BadFragment).or_default() += dropped;
+        }
+        self.close_interval();
         self.drain(true);
         match self.sink_error {
             Some(e) => Err(crate::Error::Sink(e)),

@@ -89,15 +89,19 @@ pub struct TrackerStats {
     pub icmp_errors_unreadable: u64,
 }
 
-/// The connection key. Addresses are stored as 128-bit integers (IPv4 mapped into IPv6 space,
-/// with the version in `proto`'s high bit) so that hashing and comparing are a few word
-/// operations.
+/// The connection key, 48 bytes: addresses as 128-bit integers (IPv4 in the low 32 bits, the
+/// IP version in `proto`'s high bit), the endpoints ordered, and the segment flattened. With its
+/// slot number an index entry is one cache line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
-    lo: (u128, u16),
-    hi: (u128, u16),
+    lo_ip: u128,
+    hi_ip: u128,
+    lo_port: u16,
+    hi_port: u16,
+    vlan: [u16; 2],
+    vni: u32,
     proto: u8,
-    segment: Segment,
+    tunnel: u8,
 }
 
 fn ip_u128(ip: IpAddr) -> u128 {
@@ -113,7 +117,79 @@ impl Key {
         let a = (ip_u128(a.0), a.1);
         let b = (ip_u128(b.0), b.1);
         let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        Key { lo, hi, proto: proto | v6, segment }
+        Key {
+            lo_ip: lo.0,
+            hi_ip: hi.0,
+            lo_port: lo.1,
+            hi_port: hi.1,
+            vlan: segment.vlan,
+            vni: segment.vni,
+            proto: proto | v6,
+            tunnel: segment.tunnel as u8,
+        }
+    }
+}
+
+/// The live connections: a small hash index from key to a slot, and the connection state in a
+/// slab. Index entries stay small (key and slot), so probing touches little memory and growing
+/// the index moves little; a connection's state never moves once placed.
+#[derive(Debug, Default)]
+struct ConnTable {
+    index: HashMap<Key, u32>,
+    slots: Vec<Option<(Key, Conn)>>,
+    free: Vec<u32>,
+}
+
+impl ConnTable {
+    fn with_capacity(n: usize) -> Self {
+        ConnTable { index: HashMap::with_capacity(n), slots: Vec::new(), free: Vec::new() }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn slot(&self, key: &Key) -> Option<usize> {
+        self.index.get(key).map(|&i| i as usize)
+    }
+
+    fn get(&self, key: &Key) -> Option<&Conn> {
+        let i = self.slot(key)?;
+        self.slots[i].as_ref().map(|(_, c)| c)
+    }
+
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Conn> {
+        let i = self.slot(key)?;
+        self.slots[i].as_mut().map(|(_, c)| c)
+    }
+
+    fn contains_key(&self, key: &Key) -> bool {
+        self.index.contains_key(key)
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Conn> {
+        let i = self.index.remove(key)?;
+        self.free.push(i);
+        self.slots[i as usize].take().map(|(_, c)| c)
+    }
+
+    fn insert(&mut self, key: Key, conn: Conn) {
+        let _replaced = self.remove(&key);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some((key, conn));
+                i
+            }
+            None => {
+                self.slots.push(Some((key, conn)));
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.index.insert(key, i);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Key, &Conn)> {
+        self.slots.iter().filter_map(|s| s.as_ref().map(|(k, c)| (k, c)))
     }
 }
 
@@ -235,7 +311,7 @@ fn icmp_echo(v6: bool, typ: u8) -> (bool, bool) {
 #[derive(Debug)]
 pub struct Tracker {
     config: TrackerConfig,
-    conns: HashMap<Key, Conn>,
+    conns: ConnTable,
     /// One timer per live connection (plus stale ones, dropped when they fire). A connection's
     /// timer is not moved on every packet: when it fires early, it is pushed again for the
     /// connection's current deadline.
@@ -259,10 +335,11 @@ impl Tracker {
     /// A tracker with an empty table.
     pub fn new(config: TrackerConfig) -> Self {
         let dns = DnsTracker::new(config.dns.clone(), &config.node);
+        let capacity = config.max_connections.min(1 << 12);
         Tracker {
             config,
-            conns: HashMap::new(),
-            timers: std::collections::BinaryHeap::new(),
+            conns: ConnTable::with_capacity(capacity),
+            timers: std::collections::BinaryHeap::with_capacity(capacity),
             now_ns: i64::MIN,
             next_sweep_ns: i64::MIN,
             dns,
@@ -270,6 +347,11 @@ impl Tracker {
             packets_out: Vec::new(),
             stats: TrackerStats::default(),
         }
+    }
+
+    /// The capturing node's name.
+    pub fn node(&self) -> &str {
+        &self.config.node
     }
 
     /// Live connections.

@@ -10,7 +10,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
@@ -351,11 +350,9 @@ impl ConnectionsBuilder {
         self.row_seq.append_value(r.row_seq);
         self.is_final.append_value(r.is_final);
         self.protocol.append_value(r.protocol);
-        let _ = write!(self.src_ip, "{}", r.src_ip);
-        self.src_ip.append_value("");
+        crate::append_ip(&mut self.src_ip, r.src_ip);
         self.src_port.append_value(i32::from(r.src_port));
-        let _ = write!(self.dst_ip, "{}", r.dst_ip);
-        self.dst_ip.append_value("");
+        crate::append_ip(&mut self.dst_ip, r.dst_ip);
         self.dst_port.append_value(i32::from(r.dst_port));
         let c = [
             r.src.packets,
@@ -383,10 +380,10 @@ impl ConnectionsBuilder {
         self.icmp_type.append_option(r.icmp_error.map(|(t, _)| i32::from(t)));
         self.icmp_code.append_option(r.icmp_error.map(|(_, c)| i32::from(c)));
         self.icmp_errors.append_value(clamp(r.icmp_errors));
-        if let Some(ip) = r.icmp_error_src {
-            let _ = write!(self.icmp_error_src, "{ip}");
+        match r.icmp_error_src {
+            Some(ip) => crate::append_ip(&mut self.icmp_error_src, ip),
+            None => self.icmp_error_src.append_value(""),
         }
-        self.icmp_error_src.append_value("");
         self.vlan.append_value(&r.vlan);
         self.tunnel.append_value(&r.tunnel);
         self.dst_dns_name.append_value(&r.dst_dns_name);

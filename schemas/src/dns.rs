@@ -189,11 +189,9 @@ impl DnsBuilder {
         self.latency.append_option(latency.map(|t| (t - r.ts_ns) / 1_000));
         self.conn_id.append_value(r.conn_id);
         self.protocol.append_value(r.protocol);
-        let _ = write!(self.src_ip, "{}", r.src_ip);
-        self.src_ip.append_value("");
+        crate::append_ip(&mut self.src_ip, r.src_ip);
         self.src_port.append_value(i32::from(r.src_port));
-        let _ = write!(self.dst_ip, "{}", r.dst_ip);
-        self.dst_ip.append_value("");
+        crate::append_ip(&mut self.dst_ip, r.dst_ip);
         self.dst_port.append_value(i32::from(r.dst_port));
         self.dns_id.append_value(i32::from(r.dns_id));
         self.query_name.append_value(&r.query_name);

@@ -5,11 +5,13 @@
 //!   interim rows for long connections).
 //! - [`dns`]: one row per DNS transaction (query and its response).
 //! - [`packets`]: optional per-packet header records.
+//! - [`capture_stats`]: per node and minute, what the capture read and skipped, and why.
 //! - [`endpoint`]: the enrichment columns that every table carries for `src` and `dst`.
 //!
 //! `schemas/README.md` documents every column (type, unit, meaning, null rule).
 #![deny(missing_docs)]
 
+pub mod capture_stats;
 pub mod connections;
 pub mod dns;
 pub mod endpoint;
@@ -38,11 +40,14 @@ pub enum Table {
     Dns,
     /// [`packets`]
     Packets,
+    /// [`capture_stats`]
+    CaptureStats,
 }
 
 impl Table {
     /// Every table, in a stable order.
-    pub const ALL: [Table; 3] = [Table::Connections, Table::Dns, Table::Packets];
+    pub const ALL: [Table; 4] =
+        [Table::Connections, Table::Dns, Table::Packets, Table::CaptureStats];
 
     /// The table's name: its folder in the store and its SQL name.
     pub fn name(self) -> &'static str {
@@ -50,6 +55,7 @@ impl Table {
             Table::Connections => "connections",
             Table::Dns => "dns",
             Table::Packets => "packets",
+            Table::CaptureStats => "capture_stats",
         }
     }
 
@@ -59,6 +65,7 @@ impl Table {
             Table::Connections => connections::schema(),
             Table::Dns => dns::schema(),
             Table::Packets => packets::schema(),
+            Table::CaptureStats => capture_stats::schema(),
         }
     }
 
@@ -68,6 +75,41 @@ impl Table {
             Table::Connections => connections::col::START_TS,
             Table::Dns => dns::col::TS,
             Table::Packets => packets::col::TS,
+            Table::CaptureStats => capture_stats::col::TS,
+        }
+    }
+}
+
+/// Appends an address in its standard text form (RFC 5952 for IPv6). IPv4, the common case, is
+/// formatted by hand: `Display` through `fmt` costs more than the rest of a row.
+pub fn append_ip(b: &mut arrow::array::StringBuilder, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + (octet / 10) % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            // Only ASCII digits and dots were written.
+            b.append_value(std::str::from_utf8(&buf[..n]).unwrap_or_default());
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(b, "{v6}");
+            b.append_value("");
         }
     }
 }
@@ -79,4 +121,28 @@ fn metadata(table: Table) -> std::collections::HashMap<String, String> {
     ]
     .into_iter()
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ip_text_matches_display() {
+        let mut b = arrow::array::StringBuilder::new();
+        let ips = [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.255",
+            "1.22.133.4",
+            "::1",
+            "2001:db8::8:800:200c:417a",
+            "::ffff:1.2.3.4",
+        ];
+        for ip in ips {
+            super::append_ip(&mut b, ip.parse().unwrap());
+        }
+        let a = b.finish();
+        for (i, ip) in ips.iter().enumerate() {
+            assert_eq!(a.value(i), ip.parse::<std::net::IpAddr>().unwrap().to_string());
+        }
+    }
 }

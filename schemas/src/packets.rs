@@ -8,7 +8,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
@@ -163,11 +162,9 @@ impl PacketsBuilder {
         self.conn_id.append_value(r.conn_id);
         self.from_initiator.append_value(r.from_initiator);
         self.protocol.append_value(r.protocol);
-        let _ = write!(self.src_ip, "{}", r.src_ip);
-        self.src_ip.append_value("");
+        crate::append_ip(&mut self.src_ip, r.src_ip);
         self.src_port.append_value(i32::from(r.src_port));
-        let _ = write!(self.dst_ip, "{}", r.dst_ip);
-        self.dst_ip.append_value("");
+        crate::append_ip(&mut self.dst_ip, r.dst_ip);
         self.dst_port.append_value(i32::from(r.dst_port));
         if let Some(t) = r.tcp {
             crate::connections::flags_string(t.flags, &mut self.flags);

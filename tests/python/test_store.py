@@ -119,3 +119,11 @@ def test_shared_capture_row_counts(tmp_path, name):
     pk = q(str(tmp_path), "SELECT sum(src_packets + dst_packets + icmp_errors) FROM CONNS")[0][0]
     skipped = num("skipped")
     assert pk + skipped == read, (pk, skipped, read, out.stderr)
+    # capture_stats: per-minute rows whose sums are the run's totals, reason by reason.
+    cs = q(str(tmp_path), """SELECT sum(packets), sum(skipped), sum(packets_tracked),
+                                  sum(skipped_not_ip), count(*), count(DISTINCT source)
+                           FROM read_parquet('""" + str(tmp_path) + """/capture_stats/**/*.parquet',
+                                             hive_partitioning = true)""")[0]
+    assert cs[0] == read and cs[1] == skipped and cs[2] == read - skipped, (cs, out.stderr)
+    assert cs[3] == num("  not_ip"), (cs, out.stderr)
+    assert cs[4] >= 1 and cs[5] == 1

@@ -5,14 +5,15 @@
 #
 #   benchmarks/capture-throughput.sh [CAPTURE] [RUNS]
 #
-# Needs: a release build (cargo build --release), and apt packages tcpdump nfdump tshark time.
+# Needs: a release build (cargo build --release -p podwire -p podwire-benchmarks), and apt packages tcpdump nfdump tshark time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 F=${1:-../shared/data/pcaps/large/mix-large.pcap}
 RUNS=${2:-5}
 BIN=target/release/podwire
 CORE=${CORE:-1}
-[[ -x $BIN ]] || { echo "build first: cargo build --release" >&2; exit 1; }
+[[ -x $BIN && -x target/release/capture_only ]] || {
+    echo "build first: cargo build --release -p podwire -p podwire-benchmarks" >&2; exit 1; }
 for t in tcpdump nfpcapd tshark /usr/bin/time taskset capinfos; do
     command -v "$t" >/dev/null || { echo "missing $t: apt-get install -y tcpdump nfdump tshark time util-linux" >&2; exit 1; }
 done
@@ -42,6 +43,7 @@ echo "capture: $F ($PKTS packets, $(stat -c %s "$F") bytes); $RUNS runs each, me
 echo "| tool | seconds | M packets/s | peak RSS MB |"
 echo "|---|---|---|---|"
 measure "podwire standalone (Parquet out)" "$BIN" standalone -q --pcap "$F" --store "$WORK/out"
+measure "podwire packet path only (no Parquet)" target/release/capture_only "$F" 1
 measure "tcpdump -r F -w /dev/null" tcpdump -r "$F" -w /dev/null
 measure "nfpcapd -r F -w DIR" nfpcapd -r "$F" -w "$WORK/out"
 if [[ ${SKIP_TSHARK:-} != 1 ]]; then

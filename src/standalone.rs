@@ -17,17 +17,14 @@ use std::time::Instant;
 /// Enriches batches and hands them to the store writer; optionally keeps the connection
 /// batches for the caller.
 pub(crate) struct StoreSink {
-    enricher: Option<Enricher>,
+    enricher: Enricher,
     writer: StoreWriter,
     keep: Option<Vec<RecordBatch>>,
 }
 
 impl BatchSink for StoreSink {
     fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
-        let batch = match &self.enricher {
-            Some(e) => e.enrich(table, &batch).map_err(|e| e.to_string())?,
-            None => batch,
-        };
+        let batch = self.enricher.enrich(table, &batch).map_err(|e| e.to_string())?;
         if let (Some(keep), Table::Connections) = (&mut self.keep, table) {
             keep.push(batch.clone());
         }
@@ -80,14 +77,16 @@ pub(crate) fn run_files(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let files = pcaps.iter().map(|p| PcapFile::new(p)).collect::<Result<Vec<_>, _>>()?;
-    let enricher = match inventory {
+    // Without an inventory, enrichment still names external ends by their DNS name.
+    let inventory = match inventory {
         Some(path) => {
             let inv = Inventory::from_file(path)?;
             tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
-            Some(Enricher::new(inv))
+            inv
         }
-        None => None,
+        None => Inventory::default(),
     };
+    let enricher = Enricher::new(inventory);
     std::fs::create_dir_all(store)
         .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
     let writer = StoreWriter::new(StoreConfig::new(store, &file_prefix(&files)));

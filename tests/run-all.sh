@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All of podwire's tests, on a fresh Debian machine with the Rust toolchain: installs what they
-# need (tshark, tcpdump, pyarrow, duckdb, pytest), then runs the Rust tests and the Python
-# reader tests. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
+# need (tshark, tcpdump; pyarrow, duckdb, polars, matplotlib, nbclient, pytest), then runs the Rust
+# tests, the Python reader tests and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,10 +22,13 @@ fi
 tshark --version | head -n 1
 
 step "python packages"
-if ! python3 -c 'import pyarrow, duckdb, pytest' 2>/dev/null; then
-    python3 -m pip install -q --disable-pip-version-check pyarrow duckdb pytest
+if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel' 2>/dev/null; then
+    python3 -m pip install -q --disable-pip-version-check \
+        pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel
 fi
-python3 -c 'import pyarrow, duckdb; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__)'
+# nbclient runs the notebook on the `python3` kernel of this interpreter.
+python3 -m ipykernel install --user --name python3 >/dev/null
+python3 -c 'import pyarrow, duckdb, polars; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__, "polars", polars.__version__)'
 
 if [[ ! -d ../shared/data/pcaps ]]; then
     echo "the shared captures are missing: expected ../shared/data/pcaps beside the repo" >&2
@@ -41,5 +44,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "rust tests"
 cargo test --workspace --locked
 
-step "python reader tests (pyarrow, DuckDB over the written Parquet)"
+step "python tests: the written Parquet read by pyarrow and DuckDB; the notebook run headless"
 PODWIRE_BIN="$PWD/target/debug/podwire" python3 -m pytest -q tests/python

@@ -119,6 +119,12 @@ def test_shared_capture_row_counts(tmp_path, name):
     pk = q(str(tmp_path), "SELECT sum(src_packets + dst_packets + icmp_errors) FROM CONNS")[0][0]
     skipped = num("skipped")
     assert pk + skipped == read, (pk, skipped, read, out.stderr)
+    # Without an inventory, external ends are still named by the DNS name their client resolved.
+    named = q(str(tmp_path), """SELECT count(*) FILTER (WHERE dst_name = dst_dns_name),
+                                       count(*) FROM CONNS WHERE dst_dns_name <> ''""")[0]
+    assert named[0] == named[1], named
+    if name == "1kxun.pcap":
+        assert named[1] > 0, "1kxun resolves names before connecting"
     # capture_stats: per-minute rows whose sums are the run's totals, reason by reason.
     cs = q(str(tmp_path), """SELECT sum(packets), sum(skipped), sum(packets_tracked),
                                   sum(skipped_not_ip), count(*), count(DISTINCT source)

@@ -94,7 +94,7 @@ pub struct DnsTracker {
     pub out: Vec<DnsRecord>,
     /// Messages that did not parse as DNS.
     pub parse_errors: u64,
-    node: String,
+    node: std::sync::Arc<str>,
     /// The name index is scanned for expired entries at most once a minute (packet time).
     next_names_sweep_ns: i64,
 }
@@ -128,7 +128,7 @@ fn trim_dot(mut s: String) -> String {
 impl DnsTracker {
     /// A tracker; `node` fills the records' `node` column.
     pub fn new(config: DnsConfig, node: &str) -> Self {
-        DnsTracker { config, node: node.to_string(), ..Default::default() }
+        DnsTracker { config, node: node.into(), ..Default::default() }
     }
 
     /// Handles the payload of a UDP datagram or TCP segment to or from port 53. TCP payloads
@@ -158,7 +158,9 @@ impl DnsTracker {
             self.parse_errors += 1;
             return;
         };
-        let (query_name, query_type) = match msg.queries.first() {
+        // Text of the first question; computed once per transaction (the query's, or the
+        // response's when the query was not seen).
+        let question = |msg: &Message| match msg.queries.first() {
             Some(q) => (trim_dot(q.name().to_utf8()), q.query_type().to_string()),
             None => (String::new(), String::new()),
         };
@@ -171,11 +173,28 @@ impl DnsTracker {
                 let key =
                     TxKey { client: c.src, cport: c.sport, server: c.dst, sport: c.dport, id };
                 // A retransmitted query keeps the first one's time.
-                self.pending.entry(key).or_insert(Pending { carrier: c, query_name, query_type });
+                if let hashbrown::hash_map::Entry::Vacant(v) = self.pending.entry(key) {
+                    let (query_name, query_type) = question(&msg);
+                    v.insert(Pending { carrier: c, query_name, query_type });
+                }
             }
             MessageType::Response => {
                 let key =
                     TxKey { client: c.dst, cport: c.dport, server: c.src, sport: c.sport, id };
+                let (ts_ns, query_name, query_type, outcome, conn_id) =
+                    match self.pending.remove(&key) {
+                        Some(p) => (
+                            p.carrier.ts_ns,
+                            p.query_name,
+                            p.query_type,
+                            outcome::ANSWERED,
+                            p.carrier.conn_id,
+                        ),
+                        None => {
+                            let (name, typ) = question(&msg);
+                            (c.ts_ns, name, typ, outcome::RESPONSE_ONLY, c.conn_id)
+                        }
+                    };
                 let rcode = rcode_name(u16::from(msg.metadata.response_code));
                 let mut answers = Vec::with_capacity(msg.answers.len());
                 let mut answer_ips = Vec::new();
@@ -187,25 +206,15 @@ impl DnsTracker {
                         RData::AAAA(a) => Some(IpAddr::V6(a.0)),
                         _ => None,
                     };
-                    answers.push(format!("{} {}", r.record_type(), trim_dot(r.data.to_string())));
+                    answers.push(match ip {
+                        Some(ip) => format!("{} {ip}", r.record_type()),
+                        None => format!("{} {}", r.record_type(), trim_dot(r.data.to_string())),
+                    });
                     if let Some(ip) = ip {
                         answer_ips.push(ip);
                         self.remember(ip, c.ts_ns, r.ttl, c.dst, &query_name);
                     }
                 }
-                let (ts_ns, query_name, query_type, outcome, conn_id) = match self
-                    .pending
-                    .remove(&key)
-                {
-                    Some(p) => (
-                        p.carrier.ts_ns,
-                        p.query_name,
-                        p.query_type,
-                        outcome::ANSWERED,
-                        p.carrier.conn_id,
-                    ),
-                    None => (c.ts_ns, query_name, query_type, outcome::RESPONSE_ONLY, c.conn_id),
-                };
                 self.out.push(DnsRecord {
                     ts_ns,
                     response_ns: Some(c.ts_ns),
@@ -284,7 +293,7 @@ impl DnsTracker {
 
     /// The name `client` most recently resolved to `ip` and that was still valid at `ts_ns`;
     /// any client's answer when this client's own is not known.
-    pub fn name_for(&self, ip: IpAddr, ts_ns: i64, client: IpAddr) -> Option<&str> {
+    pub fn name_for(&self, ip: IpAddr, ts_ns: i64, client: IpAddr) -> Option<&std::sync::Arc<str>> {
         let entries = self.names.get(&ip)?;
         let valid = |e: &&NameEntry| e.first_ns <= ts_ns && ts_ns <= e.expires_ns;
         // The most recent answer at or before `ts_ns`.
@@ -296,7 +305,7 @@ impl DnsTracker {
             .filter(|e| e.client == client)
             .max_by_key(recency)
             .or_else(|| entries.iter().filter(valid).max_by_key(recency))
-            .map(|e| &*e.name)
+            .map(|e| &e.name)
     }
 
     /// Turns queries older than the response timeout into `no_response` rows and forgets

@@ -52,7 +52,7 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { tracker: TrackerConfig::default(), batch_rows: 64 * 1024 }
+        PipelineConfig { tracker: TrackerConfig::default(), batch_rows: 8 * 1024 }
     }
 }
 

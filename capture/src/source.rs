@@ -20,7 +20,7 @@ pub struct Frame<'a> {
     pub offset: u64,
 }
 
-/// Read buffer size: large enough for any pcapng block podwire accepts (256 KiB frames).
+/// Read buffer size: large enough for any block podwire accepts, and few read calls.
 const BUFFER: usize = 1 << 20;
 
 /// A pcap or pcapng file.
@@ -184,7 +184,8 @@ impl PcapFile {
                         PcapBlockOwned::NG(_) => {}
                     }
                     pos += len as u64;
-                    reader.consume(len);
+                    // No shift per record: `refill` moves only the unread tail.
+                    reader.consume_noshift(len);
                 }
                 Err(PcapError::Eof) => return Ok(()),
                 Err(PcapError::Incomplete(_)) => {

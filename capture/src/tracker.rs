@@ -138,24 +138,33 @@ struct ConnTable {
     index: HashMap<Key, u32>,
     slots: Vec<Option<(Key, Conn)>>,
     free: Vec<u32>,
+    /// The last key looked up and its slot: packets come in bursts per connection.
+    last: Option<(Key, u32)>,
 }
 
 impl ConnTable {
     fn with_capacity(n: usize) -> Self {
-        ConnTable { index: HashMap::with_capacity(n), slots: Vec::new(), free: Vec::new() }
+        ConnTable {
+            index: HashMap::with_capacity(n),
+            slots: Vec::new(),
+            free: Vec::new(),
+            last: None,
+        }
     }
 
     fn len(&self) -> usize {
         self.index.len()
     }
 
-    fn slot(&self, key: &Key) -> Option<usize> {
-        self.index.get(key).map(|&i| i as usize)
-    }
-
-    fn get(&self, key: &Key) -> Option<&Conn> {
-        let i = self.slot(key)?;
-        self.slots[i].as_ref().map(|(_, c)| c)
+    fn slot(&mut self, key: &Key) -> Option<usize> {
+        if let Some((k, i)) = self.last
+            && k == *key
+        {
+            return Some(i as usize);
+        }
+        let i = *self.index.get(key)?;
+        self.last = Some((*key, i));
+        Some(i as usize)
     }
 
     fn get_mut(&mut self, key: &Key) -> Option<&mut Conn> {
@@ -168,12 +177,30 @@ impl ConnTable {
     }
 
     fn remove(&mut self, key: &Key) -> Option<Conn> {
+        self.last = None;
         let i = self.index.remove(key)?;
         self.free.push(i);
         self.slots[i as usize].take().map(|(_, c)| c)
     }
 
-    fn insert(&mut self, key: Key, conn: Conn) {
+    fn at(&self, slot: u32) -> Option<&Conn> {
+        self.slots.get(slot as usize)?.as_ref().map(|(_, c)| c)
+    }
+
+    fn at_mut(&mut self, slot: u32) -> Option<&mut Conn> {
+        self.slots.get_mut(slot as usize)?.as_mut().map(|(_, c)| c)
+    }
+
+    fn remove_at(&mut self, slot: u32) -> Option<Conn> {
+        self.last = None;
+        let (key, conn) = self.slots.get_mut(slot as usize)?.take()?;
+        self.index.remove(&key);
+        self.free.push(slot);
+        Some(conn)
+    }
+
+    /// Inserts (replacing any connection on the same key) and returns the slot.
+    fn insert(&mut self, key: Key, conn: Conn) -> u32 {
         let _replaced = self.remove(&key);
         let i = match self.free.pop() {
             Some(i) => {
@@ -186,6 +213,7 @@ impl ConnTable {
             }
         };
         self.index.insert(key, i);
+        i
     }
 
     fn iter(&self) -> impl Iterator<Item = (&Key, &Conn)> {
@@ -193,12 +221,13 @@ impl ConnTable {
     }
 }
 
-/// A timer: the connection `key` (while its id is `conn_id`) needs attention at `due_ns`.
+/// A timer: the connection in `slot` (while its id is `conn_id`) needs attention at `due_ns`.
+/// 24 bytes, so the heap moves little.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     due_ns: i64,
     conn_id: i64,
-    key: Key,
+    slot: u32,
 }
 
 const TCP: u8 = 6;
@@ -311,6 +340,8 @@ fn icmp_echo(v6: bool, typ: u8) -> (bool, bool) {
 #[derive(Debug)]
 pub struct Tracker {
     config: TrackerConfig,
+    /// `config.node`, shared by every row.
+    node: std::sync::Arc<str>,
     conns: ConnTable,
     /// One timer per live connection (plus stale ones, dropped when they fire). A connection's
     /// timer is not moved on every packet: when it fires early, it is pushed again for the
@@ -337,6 +368,7 @@ impl Tracker {
         let dns = DnsTracker::new(config.dns.clone(), &config.node);
         let capacity = config.max_connections.min(1 << 12);
         Tracker {
+            node: config.node.as_str().into(),
             config,
             conns: ConnTable::with_capacity(capacity),
             timers: std::collections::BinaryHeap::with_capacity(capacity),
@@ -390,7 +422,8 @@ impl Tracker {
 
         // The common case: one lookup, a live connection that this packet belongs to.
         let mut found = None;
-        if let Some(c) = self.conns.get_mut(&key) {
+        let slot = self.conns.slot(&key);
+        if let Some(c) = slot.and_then(|i| self.conns.slots[i].as_mut()).map(|(_, c)| c) {
             let stale = ts_ns - c.last_ns > timeout_of(&self.config, c);
             let reuse = match pkt.transport {
                 Transport::Tcp { flags, seq, .. } => {
@@ -414,11 +447,12 @@ impl Tracker {
                 if new_row {
                     // The row just opened is due before the connection's timer: move it up.
                     let due_ns = ts_ns.saturating_add(self.config.active_timeout_ns);
-                    if let Some(c) = self.conns.get_mut(&key)
+                    let slot = slot.and_then(|i| u32::try_from(i).ok()).unwrap_or(u32::MAX);
+                    if let Some(c) = self.conns.at_mut(slot)
                         && due_ns < c.timer_due
                     {
                         c.timer_due = due_ns;
-                        self.timers.push(std::cmp::Reverse(Timer { due_ns, conn_id, key }));
+                        self.timers.push(std::cmp::Reverse(Timer { due_ns, conn_id, slot }));
                     }
                 }
                 (conn_id, side)
@@ -435,8 +469,8 @@ impl Tracker {
                 let (ends, report_ports) = orient(pkt, sport, dport);
                 let mut c = self.new_conn(proto, ends, report_ports, pkt.segment, ts_ns);
                 let (conn_id, side, _) = count_packet(&mut c, pkt, ts_ns, sport);
-                self.add_timer(key, &mut c);
-                self.conns.insert(key, c);
+                let slot = self.conns.insert(key, c);
+                self.arm_timer(slot);
                 (conn_id, side)
             }
         };
@@ -460,7 +494,7 @@ impl Tracker {
                 tcp: tcp_fields,
                 ip_bytes: u32::try_from(pkt.ip_bytes).unwrap_or(u32::MAX),
                 payload_bytes: u32::try_from(pkt.payload_len).unwrap_or(u32::MAX),
-                node: self.config.node.clone(),
+                node: self.node.clone(),
                 src_meta: EndpointMeta::default(),
                 dst_meta: EndpointMeta::default(),
             });
@@ -555,9 +589,9 @@ impl Tracker {
             let v6 = matches!(pkt.transport, Transport::Icmp { v6: true, .. });
             let echo = if v6 { 128 } else { 8 };
             let ports = if qproto == ICMP { (echo, 0) } else { (qsport, qdport) };
-            let mut c = self.new_conn(qproto, ends, ports, pkt.segment, ts_ns);
-            self.add_timer(key, &mut c);
-            self.conns.insert(key, c);
+            let c = self.new_conn(qproto, ends, ports, pkt.segment, ts_ns);
+            let slot = self.conns.insert(key, c);
+            self.arm_timer(slot);
         }
         if let Some(c) = self.conns.get_mut(&key) {
             c.icmp_error = Some((typ, code));
@@ -582,10 +616,15 @@ impl Tracker {
         }
     }
 
-    fn add_timer(&mut self, key: Key, c: &mut Conn) {
+    /// Sets the timer of the connection in `slot` to its current deadline.
+    fn arm_timer(&mut self, slot: u32) {
+        let Some(c) = self.conns.at(slot) else { return };
         let due_ns = self.deadline(c);
-        c.timer_due = due_ns;
-        self.timers.push(std::cmp::Reverse(Timer { due_ns, conn_id: c.conn_id, key }));
+        let conn_id = c.conn_id;
+        if let Some(c) = self.conns.at_mut(slot) {
+            c.timer_due = due_ns;
+        }
+        self.timers.push(std::cmp::Reverse(Timer { due_ns, conn_id, slot }));
     }
 
     /// Emits interim rows and finishes timed-out connections; `all` finishes everything (end of
@@ -611,41 +650,31 @@ impl Tracker {
                 break;
             }
             self.timers.pop();
-            let Some(c) = self.conns.get(&t.key) else { continue };
+            let Some(c) = self.conns.at(t.slot) else { continue };
             if c.conn_id != t.conn_id || c.timer_due != t.due_ns {
-                continue; // stale: an earlier connection on the same key, or a moved timer
+                continue; // stale: an earlier connection in this slot, or a moved timer
             }
             if now - c.last_ns > self.timeout(c) {
-                if let Some(c) = self.conns.remove(&t.key) {
+                if let Some(c) = self.conns.remove_at(t.slot) {
                     self.finish(c);
                 }
                 continue;
             }
-            let due = self.deadline(c);
-            if due > now {
-                if let Some(c) = self.conns.get_mut(&t.key) {
-                    c.timer_due = due;
+            if self.deadline(c) <= now {
+                // The interim row is due.
+                if let Some(c) = self.conns.at_mut(t.slot) {
+                    let rec = record(c, false, &self.dns, &self.node);
+                    self.out.push(rec);
+                    start_next_row(c);
                 }
-                self.timers.push(std::cmp::Reverse(Timer { due_ns: due, ..t }));
-                continue;
             }
-            // The interim row is due.
-            if let Some(c) = self.conns.get_mut(&t.key) {
-                let rec = record(c, false, &self.dns, &self.config.node);
-                self.out.push(rec);
-                start_next_row(c);
-            }
-            let due_ns = self.conns.get(&t.key).map(|c| self.deadline(c));
-            if let (Some(due_ns), Some(c)) = (due_ns, self.conns.get_mut(&t.key)) {
-                c.timer_due = due_ns;
-                self.timers.push(std::cmp::Reverse(Timer { due_ns, ..t }));
-            }
+            self.arm_timer(t.slot);
         }
         self.dns.expire(now, false);
     }
 
     fn finish(&mut self, c: Conn) {
-        let rec = record(&c, true, &self.dns, &self.config.node);
+        let rec = record(&c, true, &self.dns, &self.node);
         self.out.push(rec);
     }
 
@@ -865,10 +894,15 @@ fn side_name(s: Option<usize>) -> &'static str {
     }
 }
 
-fn record(c: &Conn, is_final: bool, dns: &DnsTracker, node: &str) -> ConnectionRecord {
+fn record(
+    c: &Conn,
+    is_final: bool,
+    dns: &DnsTracker,
+    node: &std::sync::Arc<str>,
+) -> ConnectionRecord {
     let start = c.row_start_ns.unwrap_or(c.last_ns);
     let end = if c.row_start_ns.is_some() { c.row_end_ns } else { c.last_ns };
-    let dst_dns_name = dns.name_for(c.ends[1].0, c.first_ns, c.ends[0].0).unwrap_or("").to_string();
+    let dst_dns_name = dns.name_for(c.ends[1].0, c.first_ns, c.ends[0].0).cloned();
     ConnectionRecord {
         start_ns: start,
         end_ns: end.max(start),
@@ -894,7 +928,7 @@ fn record(c: &Conn, is_final: bool, dns: &DnsTracker, node: &str) -> ConnectionR
         vlan: c.segment.vlan_text(),
         tunnel: c.segment.tunnel_text(),
         dst_dns_name,
-        node: node.to_string(),
+        node: node.clone(),
         src_meta: EndpointMeta::default(),
         dst_meta: EndpointMeta::default(),
     }

@@ -242,10 +242,10 @@ pub struct ConnectionRecord {
     pub vlan: String,
     /// Tunnel description, e.g. `vxlan:4242`; empty when not tunnelled.
     pub tunnel: String,
-    /// DNS name the initiator resolved for `dst_ip`.
-    pub dst_dns_name: String,
-    /// Capturing node.
-    pub node: String,
+    /// DNS name the initiator resolved for `dst_ip` (shared with the DNS index).
+    pub dst_dns_name: Option<Arc<str>>,
+    /// Capturing node (shared: one allocation per run, not per row).
+    pub node: Arc<str>,
     /// Initiator's pod metadata.
     pub src_meta: EndpointMeta,
     /// Responder's pod metadata.
@@ -386,7 +386,7 @@ impl ConnectionsBuilder {
         }
         self.vlan.append_value(&r.vlan);
         self.tunnel.append_value(&r.tunnel);
-        self.dst_dns_name.append_value(&r.dst_dns_name);
+        self.dst_dns_name.append_value(r.dst_dns_name.as_deref().unwrap_or(""));
         self.node.append_value(&r.node);
         self.src_meta.append(&r.src_meta);
         self.dst_meta.append(&r.dst_meta);
@@ -470,7 +470,7 @@ mod tests {
             icmp_error_src: None,
             vlan: String::new(),
             tunnel: String::new(),
-            dst_dns_name: String::new(),
+            dst_dns_name: None,
             node: "n1".into(),
             src_meta: EndpointMeta::default(),
             dst_meta: EndpointMeta { name: "web".into(), ..Default::default() },

@@ -131,8 +131,8 @@ pub struct DnsRecord {
     pub ttl_min: Option<u32>,
     /// One of [`outcome`].
     pub outcome: &'static str,
-    /// Capturing node.
-    pub node: String,
+    /// Capturing node (shared: one allocation per run, not per row).
+    pub node: Arc<str>,
     /// Client's pod metadata.
     pub src_meta: EndpointMeta,
     /// Server's pod metadata.

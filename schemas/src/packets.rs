@@ -113,8 +113,8 @@ pub struct PacketRecord {
     pub ip_bytes: u32,
     /// Transport payload bytes.
     pub payload_bytes: u32,
-    /// Capturing node.
-    pub node: String,
+    /// Capturing node (shared: one allocation per run, not per row).
+    pub node: Arc<str>,
     /// Sender's pod metadata.
     pub src_meta: EndpointMeta,
     /// Receiver's pod metadata.

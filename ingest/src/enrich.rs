@@ -4,7 +4,6 @@
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::TimestampMicrosecondType;
 use podwire_schemas::endpoint::{EndpointBuilder, SUFFIXES, Side};
 use podwire_schemas::{EndpointMeta, Table, connections};
 use std::net::IpAddr;
@@ -38,13 +37,7 @@ impl Enricher {
             return Ok(batch.clone()); // no endpoints to name
         }
         let schema = batch.schema();
-        let ts = batch
-            .column_by_name(table.time_column())
-            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-            .ok_or_else(|| Error::MissingColumn {
-                table: table.name(),
-                column: table.time_column().into(),
-            })?;
+        let ts = crate::event_times(table, batch)?;
         let src_ip = string_col(batch, table, &Side::Src.column("ip"))?;
         let dst_ip = string_col(batch, table, &Side::Dst.column("ip"))?;
         let dns_name = match table {

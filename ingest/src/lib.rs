@@ -11,3 +11,21 @@ pub mod inventory;
 pub mod store;
 
 pub use error::{Error, Result};
+
+use arrow::array::{AsArray, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::TimestampMicrosecondType;
+use podwire_schemas::Table;
+
+/// The event-time column of a batch of `table` (partitioning, sorting, time-aware naming).
+///
+/// # Errors
+/// [`Error::MissingColumn`] when the batch does not have it with the schema's type.
+pub fn event_times(table: Table, batch: &RecordBatch) -> Result<&TimestampMicrosecondArray> {
+    batch
+        .column_by_name(table.time_column())
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+        .ok_or_else(|| Error::MissingColumn {
+            table: table.name(),
+            column: table.time_column().into(),
+        })
+}

@@ -11,10 +11,9 @@
 //! file. Rows are buffered per partition and a file is rolled every `max_rows_per_file` rows, so
 //! memory is bounded by the number of open partitions times that.
 use crate::error::{Error, Result};
-use arrow::array::{AsArray, RecordBatch, UInt32Array};
+use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::DataType;
-use arrow::datatypes::TimestampMicrosecondType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -107,13 +106,7 @@ impl StoreWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let ts = batch
-            .column_by_name(table.time_column())
-            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-            .ok_or_else(|| Error::MissingColumn {
-                table: table.name(),
-                column: table.time_column().into(),
-            })?;
+        let ts = crate::event_times(table, batch)?;
         let mut rows_by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (i, t) in ts.values().iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);

@@ -157,8 +157,6 @@ impl StoreWriter {
         }
         let batches = std::mem::take(&mut p.batches);
         p.rows = 0;
-        let seq = p.files;
-        p.files += 1;
         let schema = batches[0].schema();
         let all = concat_batches(&schema, &batches)?;
         drop(batches);
@@ -166,7 +164,31 @@ impl StoreWriter {
         let order = sort_to_indices(all.column(time_idx), Some(SortOptions::default()), None)?;
         let sorted = take_record_batch(&all, &order)?;
         drop(all);
+        // Files of at most `max_rows_per_file` rows, in time order.
+        let per_file = self.config.max_rows_per_file.max(1);
+        let mut offset = 0;
+        while offset < sorted.num_rows() {
+            let len = per_file.min(sorted.num_rows() - offset);
+            let seq = self.open.get_mut(&(table, hour)).map_or(0, |p| {
+                p.files += 1;
+                p.files - 1
+            });
+            self.write_file(table, hour, seq, time_idx, &sorted.slice(offset, len))?;
+            offset += len;
+        }
+        Ok(())
+    }
 
+    /// Writes one file: a hidden temporary name, fsync, rename, fsync of the folder.
+    fn write_file(
+        &mut self,
+        table: Table,
+        hour: i64,
+        seq: u32,
+        time_idx: usize,
+        rows: &RecordBatch,
+    ) -> Result<()> {
+        let schema = rows.schema();
         let dir = self.config.root.join(table.name()).join(partition_path(hour));
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
         let name = format!("{}-{seq:05}.parquet", self.config.prefix);
@@ -186,14 +208,14 @@ impl StoreWriter {
                 nulls_first: false,
             }]))
             .set_created_by(format!("podwire {}", env!("CARGO_PKG_VERSION")));
-        // Min/max of every string column costs more than the rest of the write; keep statistics
-        // on the string columns that filters prune by (addresses, names, namespaces, outcome).
         for field in schema.fields() {
             // Unique-per-row columns (times, ids, counters) gain nothing from a dictionary.
             if matches!(field.data_type(), DataType::Int64 | DataType::Timestamp(..)) {
                 props = props
                     .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
             }
+            // Min/max of every string column costs more than the rest of the write; keep
+            // statistics on the string columns that filters prune by.
             let pruned = !matches!(field.data_type(), DataType::Utf8 | DataType::List(_))
                 || PRUNED_STRINGS.iter().any(|s| field.name().ends_with(s));
             if !pruned {
@@ -203,9 +225,8 @@ impl StoreWriter {
                 );
             }
         }
-        let props = props.build();
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        writer.write(&sorted)?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props.build()))?;
+        writer.write(rows)?;
         let file = writer.into_inner()?;
         file.sync_all().map_err(io)?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -215,7 +236,7 @@ impl StoreWriter {
             let _ = d.sync_all();
         }
         *self.stats.files.entry(table.name()).or_default() += 1;
-        *self.stats.rows.entry(table.name()).or_default() += sorted.num_rows() as u64;
+        *self.stats.rows.entry(table.name()).or_default() += rows.num_rows() as u64;
         self.stats.bytes += bytes;
         Ok(())
     }
@@ -224,6 +245,82 @@ impl StoreWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use podwire_schemas::connections::{
+        ConnectionRecord, ConnectionsBuilder, DirCounters, by, outcome, protocol,
+    };
+
+    fn row(start_s: i64) -> ConnectionRecord {
+        ConnectionRecord {
+            start_ns: start_s * 1_000_000_000,
+            end_ns: start_s * 1_000_000_000,
+            conn_id: start_s,
+            row_seq: 0,
+            is_final: true,
+            protocol: protocol::UDP,
+            src_ip: "10.0.0.1".parse().unwrap(),
+            src_port: 1,
+            dst_ip: "10.0.0.2".parse().unwrap(),
+            dst_port: 2,
+            src: DirCounters::default(),
+            dst: DirCounters::default(),
+            outcome: outcome::NO_ANSWER,
+            src_flags: 0,
+            dst_flags: 0,
+            handshake_rtt_ns: None,
+            closed_by: by::NONE,
+            reset_by: by::NONE,
+            icmp_error: None,
+            icmp_errors: 0,
+            icmp_error_src: None,
+            vlan: String::new(),
+            tunnel: String::new(),
+            dst_dns_name: None,
+            node: "n".into(),
+            src_meta: Default::default(),
+            dst_meta: Default::default(),
+        }
+    }
+
+    #[test]
+    fn splits_by_hour_rolls_by_size_sorts_and_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path(), "t");
+        config.max_rows_per_file = 3;
+        let mut w = StoreWriter::new(config);
+        let mut b = ConnectionsBuilder::default();
+        // Hour 0: 5 rows, out of order; hour 1: 1 row.
+        for s in [30, 10, 3_700, 20, 50, 40] {
+            b.append(&row(s));
+        }
+        w.write(Table::Connections, &b.finish().unwrap()).unwrap();
+        let stats = w.finish().unwrap();
+        assert_eq!(stats.rows["connections"], 6);
+        let h0 = dir.path().join("connections/date=1970-01-01/hour=00");
+        let h1 = dir.path().join("connections/date=1970-01-01/hour=01");
+        let mut files: Vec<_> =
+            std::fs::read_dir(&h0).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        assert_eq!(files.len(), 2, "5 rows at 3 per file: rolled once: {files:?}");
+        assert!(files.iter().all(|f| f.extension().unwrap() == "parquet"), "no temp files left");
+        assert_eq!(std::fs::read_dir(&h1).unwrap().count(), 1);
+        let mut seen = Vec::new();
+        for f in files {
+            let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                File::open(f).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            for batch in r {
+                let ts = crate::event_times(Table::Connections, &batch.unwrap()).unwrap().clone();
+                let v: Vec<i64> = ts.values().to_vec();
+                assert!(v.windows(2).all(|w| w[0] <= w[1]), "sorted by time: {v:?}");
+                seen.extend(v);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![10_000_000, 20_000_000, 30_000_000, 40_000_000, 50_000_000]);
+    }
 
     #[test]
     fn partition_paths_are_utc_hours() {

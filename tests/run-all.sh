@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All of podwire's tests, on a fresh Debian machine with the Rust toolchain: installs what they
-# need (tshark, tcpdump; pyarrow, duckdb, polars, matplotlib, nbclient, pytest), then runs the Rust
-# tests, the Python reader tests and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
+# need (tshark, tcpdump, a JVM; pyarrow, duckdb, polars, matplotlib, nbclient, pyspark, pytest),
+# then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark) and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ step "system packages"
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v tcpdump >/dev/null || missing+=(tcpdump)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)   # Spark reads the store in a test
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
@@ -22,9 +23,9 @@ fi
 tshark --version | head -n 1
 
 step "python packages"
-if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel' 2>/dev/null; then
+if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark' 2>/dev/null; then
     python3 -m pip install -q --disable-pip-version-check \
-        pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel
+        pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel pyspark
 fi
 # nbclient runs the notebook on the `python3` kernel of this interpreter.
 python3 -m ipykernel install --user --name python3 >/dev/null

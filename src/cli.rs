@@ -80,7 +80,8 @@ pub(crate) struct TrackerArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct StandaloneArgs {
-    /// Capture file(s) to read: pcap or pcapng (tcpdump -w, tshark -w, dumpcap).
+    /// Capture file(s) to read: pcap or pcapng (tcpdump -w, tshark -w, dumpcap); `-` reads
+    /// standard input, e.g. `tcpdump -i any -w - | podwire standalone --pcap - ...`.
     #[arg(long, required = true, num_args = 1.., env = "PODWIRE_PCAP", value_delimiter = ',')]
     pub(crate) pcap: Vec<PathBuf>,
     /// Pod metadata: the output of `kubectl get pods,services,nodes -A -o json` (or -o yaml).

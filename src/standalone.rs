@@ -50,9 +50,19 @@ pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
     }
 }
 
-/// A file prefix derived from the inputs: the same inputs rewrite the same files.
+/// A file prefix derived from the inputs: the same inputs rewrite the same files. Standard input
+/// is never the same input twice, so a run reading it gets a prefix of its own.
 fn file_prefix(files: &[PcapFile]) -> String {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
+    if files.iter().any(|f| f.len == 0 && f.path() == Path::new("stdin")) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        for b in now.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
     for f in files {
         let name =
             f.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -76,7 +86,14 @@ pub(crate) fn run_files(
     keep_connections: bool,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let files = pcaps.iter().map(|p| PcapFile::new(p)).collect::<Result<Vec<_>, _>>()?;
+    // `-` reads a capture from standard input (`tcpdump -w - | podwire standalone --pcap -`).
+    let is_stdin = |p: &Path| p.as_os_str() == "-";
+    let files = pcaps
+        .iter()
+        .map(|p| {
+            if is_stdin(p) { Ok(PcapFile::named(Path::new("stdin"), 0)) } else { PcapFile::new(p) }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     // Without an inventory, enrichment still names external ends by their DNS name.
     let inventory = match inventory {
         Some(path) => {
@@ -114,12 +131,17 @@ pub(crate) fn run_files(
         let name =
             file.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         pipeline.set_source(&format!("pcap:{name}"));
-        let result = file.for_each(|frame| {
+        let on_frame = |frame: podwire_capture::source::Frame<'_>| {
             pipeline.on_frame(frame);
             if pipeline.stats().frames.is_multiple_of(8192) {
                 bar.set_position(done_bytes + frame.offset);
             }
-        });
+        };
+        let result = if file.len == 0 && file.path() == Path::new("stdin") {
+            file.read_from(std::io::stdin(), on_frame)
+        } else {
+            file.for_each(on_frame)
+        };
         done_bytes += file.len;
         if let Err(e) = result {
             capture_error = Some(e);

@@ -164,3 +164,20 @@ fn help_teaches() {
         assert!(text.contains(needle), "standalone --help lacks {needle}: {text}");
     }
 }
+
+#[test]
+fn reads_a_capture_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let input = std::fs::File::open(shared("edge/deepflow-syn-retrans.pcap")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_podwire"))
+        .args(["standalone", "--pcap", "-", "--store", store.to_str().unwrap()])
+        .stdin(input)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("packets read                   8"), "{err}");
+    assert!(err.contains("closed                       1"), "{err}");
+    assert!(parquet_files(&store.join("connections")) == 1);
+}

@@ -1,0 +1,233 @@
+//! No input makes the lexer, parser or translator panic, hang or overflow the stack: random token
+//! soups and byte-level mutations of the corpus (the fuzz target will come later). Whatever
+//! translates must print SQL that `sqlparser` parses back to the same statement, and every
+//! error must render.
+use podwire_kfl::{Options, translate_bytes};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+/// xorshift64*: small, deterministic, good enough to shake a parser.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const PIECES: &[&str] = &[
+    "tcp",
+    "udp",
+    "icmp",
+    "dns",
+    "error",
+    "and",
+    "or",
+    "!",
+    "-",
+    "(",
+    ")",
+    "[",
+    "]",
+    ".",
+    "*",
+    ",",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "=",
+    "true",
+    "false",
+    "nil",
+    "0",
+    "80",
+    "1e3",
+    ".5",
+    "-1",
+    "\"x\"",
+    "\"\"",
+    "r\"^a\"",
+    "r\"(\"",
+    "'w'",
+    "`r`",
+    "src.ip",
+    "dst.port",
+    "dst.namespace",
+    "src.name",
+    "timestamp",
+    "elapsedTime",
+    "rtt",
+    "outcome",
+    "request.questions[0].name",
+    "response.answers[*].ip",
+    "response.code",
+    "tls",
+    "isFinal",
+    "startsWith(",
+    "endsWith(",
+    "contains(",
+    ".startsWith(\"a\")",
+    "datetime(\"1/2/2026, 3:04:05 PM\")",
+    "now()",
+    "now",
+    "minutes(-5)",
+    "years(1e300)",
+    "limit(3)",
+    "limit(",
+    "json()",
+    "redact(",
+    "[\"k\"]",
+    "[*]",
+    "..",
+    "//c\n",
+    "/*",
+    "*/",
+    "\\",
+    "\"\\u00e9\"",
+    "\"\\q\"",
+    "é",
+    "🦈",
+    "\0",
+    " ",
+    "\n",
+    "&&",
+    "|",
+    "#",
+    "~",
+    "0x1",
+    "080",
+];
+
+fn check(input: &[u8], opts: &Options) {
+    match translate_bytes(input, opts) {
+        Ok(t) => {
+            let sql = t.sql();
+            let back = Parser::parse_sql(&GenericDialect {}, &sql)
+                .unwrap_or_else(|e| panic!("{input:?}: {e}\n{sql}"));
+            assert_eq!(back.len(), 1, "{input:?}");
+            assert_eq!(back[0].to_string(), sql, "{input:?}");
+        }
+        Err(e) => {
+            let rendered = e.render();
+            assert!(rendered.contains(e.class.code()), "{input:?}");
+            assert!(e.is_user_error(), "{input:?}: internal error {rendered}");
+        }
+    }
+}
+
+#[test]
+fn random_token_soups_never_panic() {
+    let opts = Options { now_ms: 1_767_225_600_000, from_ms: None, to_ms: Some(1_767_225_600_000) };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..20_000 {
+        let n = 1 + rng.below(12);
+        let mut q = String::new();
+        for _ in 0..n {
+            q.push_str(PIECES[rng.below(PIECES.len())]);
+            if rng.below(3) > 0 {
+                q.push(' ');
+            }
+        }
+        check(q.as_bytes(), &opts);
+    }
+}
+
+#[test]
+fn mutated_corpus_never_panics() {
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut seeds = Vec::new();
+    for area in std::fs::read_dir(dir).unwrap() {
+        for file in std::fs::read_dir(area.unwrap().path()).unwrap() {
+            seeds.push(std::fs::read(file.unwrap().path()).unwrap());
+        }
+    }
+    let mut rng = Rng(42);
+    for _ in 0..20_000 {
+        let mut q = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(q.len() + 1);
+            match rng.below(4) {
+                0 if at < q.len() => {
+                    q.remove(at);
+                }
+                1 => q.insert(at, rng.next() as u8),
+                2 if at < q.len() => q[at] = rng.next() as u8,
+                _ => {
+                    let piece = PIECES[rng.below(PIECES.len())].as_bytes();
+                    q.splice(at..at, piece.iter().copied());
+                }
+            }
+        }
+        check(&q, &opts);
+    }
+}
+
+#[test]
+fn pathological_inputs_are_errors() {
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
+    for q in [
+        "(".repeat(50_000),
+        "!".repeat(50_000) + "tcp",
+        "-".repeat(50_000) + "1",
+        vec!["tcp"; 50_000].join(" and "),
+        vec!["1"; 50_000].join(" < "),
+        "a".to_string() + &".b".repeat(50_000),
+        "a".to_string() + &"[0]".repeat(50_000),
+        "a.json()".to_string() + &".b.c(1)".repeat(50_000),
+        "f(".repeat(50_000),
+        "\"".to_string() + &"\\".repeat(50_001),
+    ] {
+        let res = translate_bytes(q.as_bytes(), &opts);
+        if let Err(e) = res {
+            let _ = e.render();
+        }
+    }
+}
+
+/// The largest queries the parser accepts translate and print on a 2 MiB stack (a tokio worker's
+/// default; debug builds have the biggest frames).
+#[test]
+fn largest_accepted_queries_fit_a_small_stack() {
+    use podwire_kfl::parser::{MAX_CHAIN, MAX_DEPTH, MAX_NESTING};
+    let alternating = |switches: usize, last: &str| {
+        let ops = (0..=switches).map(|i| if i % 2 == 0 { "tcp and" } else { "udp or" });
+        ops.collect::<Vec<_>>().join(" ") + " " + last
+    };
+    // Groups of alternating chains inside one another, as deep as allowed: each level costs 20
+    // (19 switches + 1) plus 1 for the parentheses.
+    let mut nested = "dns".to_string();
+    for _ in 0..(MAX_DEPTH / 21) {
+        nested = alternating(19, &format!("({nested})"));
+    }
+    let queries = vec![
+        vec!["tcp"; MAX_CHAIN].join(" and "),
+        (0..MAX_CHAIN).map(|i| format!("dst.port == {i}")).collect::<Vec<_>>().join(" or "),
+        alternating(MAX_NESTING, "dns"),
+        format!("{}tcp{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING)),
+        format!("{}tcp", "!".repeat(MAX_NESTING)),
+        nested,
+    ];
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for q in queries {
+                let t = translate_bytes(q.as_bytes(), &opts).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!t.pretty_sql().is_empty());
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -8,27 +8,80 @@ use podwire_capture::source::PcapFile;
 use podwire_capture::tracker::TrackerConfig;
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::Inventory;
-use podwire_ingest::store::{StoreConfig, StoreWriter};
+use podwire_ingest::store::{StoreConfig, StoreWriter, WriteStats};
 use podwire_schemas::Table;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Enriches batches and hands them to the store writer; optionally keeps the connection
-/// batches for the caller.
+/// Batches in flight between the capture thread and the store thread: the bound keeps memory
+/// flat when the store is slower than capture (capture then waits).
+const IN_FLIGHT: usize = 4;
+
+/// What the store thread hands back: what it wrote, and the connection batches if asked for.
+type Stored = (WriteStats, Vec<RecordBatch>);
+
+/// Hands batches to a thread that enriches them and writes the store, so Parquet encoding runs
+/// beside capture instead of after it.
 pub(crate) struct StoreSink {
-    enricher: Enricher,
-    writer: StoreWriter,
-    keep: Option<Vec<RecordBatch>>,
+    tx: Option<std::sync::mpsc::SyncSender<(Table, RecordBatch)>>,
+    thread: Option<std::thread::JoinHandle<Result<Stored, String>>>,
+    /// The store thread's error, readable while the thread's result is not yet joined.
+    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl StoreSink {
+    fn start(enricher: Enricher, mut writer: StoreWriter, keep: bool) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Table, RecordBatch)>(IN_FLIGHT);
+        let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = std::sync::Arc::clone(&error);
+        let thread = std::thread::Builder::new().name("store".into()).spawn(move || {
+            let mut kept = Vec::new();
+            let run = || -> Result<WriteStats, String> {
+                for (table, batch) in rx {
+                    let batch = enricher.enrich(table, &batch).map_err(|e| e.to_string())?;
+                    if keep && table == Table::Connections {
+                        kept.push(batch.clone());
+                    }
+                    writer.write(table, &batch).map_err(|e| e.to_string())?;
+                }
+                writer.finish().map_err(|e| e.to_string())
+            };
+            match run() {
+                Ok(stats) => Ok((stats, kept)),
+                Err(e) => {
+                    if let Ok(mut slot) = slot.lock() {
+                        *slot = Some(e.clone());
+                    }
+                    Err(e)
+                }
+            }
+        })?;
+        Ok(StoreSink { tx: Some(tx), thread: Some(thread), error })
+    }
+
+    /// Waits for the store thread to write everything; its first error, if any.
+    fn finish(mut self) -> Result<Stored, String> {
+        drop(self.tx.take());
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err("the store thread panicked (a bug in podwire)".into()),
+            None => Err("the store thread was already finished".into()),
+        }
+    }
 }
 
 impl BatchSink for StoreSink {
     fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
-        let batch = self.enricher.enrich(table, &batch).map_err(|e| e.to_string())?;
-        if let (Some(keep), Table::Connections) = (&mut self.keep, table) {
-            keep.push(batch.clone());
-        }
-        self.writer.write(table, &batch).map_err(|e| e.to_string())
+        let tx = self.tx.as_ref().ok_or("the store thread was already finished")?;
+        // A send fails only when the store thread stopped on an error.
+        tx.send((table, batch)).map_err(|_| {
+            self.error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_else(|| "the store thread stopped".to_string())
+        })
     }
 }
 
@@ -107,7 +160,8 @@ pub(crate) fn run_files(
     std::fs::create_dir_all(store)
         .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
     let writer = StoreWriter::new(StoreConfig::new(store, &file_prefix(&files)));
-    let sink = StoreSink { enricher, writer, keep: keep_connections.then(Vec::new) };
+    let sink = StoreSink::start(enricher, writer, keep_connections)
+        .context("cannot start the store thread")?;
     let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
 
@@ -152,9 +206,13 @@ pub(crate) fn run_files(
         }
     }
     bar.finish_and_clear();
-    let (sink, stats) = pipeline.finish().context("writing the store failed")?;
-    let keep = sink.keep.unwrap_or_default();
-    let written = sink.writer.finish().context("writing the store failed")?;
+    let finished = pipeline.finish();
+    let (sink, stats) = match finished {
+        Ok(done) => done,
+        Err(e) => return Err(anyhow::Error::new(e).context("writing the store failed")),
+    };
+    let (written, keep) =
+        sink.finish().map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
     let elapsed = started.elapsed();
     tracing::info!(
         packets = stats.frames,

@@ -181,3 +181,16 @@ fn reads_a_capture_from_stdin() {
     assert!(err.contains("closed                       1"), "{err}");
     assert!(parquet_files(&store.join("connections")) == 1);
 }
+
+#[test]
+fn a_store_that_cannot_be_written_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // A file where the `connections` folder must go: every write of that table fails.
+    std::fs::write(store.join("connections"), b"in the way").unwrap();
+    let out = standalone(&shared("edge/deepflow-syn-retrans.pcap"), &store);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("writing the store failed") && err.contains("connections"), "{err}");
+}

@@ -25,6 +25,8 @@ Examples:
   podwire demo                                   # the bundled scene, summary and connections
   podwire standalone --pcap node-a.pcap --inventory pods.json --store ./store
   kubectl get pods,services,nodes -A -o json > pods.json   # make an inventory
+  podwire query --store ./store 'dst.namespace == \"\"'     # KFL over the history
+  podwire fields                                 # what a KFL filter can use
 
 Log verbosity: RUST_LOG=debug (default info).";
 
@@ -36,6 +38,107 @@ pub(crate) enum Command {
     Standalone(StandaloneArgs),
     /// Run `standalone` on the sample scene bundled in the binary and print what it found.
     Demo(DemoArgs),
+    /// Filter a store's history with KFL (Kubeshark's filter language) and print the matching
+    /// connections and DNS transactions in time order.
+    #[command(after_help = QUERY_HELP)]
+    Query(QueryArgs),
+    /// Print the SQL a KFL filter becomes (what `podwire query` runs).
+    #[command(after_help = TRANSLATE_HELP)]
+    Translate(TranslateArgs),
+    /// List the KFL fields: name, type, the tables that have them, and what they mean.
+    Fields(FieldsArgs),
+}
+
+const QUERY_HELP: &str = "\
+KFL is Kubeshark's filter language: comparisons (== != < <= > >=), regex (=~ \"re\"), and/or/!,
+parentheses, helpers (startsWith, endsWith, contains, datetime, now, minutes(n) ...), limit(n), and
+the aliases tcp, udp, icmp, dns, error. `podwire fields` lists the fields. One stream: `dns or tcp`
+mixes DNS transactions and TCP connections, in time order. A blank filter matches everything.
+
+Examples:
+  podwire query --store ./store 'dst.namespace == \"\"'                    # pods talking outside the cluster
+  podwire query --store ./store 'src.namespace == \"shop\" and dst.namespace == \"payments\"'
+  podwire query --store ./store 'dst.name == \"api.example.com\" and error'
+  podwire query --store ./store --from -1h 'tcp and outcome == \"refused\"'
+  podwire query --store ./store --from 2026-11-26T09:00:00Z --to 2026-11-26T10:00:00Z --format csv 'dns'
+  podwire query --store ./store --format json --limit 10 'dst.port == 443'   # JSON lines
+  podwire query --store ./store --format parquet --output refused.parquet 'outcome == \"refused\"'
+  podwire query --store ./store --sql 'SELECT dst_name, count(*) FROM connections GROUP BY 1 ORDER BY 2 DESC'
+
+Times (--from, --to): RFC 3339 (2026-11-26T09:00:00Z), a date (2026-11-26, midnight UTC), `now`,
+or relative to now (-1h, -30m, -2days). The range is [from, to): hour folders outside it are not read.
+
+A filter that does not parse or check exits with status 1 and a diagnostic that points at the
+error (class, line:col, a caret under the query, and a hint).";
+
+const TRANSLATE_HELP: &str = "\
+Examples:
+  podwire translate 'dst.namespace == \"\" and tcp'
+  podwire translate 'dns or error'                 # a UNION ALL over connections and dns
+  podwire translate --compact 'src.pod.name startsWith \"web-\"'";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// JSON lines: one object per row.
+    Json,
+    /// Parquet (needs --output).
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// The store folder written by `podwire standalone`.
+    #[arg(long, env = "PODWIRE_STORE")]
+    pub(crate) store: PathBuf,
+    /// Only entries at or after this time.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) from: Option<String>,
+    /// Only entries before this time.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) to: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
+    /// At most this many rows (the smaller of this and the filter's `limit(n)`).
+    #[arg(long)]
+    pub(crate) limit: Option<u64>,
+    /// Write to this file instead of standard output (required for parquet).
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    /// The query is SQL, not KFL: one SELECT over the tables connections, dns, packets and
+    /// capture_stats (plus their `date` and `hour` partition columns); nothing else is accepted.
+    #[arg(long)]
+    pub(crate) sql: bool,
+    /// The KFL filter (blank: everything).
+    #[arg(default_value = "")]
+    pub(crate) query: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TranslateArgs {
+    /// Fold this time range into the SQL, as `podwire query --from` does.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) from: Option<String>,
+    /// See --from.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) to: Option<String>,
+    /// One line, no header comment.
+    #[arg(long)]
+    pub(crate) compact: bool,
+    /// The KFL filter.
+    #[arg(default_value = "")]
+    pub(crate) query: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FieldsArgs {
+    /// Only the names, one per line.
+    #[arg(long)]
+    pub(crate) names: bool,
 }
 
 const STANDALONE_HELP: &str = "\

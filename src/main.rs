@@ -2,6 +2,7 @@
 //! each subcommand lives in its own module and the library crates do the work.
 mod cli;
 mod demo;
+mod query;
 mod standalone;
 
 use clap::Parser;
@@ -13,10 +14,26 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Standalone(args) => standalone::run(&args).map(|_| ()),
         cli::Command::Demo(args) => demo::run(&args),
+        cli::Command::Query(args) => query::run_query(&args),
+        cli::Command::Translate(args) => query::run_translate(&args),
+        cli::Command::Fields(args) => query::run_fields(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // A bad filter: the positioned diagnostic with its caret, as podwire-kfl renders it.
+            if let Some(podwire_query::Error::Kfl(kfl)) = e.downcast_ref() {
+                eprint!("{}", kfl.render());
+                return std::process::ExitCode::FAILURE;
+            }
+            // `podwire fields | head` closes the pipe early: not an error.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                return std::process::ExitCode::SUCCESS;
+            }
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -1,0 +1,66 @@
+//! The store's tables in a DataFusion `SessionContext`.
+//!
+//! Every [`Table`] of the store is a `ListingTable` over `STORE/<table>/`, with the Hive partition
+//! columns `date` (`YYYY-MM-DD`) and `hour` (`HH`), both `Utf8` as written in the folder names, so
+//! they compare as text in time order. The schema is the table's schema from `podwire-schemas`,
+//! never inferred: a table with no files (or no folder) yet is queryable and empty, and files
+//! written before a column existed read it as null. The listing runs on every scan, so files
+//! written after the session started are seen by the next query.
+use crate::error::{Error, Result};
+use arrow::datatypes::{DataType, Schema};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
+use podwire_schemas::Table;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The partition column holding the day, `YYYY-MM-DD` (UTC).
+pub const DATE: &str = "date";
+/// The partition column holding the hour of the day, `00`–`23` (UTC).
+pub const HOUR: &str = "hour";
+
+/// Registers every table of the store at `root` in `ctx`, under its name.
+///
+/// # Errors
+/// [`Error::Store`] when the path cannot be made absolute or into a URL.
+pub fn register_store(ctx: &SessionContext, root: &Path) -> Result<()> {
+    for table in Table::ALL {
+        ctx.register_table(table.name(), listing_table(root, table)?)
+            .map_err(|e| store_error(root, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The listing table of one table of the store.
+///
+/// # Errors
+/// [`Error::Store`] when the path cannot be made absolute or into a URL.
+pub fn listing_table(root: &Path, table: Table) -> Result<Arc<ListingTable>> {
+    let dir = std::path::absolute(root.join(table.name()))
+        .map_err(|e| store_error(root, e.to_string()))?;
+    // Built from the path, not parsed from text, so that a folder name with `*` or `[` is not
+    // taken for a glob; a directory URL (trailing `/`) lists even before the folder exists.
+    let url = url::Url::from_directory_path(&dir)
+        .map_err(|()| store_error(root, "not an absolute path".into()))?;
+    let url = ListingTableUrl::try_new(url, None).map_err(|e| store_error(root, e.to_string()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(partition_columns());
+    // The schema comes without its metadata: it only documents the files.
+    let schema = Arc::new(Schema::new(table.schema().fields().clone()));
+    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    let provider = ListingTable::try_new(config).map_err(|e| store_error(root, e.to_string()))?;
+    Ok(Arc::new(provider))
+}
+
+/// The Hive partition columns of every table.
+pub fn partition_columns() -> Vec<(String, DataType)> {
+    vec![(DATE.to_owned(), DataType::Utf8), (HOUR.to_owned(), DataType::Utf8)]
+}
+
+fn store_error(root: &Path, reason: String) -> Error {
+    Error::Store { path: root.display().to_string(), reason }
+}

@@ -1,0 +1,82 @@
+//! The query service's errors. User errors (a bad filter, a rejected SQL statement, a bad time)
+//! are the caller's to fix (HTTP 400, CLI exit 1 with the message); the rest are internal or I/O.
+use datafusion::error::DataFusionError;
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong running a query.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The KFL filter does not parse or check; [`podwire_kfl::Error::render`] draws the caret.
+    #[error("{0}")]
+    Kfl(Box<podwire_kfl::Error>),
+    /// Raw SQL that is not a single read-only query over the store's tables.
+    #[error("rejected SQL: {0}")]
+    Rejected(String),
+    /// SQL that does not parse or plan (unknown column, type mismatch, ...).
+    #[error("invalid SQL: {0}")]
+    Sql(String),
+    /// A `from`/`to` value that is neither RFC 3339, a date, `now` nor a relative duration.
+    #[error("invalid time `{value}`: {reason}")]
+    Time {
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A store folder that cannot be used.
+    #[error("store `{path}`: {reason}")]
+    Store {
+        /// The store folder.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Execution failed (reading a file, a kernel error, ...).
+    #[error("query failed: {0}")]
+    DataFusion(Box<DataFusionError>),
+    /// Writing the output failed.
+    #[error("writing the result: {0}")]
+    Io(#[from] std::io::Error),
+    /// Encoding the output failed.
+    #[error("encoding the result: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Writing Parquet output failed.
+    #[error("writing Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A bug here.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// True when the caller sent something wrong (HTTP 400), false when the fault is here.
+    pub fn is_user(&self) -> bool {
+        matches!(self, Error::Kfl(_) | Error::Rejected(_) | Error::Sql(_) | Error::Time { .. })
+    }
+
+    /// True when trying again unchanged may succeed (a file replaced while it was read).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Io(_) | Error::DataFusion(_))
+    }
+}
+
+impl From<podwire_kfl::Error> for Error {
+    fn from(e: podwire_kfl::Error) -> Self {
+        Error::Kfl(Box::new(e))
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        // Planning errors name what the query got wrong; the rest happen while running.
+        match e.find_root() {
+            DataFusionError::Plan(_)
+            | DataFusionError::SQL(..)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => Error::Sql(e.find_root().to_string()),
+            _ => Error::DataFusion(Box::new(e)),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The query service: KFL and read-only SQL over podwire's Parquet store, run by DataFusion.
+//!
+//! - [`catalog`]: registers every table of a store (`connections`, `dns`, `packets`,
+//!   `capture_stats`) as a Hive-partitioned listing table (`date`, `hour`) with the schema from
+//!   `podwire-schemas`, so a table with no files yet is still queryable and empty.
+//! - [`session`]: [`Store`], the `SessionContext` over one store; runs a KFL
+//!   [`Translation`](podwire_kfl::Translation) or a checked SQL query and returns a DataFusion
+//!   `DataFrame` (results stream, in time order for KFL).
+//! - [`prune`]: turns a time range into predicates on the partition columns, added to the
+//!   translated AST, so folders outside the range are never listed or opened.
+//! - [`readonly`]: the SELECT-only check of raw SQL on its parsed AST.
+//! - [`time`]: `--from`/`--to` values: RFC 3339, a date, `now`, or relative (`-1h`).
+//! - [`output`]: writes a result stream as a table, CSV, JSON lines or Parquet.
+//! - [`error`]: [`Error`], which keeps user errors (a bad filter, rejected SQL) apart from
+//!   internal ones.
+pub mod catalog;
+pub mod error;
+pub mod output;
+pub mod prune;
+pub mod readonly;
+pub mod session;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use output::Format;
+pub use session::{QueryRequest, Store};

@@ -1,0 +1,158 @@
+//! [`Store`]: a DataFusion `SessionContext` over one store folder, running KFL and checked SQL.
+//!
+//! A KFL query is translated by `podwire-kfl` into a `sqlparser` statement; the time range is
+//! also added to that AST as predicates on the partition columns ([`crate::prune`]); then the
+//! statement goes to DataFusion's SQL planner as an AST (`SessionState::statement_to_plan`), never
+//! through SQL text. DataFusion and `podwire-kfl` share `sqlparser` 0.62, so the AST types are the
+//! same. Every plan is checked read-only with `SQLOptions` before it runs.
+use crate::catalog::{self, DATE, HOUR};
+use crate::error::{Error, Result};
+use crate::{prune, readonly};
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use podwire_kfl::{Options, Translation};
+use std::path::{Path, PathBuf};
+
+/// A KFL query with its time range and row limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryRequest<'a> {
+    /// The KFL filter; blank matches everything.
+    pub kfl: &'a str,
+    /// Only entries at or after this time (epoch ms).
+    pub from_ms: Option<i64>,
+    /// Only entries before this time (epoch ms).
+    pub to_ms: Option<i64>,
+    /// At most this many rows (on top of the filter's own `limit(n)`; the smaller wins).
+    pub limit: Option<u64>,
+    /// "Now" for `now()`, relative helpers and relative times, epoch ms.
+    pub now_ms: i64,
+}
+
+/// The query engine over one store folder.
+#[derive(Clone)]
+pub struct Store {
+    ctx: SessionContext,
+    root: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `root`: every table is registered, whether it has files yet or not.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when `root` exists and is not a folder, or cannot be made a URL.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        if root.exists() && !root.is_dir() {
+            return Err(Error::Store {
+                path: root.display().to_string(),
+                reason: "not a folder".into(),
+            });
+        }
+        let config = SessionConfig::new().with_information_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        catalog::register_store(&ctx, &root)?;
+        Ok(Self { ctx, root })
+    }
+
+    /// The store folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The DataFusion session (tables registered, nothing else).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Translates the request's KFL with its time range folded into the filter.
+    ///
+    /// # Errors
+    /// [`Error::Kfl`] for a filter that does not parse or check.
+    pub fn translate(&self, request: &QueryRequest<'_>) -> Result<Translation> {
+        let options =
+            Options { now_ms: request.now_ms, from_ms: request.from_ms, to_ms: request.to_ms };
+        Ok(podwire_kfl::translate(request.kfl, &options)?)
+    }
+
+    /// Plans a KFL query: rows in time order, partition columns left out.
+    ///
+    /// # Errors
+    /// [`Error::Kfl`] for a bad filter; [`Error::Sql`] if DataFusion cannot plan the translation
+    /// (a bug in the translator).
+    pub async fn kfl(&self, request: &QueryRequest<'_>) -> Result<DataFrame> {
+        let translation = self.translate(request)?;
+        self.translation(&translation, request.from_ms, request.to_ms, request.limit).await
+    }
+
+    /// Plans a translated KFL query, adding partition predicates for `[from_ms, to_ms)` (which
+    /// should be the range the translation was made with) and an optional row limit.
+    ///
+    /// # Errors
+    /// [`Error::Sql`] if DataFusion cannot plan the statement.
+    pub async fn translation(
+        &self,
+        translation: &Translation,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        limit: Option<u64>,
+    ) -> Result<DataFrame> {
+        let mut statement = translation.statement.clone();
+        if let Some(predicate) = prune::partition_predicate(from_ms, to_ms) {
+            prune::add_predicate(&mut statement, &predicate);
+        }
+        let mut df = self.plan(statement).await?;
+        // `SELECT *` over one table also returns the partition columns; KFL rows are the
+        // table's own columns.
+        let partition: Vec<&str> = [DATE, HOUR]
+            .into_iter()
+            .filter(|c| df.schema().fields().iter().any(|f| f.name() == c))
+            .collect();
+        if !partition.is_empty() {
+            df = df.drop_columns(&partition)?;
+        }
+        with_limit(df, limit)
+    }
+
+    /// Plans a raw SQL query after the read-only check of [`readonly::check`]. The partition
+    /// columns `date` and `hour` are columns of every table here.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] for anything but one read-only query; [`Error::Sql`] when it does not
+    /// parse or plan.
+    pub async fn sql(&self, text: &str, limit: Option<u64>) -> Result<DataFrame> {
+        let statement = readonly::check(text)?;
+        let df = self.plan(statement).await?;
+        with_limit(df, limit)
+    }
+
+    async fn plan(&self, statement: sqlparser::ast::Statement) -> Result<DataFrame> {
+        let plan: LogicalPlan =
+            self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| Error::Rejected(e.find_root().to_string()))?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+}
+
+fn with_limit(df: DataFrame, limit: Option<u64>) -> Result<DataFrame> {
+    match limit {
+        Some(n) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            Ok(df.limit(0, Some(n))?)
+        }
+        None => Ok(df),
+    }
+}

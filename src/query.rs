@@ -1,0 +1,116 @@
+//! `podwire query`, `podwire translate` and `podwire fields`: KFL over a store, the SQL a filter
+//! becomes, and the catalog of fields. The query crate does the work; this module parses times,
+//! picks the output and renders errors.
+use crate::cli::{FieldsArgs, OutputFormat, QueryArgs, TranslateArgs};
+use anyhow::Context as _;
+use podwire_query::{Format, QueryRequest, Store, time};
+use std::io::Write;
+
+pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
+    let now_ms = time::now_ms();
+    let from_ms = args.from.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let to_ms = args.to.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let format = args.format.into();
+    if format == Format::Parquet && args.output.is_none() {
+        anyhow::bail!("--format parquet needs --output FILE");
+    }
+    if !args.store.is_dir() {
+        anyhow::bail!(
+            "no store at `{}` (write one with `podwire standalone`)",
+            args.store.display()
+        );
+    }
+    let store = Store::open(&args.store)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .build()
+        .context("cannot start the query runtime")?;
+    let out: Box<dyn Write + Send> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create `{}`", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let result = runtime.block_on(async {
+        let df = if args.sql {
+            store.sql(&args.query, args.limit).await?
+        } else {
+            let request =
+                QueryRequest { kfl: &args.query, from_ms, to_ms, limit: args.limit, now_ms };
+            store.kfl(&request).await?
+        };
+        let stream = df.execute_stream().await.map_err(podwire_query::Error::from)?;
+        podwire_query::output::write_stream(stream, format, out).await
+    });
+    match result {
+        Ok(rows) => {
+            tracing::debug!(rows, "Query done.");
+            Ok(())
+        }
+        // `podwire query … | head` closes the pipe early: not an error.
+        Err(podwire_query::Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn run_translate(args: &TranslateArgs) -> anyhow::Result<()> {
+    let now_ms = time::now_ms();
+    let from_ms = args.from.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let to_ms = args.to.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let options = podwire_kfl::Options { now_ms, from_ms, to_ms };
+    let t = podwire_kfl::translate(&args.query, &options).map_err(podwire_query::Error::from)?;
+    let tables: Vec<&str> = t.tables.iter().map(|t| t.name()).collect();
+    let mut out = std::io::stdout().lock();
+    if args.compact {
+        writeln!(out, "{}", t.sql())?;
+    } else {
+        writeln!(
+            out,
+            "-- tables: {}",
+            if tables.is_empty() { "none".into() } else { tables.join(", ") }
+        )?;
+        writeln!(out, "{};", t.pretty_sql())?;
+    }
+    Ok(())
+}
+
+pub(crate) fn run_fields(args: &FieldsArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let fields: Vec<_> = podwire_kfl::fields::catalog().collect();
+    if args.names {
+        for f in &fields {
+            writeln!(out, "{}", f.name)?;
+        }
+        return Ok(());
+    }
+    let width = fields.iter().map(|f| f.name.len()).max().unwrap_or(0);
+    writeln!(out, "{:<width$}  {:<9}  {:<16}  meaning", "field", "type", "tables")?;
+    for f in &fields {
+        let tables: Vec<&str> = f.tables().iter().map(|t| t.name()).collect();
+        writeln!(
+            out,
+            "{:<width$}  {:<9}  {:<16}  {}",
+            f.name,
+            f.ty.name(),
+            tables.join(","),
+            f.doc
+        )?;
+    }
+    writeln!(
+        out,
+        "\naliases: {}; helpers: startsWith, endsWith, contains, datetime, now, seconds … years, limit",
+        podwire_kfl::translate::ALIASES.join(", ")
+    )?;
+    Ok(())
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Table => Format::Table,
+            OutputFormat::Csv => Format::Csv,
+            OutputFormat::Json => Format::Json,
+            OutputFormat::Parquet => Format::Parquet,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+"""KFL results checked against DuckDB: `podwire query` over stores written by the binary (the demo
+scene, and the shared captures gnutella, 1kxun, alexa-app and reddit), compared with hand-written
+SQL run by DuckDB over the same Parquet files. Each case gives the KFL and, per table it can match,
+the SQL condition that defines the expected rows; rows are compared by table, time, conn_id and the
+4-tuple, and podwire's output must be in time order."""
+import datetime
+import glob
+import json
+import os
+import subprocess
+
+import duckdb
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("PODWIRE_BIN", os.path.join(ROOT, "target", "debug", "podwire"))
+PCAPS = os.path.join(os.path.dirname(ROOT), "shared", "data", "pcaps")
+CAPTURES = ["gnutella.pcap", "1kxun.pcap", "alexa-app.pcapng", "reddit.pcap"]
+
+ERROR_CONN = ("outcome IN ('reset', 'refused', 'aborted', 'unreachable') "
+              "OR (protocol = 'tcp' AND outcome = 'no_answer')")
+ERROR_DNS = "rcode <> 'NOERROR' OR outcome = 'no_response'"
+
+# (KFL, SQL condition on `connections` or None, SQL condition on `dns` or None).
+# None: the filter cannot match that table. The conditions are written from the column contract
+# (schemas/README.md) and KFL's meaning (../shared/KFL.md), not from the translator's output.
+CASES = [
+    # The three pod-to-pod questions.
+    ('dst.namespace == ""', "dst_namespace = ''", "dst_namespace = ''"),
+    ('src.namespace == "shop" and dst.namespace == "kube-system"',
+     "src_namespace = 'shop' AND dst_namespace = 'kube-system'",
+     "src_namespace = 'shop' AND dst_namespace = 'kube-system'"),
+    ('dst.name == "api.example.com"', "dst_name = 'api.example.com'", "dst_name = 'api.example.com'"),
+    # Aliases and the cross-table stream.
+    ("tcp", "protocol = 'tcp'", None),
+    ("udp", "protocol = 'udp'", None),
+    ("icmp", "protocol = 'icmp'", None),
+    ("dns", None, "true"),
+    ("dns or tcp", "protocol = 'tcp'", "true"),
+    ("!tcp", "protocol <> 'tcp'", "true"),
+    ("error", ERROR_CONN, ERROR_DNS),
+    ("tcp and error", f"protocol = 'tcp' AND ({ERROR_CONN})", None),
+    ("", "true", "true"),
+    # Ports and addresses.
+    ("dst.port == 443", "dst_port = 443", "dst_port = 443"),
+    ('dst.port == "80"', "dst_port = 80", "dst_port = 80"),
+    ("tcp and src.port > 50000", "protocol = 'tcp' AND src_port > 50000", None),
+    ("dst.port >= 1024 and dst.port < 2000", "dst_port >= 1024 AND dst_port < 2000",
+     "dst_port >= 1024 AND dst_port < 2000"),
+    ('dst.ip == "203.0.113.10"', "dst_ip = '203.0.113.10'", "dst_ip = '203.0.113.10'"),
+    ('src.ip.startsWith("10.244.")', "starts_with(src_ip, '10.244.')", "starts_with(src_ip, '10.244.')"),
+    ('dst.ip.endsWith(".10")', "ends_with(dst_ip, '.10')", "ends_with(dst_ip, '.10')"),
+    ('dst.ip == r"^192[.]168[.]"', "regexp_matches(dst_ip, '^192[.]168[.]')",
+     "regexp_matches(dst_ip, '^192[.]168[.]')"),
+    ('src.ip != "10.244.1.11" and udp', "src_ip <> '10.244.1.11' AND protocol = 'udp'", None),
+    # Names.
+    ('dst.name.contains("example")', "contains(dst_name, 'example')", "contains(dst_name, 'example')"),
+    ('dst.name == r"^kube-"', "regexp_matches(dst_name, '^kube-')", "regexp_matches(dst_name, '^kube-')"),
+    ('src.pod.name == "frontend-6d4cf56db6-qz7mn" or src.pod.metadata.name == "report-29000000-bx6kt"',
+     "src_pod IN ('frontend-6d4cf56db6-qz7mn', 'report-29000000-bx6kt')",
+     "src_pod IN ('frontend-6d4cf56db6-qz7mn', 'report-29000000-bx6kt')"),
+    ('src.workload.kind == "Deployment" and dst.service.name != ""',
+     "src_workload_kind = 'Deployment' AND dst_service <> ''",
+     "src_workload_kind = 'Deployment' AND dst_service <> ''"),
+    ('node.name == "node-a"', "node = 'node-a'", "node = 'node-a'"),
+    ('src.namespace == "batch" or src.namespace == "shop"', "src_namespace IN ('batch', 'shop')",
+     "src_namespace IN ('batch', 'shop')"),
+    # Connection outcomes and measurements.
+    ("isFinal", "is_final", None),
+    ('tcp and outcome == "refused" and isFinal',
+     "protocol = 'tcp' AND outcome = 'refused' AND is_final", None),
+    ('outcome == "closed"', "outcome = 'closed'", "outcome = 'closed'"),
+    ("rtt > 1000", "handshake_rtt_us > 1000", None),
+    ("tcp and !(rtt > 1000)", "protocol = 'tcp' AND (handshake_rtt_us IS NULL OR handshake_rtt_us <= 1000)", None),
+    ("bytes > 10000", "src_bytes + dst_bytes > 10000", None),
+    ("udp and packets >= 4", "protocol = 'udp' AND src_packets + dst_packets >= 4", None),
+    ("retransmits > 0", "src_retransmits + dst_retransmits > 0", None),
+    ("elapsedTime > 5", "handshake_rtt_us > 5000", "latency_us > 5000"),
+    ('protocol.name == "udp"', "protocol = 'udp'", None),
+    # DNS.
+    ('request.questions[0].name == "api.example.com"', None, "query_name = 'api.example.com'"),
+    ('request.questions[0].name.endsWith(".com")', None, "ends_with(query_name, '.com')"),
+    ('request.questions[0].type == "AAAA"', None, "query_type = 'AAAA'"),
+    ('response.code == "No Error"', None, "rcode = 'NOERROR'"),
+    ('dns and response.code != "No Error"', None, "rcode <> 'NOERROR'"),
+    ('response.answers[*].ip == "203.0.113.10"', None, "list_contains(answer_ips, '203.0.113.10')"),
+]
+
+
+def run(*args):
+    assert os.path.exists(BIN), f"build podwire first (cargo build): {BIN}"
+    return subprocess.run([BIN, *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    demo = tmp_path_factory.mktemp("kfl-demo")
+    out = run("demo", "--store", str(demo))
+    assert out.returncode == 0, out.stderr
+    caps = tmp_path_factory.mktemp("kfl-captures")
+    pcaps = ",".join(os.path.join(PCAPS, p) for p in CAPTURES)
+    out = run("-q", "standalone", "--pcap", pcaps, "--store", str(caps), "--node", "node-a")
+    assert out.returncode == 0, out.stderr
+    return {"demo": str(demo), "captures": str(caps)}
+
+
+def us(text):
+    """A podwire JSON/CSV time (RFC 3339) as epoch microseconds."""
+    t = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    delta = t - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def expected(store, conn_where, dns_where, time_range=None):
+    con = duckdb.connect()
+    parts = []
+    for table, time_col, where in (("connections", "start_ts", conn_where), ("dns", "ts", dns_where)):
+        if where is None:
+            continue
+        files = os.path.join(store, table, "**", "*.parquet")
+        if not glob.glob(files, recursive=True):
+            continue
+        cond = f"({where})"
+        if time_range:
+            lo, hi = time_range
+            cond += f" AND epoch_us({time_col}) >= {lo} AND epoch_us({time_col}) < {hi}"
+        parts.append(f"""SELECT '{table}' AS t, epoch_us({time_col}) AS ts, conn_id, src_ip, src_port,
+                         dst_ip, dst_port FROM read_parquet('{files}', hive_partitioning = true)
+                         WHERE {cond}""")
+    if not parts:
+        return []
+    rows = con.execute(" UNION ALL ".join(parts)).fetchall()
+    return sorted(rows, key=lambda r: (r[1], r[2], r[0], r[3:]))
+
+
+def podwire_rows(store, kfl, *extra):
+    out = run("query", "--store", store, "--format", "json", *extra, kfl)
+    assert out.returncode == 0, f"{kfl}: {out.stderr}"
+    rows = []
+    for line in out.stdout.splitlines():
+        r = json.loads(line)
+        if "entry_type" in r:
+            table, ts = r["entry_type"], r["ts"]
+        elif "start_ts" in r:
+            table, ts = "connections", r["start_ts"]
+        else:
+            table, ts = "dns", r["ts"]
+        rows.append((table, us(ts), r["conn_id"], r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"]))
+    return rows
+
+
+def compare(got, want, label):
+    times = [r[1] for r in got]
+    assert times == sorted(times), f"{label}: not in time order"
+    assert len(got) == len(want), f"{label}: {len(got)} rows, DuckDB {len(want)}"
+    assert sorted(got, key=lambda r: (r[1], r[2], r[0], r[3:])) == want, label
+
+
+@pytest.mark.parametrize("store_name", ["demo", "captures"])
+@pytest.mark.parametrize("kfl,conn_where,dns_where", CASES, ids=[c[0] or "<blank>" for c in CASES])
+def test_kfl_matches_duckdb(stores, store_name, kfl, conn_where, dns_where):
+    store = stores[store_name]
+    want = expected(store, conn_where, dns_where)
+    got = podwire_rows(store, kfl)
+    compare(got, want, f"{store_name}: {kfl}")
+
+
+def test_cases_are_many_and_meaningful(stores):
+    assert len(CASES) >= 33
+    # Most cases match something in at least one store, so they test more than "empty == empty".
+    nonempty = sum(1 for kfl, c, d in CASES
+                   if any(expected(s, c, d) for s in stores.values()))
+    assert nonempty >= 30, nonempty
+
+
+@pytest.mark.parametrize("store_name", ["demo", "captures"])
+def test_limit_takes_the_first_rows_in_time_order(stores, store_name):
+    store = stores[store_name]
+    want = expected(store, "protocol = 'tcp'", None)
+    got = podwire_rows(store, "tcp and limit(3)")
+    assert [r[1] for r in got] == [r[1] for r in want[:3]]
+    got = podwire_rows(store, "dns or tcp", "--limit", "5")
+    want = expected(store, "protocol = 'tcp'", "true")
+    assert [r[1] for r in got] == [r[1] for r in want[:5]]
+
+
+@pytest.mark.parametrize("store_name", ["demo", "captures"])
+def test_time_range(stores, store_name):
+    store = stores[store_name]
+    every = expected(store, "true", "true")
+    assert len(every) > 4
+    lo, hi = every[len(every) // 4][1], every[3 * len(every) // 4][1]
+    fmt = lambda t: datetime.datetime.fromtimestamp(t / 1e6, datetime.timezone.utc).isoformat()
+    got = podwire_rows(store, "", "--from", fmt(lo), "--to", fmt(hi))
+    want = expected(store, "true", "true", (lo // 1000 * 1000, hi // 1000 * 1000))
+    compare(got, want, f"{store_name}: [{fmt(lo)}, {fmt(hi)})")
+    assert 0 < len(got) < len(every)
+
+
+def test_time_range_spanning_days_skips_folders(stores):
+    """The captures are from different years: a one-hour window reads one hour folder and
+    returns exactly that hour's rows."""
+    store = stores["captures"]
+    every = expected(store, "true", None)
+    first = every[0][1]
+    lo = first // 3_600_000_000 * 3_600_000_000
+    hi = lo + 3_600_000_000
+    fmt = lambda t: datetime.datetime.fromtimestamp(t / 1e6, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    got = podwire_rows(store, "tcp or udp or icmp", "--from", fmt(lo), "--to", fmt(hi))
+    want = expected(store, "true", None, (lo, hi))
+    compare(got, want, "one hour")
+    assert 0 < len(got) < len(every)
+
+
+def test_csv_has_header_and_the_same_rows(stores):
+    store = stores["demo"]
+    out = run("query", "--store", store, "--format", "csv", 'dst.namespace == ""')
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split(",")[:4] == ["entry_type", "ts", "conn_id", "protocol"], lines[0]
+    assert len(lines) - 1 == len(expected(store, "dst_namespace = ''", "dst_namespace = ''"))
+    out = run("query", "--store", store, "--format", "csv", "dns")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].startswith("ts,response_ts,"), out.stdout[:200]
+    # An empty result still has its header.
+    out = run("query", "--store", store, "--format", "csv", "tcp and dns")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("start_ts,end_ts,conn_id,") and len(out.stdout.splitlines()) == 1
+
+
+def test_parquet_output_reads_back(stores, tmp_path):
+    store = stores["demo"]
+    path = tmp_path / "out.parquet"
+    out = run("query", "--store", store, "--format", "parquet", "--output", str(path), "tcp")
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect()
+    n = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+    assert n == len(expected(store, "protocol = 'tcp'", None))
+
+
+def test_sql_is_select_only(stores):
+    store = stores["demo"]
+    out = run("query", "--store", store, "--format", "csv", "--sql",
+              "SELECT protocol, count(*) AS n FROM connections GROUP BY protocol ORDER BY protocol")
+    assert out.returncode == 0, out.stderr
+    con = duckdb.connect()
+    want = con.execute(f"""SELECT protocol, count(*) FROM read_parquet('{store}/connections/**/*.parquet')
+                           GROUP BY protocol ORDER BY protocol""").fetchall()
+    assert out.stdout.splitlines() == ["protocol,n"] + [f"{p},{n}" for p, n in want]
+    for bad in ["DROP TABLE connections", "COPY connections TO '/tmp/x.csv'",
+                "SELECT * FROM read_csv('/etc/passwd')", "CREATE TABLE t AS SELECT 1",
+                "SELECT 1; SELECT 2"]:
+        out = run("query", "--store", store, "--sql", bad)
+        assert out.returncode != 0, bad
+        assert "rejected SQL" in out.stderr, out.stderr

@@ -12,9 +12,8 @@ import subprocess
 import duckdb
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("PODWIRE_BIN", os.path.join(ROOT, "target", "debug", "podwire"))
-PCAPS = os.path.join(os.path.dirname(ROOT), "shared", "data", "pcaps")
+from podwire_bin import ROOT, BIN, PCAPS, run
+
 CAPTURES = ["gnutella.pcap", "1kxun.pcap", "alexa-app.pcapng", "reddit.pcap"]
 
 ERROR_CONN = ("outcome IN ('reset', 'refused', 'aborted', 'unreachable') "
@@ -85,11 +84,6 @@ CASES = [
     ('dns and response.code != "No Error"', None, "rcode <> 'NOERROR'"),
     ('response.answers[*].ip == "203.0.113.10"', None, "list_contains(answer_ips, '203.0.113.10')"),
 ]
-
-
-def run(*args):
-    assert os.path.exists(BIN), f"build podwire first (cargo build): {BIN}"
-    return subprocess.run([BIN, *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,8 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("PODWIRE_BIN", os.path.join(ROOT, "target", "debug", "podwire"))
-PCAPS = os.path.join(os.path.dirname(ROOT), "shared", "data", "pcaps")
+from podwire_bin import ROOT, BIN, PCAPS
+
 NOTEBOOK = os.path.join(ROOT, "query", "notebooks", "history.ipynb")
 PIP = "nbclient nbformat ipykernel polars matplotlib duckdb pyarrow"
 

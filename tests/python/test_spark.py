@@ -7,8 +7,7 @@ import subprocess
 import duckdb
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("PODWIRE_BIN", os.path.join(ROOT, "target", "debug", "podwire"))
+from podwire_bin import ROOT, BIN
 
 
 @pytest.fixture(scope="module")

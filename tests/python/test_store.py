@@ -9,20 +9,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("PODWIRE_BIN", os.path.join(ROOT, "target", "debug", "podwire"))
-PCAPS = os.path.join(os.path.dirname(ROOT), "shared", "data", "pcaps")
+from podwire_bin import ROOT, BIN, PCAPS, run
+
 
 REQUIRED = ["start_ts", "end_ts", "conn_id", "protocol", "src_ip", "src_port", "dst_ip", "dst_port",
             "src_packets", "dst_packets", "src_bytes", "dst_bytes", "src_payload_bytes",
             "dst_payload_bytes", "outcome", "node"] + [
     f"{side}_{s}" for side in ("src", "dst")
     for s in ("name", "namespace", "pod", "workload", "workload_kind", "service", "node")]
-
-
-def run(*args):
-    assert os.path.exists(BIN), f"build podwire first (cargo build): {BIN}"
-    return subprocess.run([BIN, *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,74 @@ pub(crate) enum Command {
     Translate(TranslateArgs),
     /// List the KFL fields: name, type, the tables that have them, and what they mean.
     Fields(FieldsArgs),
+    /// Serve the store over HTTP: KFL and read-only SQL queries streamed as JSON, CSV or Arrow,
+    /// translation, the field catalog, health and Prometheus metrics.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
+}
+
+const SERVE_HELP: &str = "\
+Endpoints (described in full at /api/v1/openapi.json):
+  POST /api/v1/query      {\"query\": \"KFL\", \"from\": \"-1h\", \"to\": \"now\", \"limit\": 100, \"format\": \"json\"}
+  POST /api/v1/sql        {\"sql\": \"SELECT ...\", \"limit\": 100, \"format\": \"csv\"}   (one read-only SELECT)
+  GET  /api/v1/translate?query=KFL      GET /api/v1/fields      GET /healthz      GET /metrics
+Formats: json (one array), ndjson (a row per line), csv (header row), arrow (Arrow IPC stream);
+`format` in the body, else the Accept header, else json. Results stream as they are computed.
+
+Examples:
+  podwire serve --store ./store                          # http://127.0.0.1:8080
+  curl -s localhost:8080/api/v1/query -d '{\"query\": \"dst.namespace == \\\"\\\"\", \"limit\": 10}'
+  curl -s localhost:8080/api/v1/query -H 'Accept: text/csv' -d '{\"query\": \"dns\", \"from\": \"-1h\"}'
+  PODWIRE_TOKEN=$(cat token) podwire serve --store ./store --listen 0.0.0.0:8080
+  curl -s -H \"Authorization: Bearer $(cat token)\" localhost:8080/api/v1/fields
+
+A bad filter is a 400 with the error class, line, column, hint and a rendered diagnostic. Nothing a
+client sends can write, create or drop tables, or read files outside the store. Listening beyond
+loopback without a token logs a warning: anyone who can reach the port can read the history.";
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The store folder written by `podwire standalone` or `podwire ingest`.
+    #[arg(long, env = "PODWIRE_STORE")]
+    pub(crate) store: PathBuf,
+    /// Address and port to listen on (port 0 picks a free one; the address is logged and
+    /// printed on standard output).
+    #[arg(long, env = "PODWIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Require `Authorization: Bearer <TOKEN>` on every endpoint but /healthz.
+    #[arg(long, env = "PODWIRE_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub(crate) token: Option<String>,
+    /// Read the token from this file (e.g. a mounted Kubernetes secret); surrounding
+    /// whitespace is ignored.
+    #[arg(long, env = "PODWIRE_TOKEN_FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Memory all running queries may use together (e.g. 512MiB, 2GiB); big sorts spill to
+    /// temporary files beyond it, and a query that still cannot fit gets a 503.
+    #[arg(long, env = "PODWIRE_MEMORY_LIMIT", default_value = "1GiB", value_parser = parse_bytes)]
+    pub(crate) memory_limit: usize,
+    /// Queries running at once; more get a 503 with Retry-After.
+    #[arg(long, env = "PODWIRE_MAX_CONCURRENT_QUERIES", default_value_t = 4)]
+    pub(crate) max_concurrent_queries: usize,
+    /// After SIGTERM or Ctrl-C, wait this long for running responses before exiting.
+    #[arg(long, env = "PODWIRE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// `512MiB`, `2GiB`, `1G`, `65536`: a size in bytes (K/M/G and KiB/MiB/GiB are powers of 1024).
+pub(crate) fn parse_bytes(value: &str) -> Result<usize, String> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: usize = digits.parse().map_err(|_| format!("`{value}` is not a size like 512MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown unit `{other}` in `{value}`; use KiB, MiB or GiB")),
+    };
+    n.checked_mul(1usize << shift).ok_or_else(|| format!("`{value}` is too large"))
 }
 
 const QUERY_HELP: &str = "\

@@ -3,6 +3,7 @@
 mod cli;
 mod demo;
 mod query;
+mod serve;
 mod standalone;
 
 use clap::Parser;
@@ -17,6 +18,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Query(args) => query::run_query(&args),
         cli::Command::Translate(args) => query::run_translate(&args),
         cli::Command::Fields(args) => query::run_fields(&args),
+        cli::Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

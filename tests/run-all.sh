@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All of podwire's tests, on a fresh Debian machine with the Rust toolchain: installs what they
 # need (tshark, tcpdump, a JVM; pyarrow, duckdb, polars, matplotlib, nbclient, pyspark, pytest),
-# then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark) and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
+# then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark), the HTTP API tests
+# (podwire serve on loopback) and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +24,9 @@ fi
 tshark --version | head -n 1
 
 step "python packages"
-if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark' 2>/dev/null; then
+if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark, openapi_spec_validator' 2>/dev/null; then
     python3 -m pip install -q --disable-pip-version-check \
-        pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel pyspark
+        pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel pyspark openapi-spec-validator
 fi
 # nbclient runs the notebook on the `python3` kernel of this interpreter.
 python3 -m ipykernel install --user --name python3 >/dev/null
@@ -44,6 +45,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "rust tests"
 cargo test --workspace --locked
+
+step "the store generator (the API test streams a large generated store)"
+cargo build --locked -p podwire-benchmarks --bin gen_store
 
 step "python tests: the written Parquet read by pyarrow and DuckDB; the notebook run headless"
 PODWIRE_BIN="$PWD/target/debug/podwire" python3 -m pytest -q tests/python

@@ -98,6 +98,12 @@ pub struct Translation {
     pub tables: Vec<Table>,
     /// The `limit(n)` of the query, if any (already in the statement).
     pub limit: Option<u64>,
+    /// Every matching entry's time (`timestamp`: the table's time column) is at or after this,
+    /// epoch ms: the later of [`Options::from_ms`] and what the filter's own `timestamp`
+    /// conditions imply. The query service skips partitions outside `[from_ms, to_ms)`.
+    pub from_ms: Option<i64>,
+    /// Every matching entry's time is before this, epoch ms (see `from_ms`).
+    pub to_ms: Option<i64>,
 }
 
 impl Translation {
@@ -184,7 +190,67 @@ pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Trans
         format_clause: None,
         pipe_operators: vec![],
     };
-    Ok(Translation { statement: sql::Statement::Query(Box::new(query)), tables, limit })
+    let (from_ms, to_ms) = intersect((options.from_ms, options.to_ms), time_bounds(&cond));
+    Ok(Translation {
+        statement: sql::Statement::Query(Box::new(query)),
+        tables,
+        limit,
+        from_ms,
+        to_ms,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The time range a filter implies
+
+/// `[from, to)` in epoch ms; `None` is unbounded on that side.
+type Bounds = (Option<i64>, Option<i64>);
+
+/// A range holding the time of every entry that `c` matches, from its comparisons of
+/// `timestamp` (the time column of every stream table) with a time: `and` intersects, `or`
+/// spans both sides, anything else leaves the range open. Conservative: the range may hold
+/// entries `c` does not match, never the other way round.
+fn time_bounds(c: &Cond) -> Bounds {
+    match c {
+        Cond::And(..) | Cond::Or(..) => {
+            let (spine, last) = right_spine(c);
+            let mut acc = time_bounds(last);
+            for (is_and, a) in spine.into_iter().rev() {
+                let b = time_bounds(a);
+                acc = if is_and { intersect(b, acc) } else { span(b, acc) };
+            }
+            acc
+        }
+        Cond::Cmp { field, op, value: Value::TimeMs(t) } if field.name == TIMESTAMP => match op {
+            CompareOp::Gt | CompareOp::Ge => (Some(*t), None),
+            CompareOp::Lt => (None, Some(*t)),
+            CompareOp::Le => (None, t.checked_add(1)),
+            CompareOp::Eq => (Some(*t), t.checked_add(1)),
+            CompareOp::Ne => (None, None),
+        },
+        _ => (None, None),
+    }
+}
+
+/// The field every stream table has as its time column.
+const TIMESTAMP: &str = "timestamp";
+
+fn intersect(a: Bounds, b: Bounds) -> Bounds {
+    let from = match (a.0, b.0) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    };
+    let to = match (a.1, b.1) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    (from, to)
+}
+
+fn span(a: Bounds, b: Bounds) -> Bounds {
+    let from = a.0.zip(b.0).map(|(x, y)| x.min(y));
+    let to = a.1.zip(b.1).map(|(x, y)| x.max(y));
+    (from, to)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -863,26 +929,34 @@ enum Low {
     E(sql::Expr),
 }
 
+/// The right spine of an `and`/`or` chain, walked without recursion (a chain can be as long as
+/// the parser allows): each left operand with its operator (`true` for `and`), and the last
+/// operand.
+fn right_spine(c: &Cond) -> (Vec<(bool, &Cond)>, &Cond) {
+    let mut spine = Vec::new();
+    let mut cur = c;
+    loop {
+        let (is_and, a, b) = match cur {
+            Cond::And(a, b) => (true, a, b),
+            Cond::Or(a, b) => (false, a, b),
+            _ => return (spine, cur),
+        };
+        spine.push((is_and, a.as_ref()));
+        cur = b;
+    }
+}
+
 fn lower(c: &Cond, t: Table) -> Low {
     match c {
         Cond::Const(b) => bool_low(*b),
         Cond::And(..) | Cond::Or(..) => {
-            // Walk the right spine iteratively (chains can be MAX_DEPTH long), then fold it from
-            // the end, flattening runs of the same operator into one AND (OR) list.
-            let mut spine = Vec::new();
-            let mut cur = c;
-            loop {
-                let (is_and, a, b) = match cur {
-                    Cond::And(a, b) => (true, a, b),
-                    Cond::Or(a, b) => (false, a, b),
-                    _ => break,
-                };
-                spine.push((is_and, lower(a, t)));
-                cur = b;
-            }
-            let mut run = vec![lower(cur, t)];
+            // Fold the right spine from the end, flattening runs of the same operator into one
+            // AND (OR) list.
+            let (spine, last) = right_spine(c);
+            let mut run = vec![lower(last, t)];
             let mut run_op = None;
-            for (is_and, l) in spine.into_iter().rev() {
+            for (is_and, a) in spine.into_iter().rev() {
+                let l = lower(a, t);
                 if let Some(op) = run_op
                     && op != is_and
                 {
@@ -1181,8 +1255,18 @@ fn cmp_op(op: CompareOp) -> sql::BinaryOperator {
     }
 }
 
+/// A string literal. `sqlparser` prints `'…'` without doubling a quote that follows a backslash
+/// or another quote (it takes them as escaped already), so a value with `\'` or `''` would print
+/// as SQL that reads back as something else (`\'` → `'\''`) or does not parse; those values are
+/// printed as an escape string `E'…'` instead (`\'` and `\\`), which DataFusion plans as the same
+/// literal and DuckDB and PostgreSQL read back.
 fn str_lit(s: &str) -> sql::Expr {
-    sql::Expr::value(sql::Value::SingleQuotedString(s.to_string()))
+    let s = s.to_string();
+    if s.contains("\\'") || s.contains("''") {
+        sql::Expr::value(sql::Value::EscapedStringLiteral(s))
+    } else {
+        sql::Expr::value(sql::Value::SingleQuotedString(s))
+    }
 }
 
 fn num_lit(n: f64) -> sql::Expr {
@@ -1447,6 +1531,45 @@ mod tests {
             sql("tcp and dns", Some(0), None),
             "SELECT * FROM connections WHERE false ORDER BY start_ts, conn_id"
         );
+    }
+
+    fn bounds(q: &str, from_ms: Option<i64>, to_ms: Option<i64>) -> Bounds {
+        let ast = crate::parser::parse(q).unwrap();
+        let t = translate(ast.as_ref(), &Options { now_ms: 0, from_ms, to_ms }).unwrap();
+        (t.from_ms, t.to_ms)
+    }
+
+    #[test]
+    fn filters_imply_time_ranges() {
+        assert_eq!(bounds("tcp", None, None), (None, None));
+        assert_eq!(bounds("tcp", Some(5), Some(9)), (Some(5), Some(9)));
+        assert_eq!(bounds("timestamp >= 1000 and tcp", None, None), (Some(1000), None));
+        assert_eq!(bounds("tcp and timestamp < 2000", Some(1500), None), (Some(1500), Some(2000)));
+        assert_eq!(bounds("timestamp <= 2000", None, Some(5000)), (None, Some(2001)));
+        assert_eq!(bounds("timestamp == 7", None, None), (Some(7), Some(8)));
+        assert_eq!(
+            bounds("timestamp > 10 and timestamp < 20", Some(0), Some(15)),
+            (Some(10), Some(15))
+        );
+        // `or` spans both sides, and is open if either side is.
+        assert_eq!(
+            bounds(
+                "(timestamp > 10 and timestamp < 20) or (timestamp > 30 and timestamp < 40)",
+                None,
+                None
+            ),
+            (Some(10), Some(40))
+        );
+        assert_eq!(bounds("timestamp > 10 or tcp", None, None), (None, None));
+        // Negations, other time fields and `!=` leave the range open.
+        assert_eq!(bounds("!(timestamp < 10)", None, None), (None, None));
+        assert_eq!(bounds("endTimestamp > 10", None, None), (None, None));
+        assert_eq!(bounds("timestamp != 10", None, None), (None, None));
+        // Relative times are frozen at `now`.
+        assert_eq!(bounds("timestamp >= hours(-1)", None, None).0, Some(-3_600_000));
+        // The longest chain the parser allows.
+        let long = vec!["timestamp > 1"; 250].join(" and ");
+        assert_eq!(bounds(&long, None, None), (Some(1), None));
     }
 
     #[test]

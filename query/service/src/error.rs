@@ -33,6 +33,11 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The query needs more memory than the session may use, even spilling to disk.
+    #[error(
+        "query needs more memory than allowed ({0}); narrow the time range or the filter, add a limit, or raise --memory-limit"
+    )]
+    Resources(String),
     /// Execution failed (reading a file, a kernel error, ...).
     #[error("query failed: {0}")]
     DataFusion(Box<DataFusionError>),
@@ -58,7 +63,7 @@ impl Error {
 
     /// True when trying again unchanged may succeed (a file replaced while it was read).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::DataFusion(_))
+        matches!(self, Error::Io(_) | Error::DataFusion(_) | Error::Resources(_))
     }
 }
 
@@ -76,6 +81,7 @@ impl From<DataFusionError> for Error {
             | DataFusionError::SQL(..)
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => Error::Sql(e.find_root().to_string()),
+            DataFusionError::ResourcesExhausted(m) => Error::Resources(m.clone()),
             _ => Error::DataFusion(Box::new(e)),
         }
     }

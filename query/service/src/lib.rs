@@ -11,8 +11,11 @@
 //! - [`readonly`]: the SELECT-only check of raw SQL on its parsed AST.
 //! - [`time`]: `--from`/`--to` values: RFC 3339, a date, `now`, or relative (`-1h`).
 //! - [`output`]: writes a result stream as a table, CSV, JSON lines or Parquet.
+//! - [`api`]: the HTTP API of `podwire serve`: KFL and SQL queries streamed as JSON, CSV or
+//!   Arrow IPC, translate, fields, health, Prometheus metrics, OpenAPI.
 //! - [`error`]: [`Error`], which keeps user errors (a bad filter, rejected SQL) apart from
 //!   internal ones.
+pub mod api;
 pub mod catalog;
 pub mod error;
 pub mod output;
@@ -23,4 +26,4 @@ pub mod time;
 
 pub use error::{Error, Result};
 pub use output::Format;
-pub use session::{QueryRequest, Store};
+pub use session::{QueryRequest, Store, StoreOptions};

@@ -107,7 +107,7 @@ pub async fn write_stream<W: Write + Send>(
 }
 
 /// CSV cannot hold lists or structs: such columns become their display text.
-fn csv_batch(batch: &RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn csv_batch(batch: &RecordBatch) -> Result<RecordBatch> {
     if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
         return Ok(batch.clone());
     }

@@ -10,11 +10,14 @@ use crate::error::{Error, Result};
 use crate::{prune, readonly};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use podwire_kfl::{Options, Translation};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A KFL query with its time range and row limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,17 @@ pub struct QueryRequest<'a> {
     pub limit: Option<u64>,
     /// "Now" for `now()`, relative helpers and relative times, epoch ms.
     pub now_ms: i64,
+}
+
+/// How a [`Store`]'s session runs queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Memory all running queries may hold together, in bytes; sorts and aggregations beyond it
+    /// spill to temporary files, and a query that still cannot fit fails with
+    /// [`Error::Resources`]. `None`: no limit.
+    pub memory_limit: Option<usize>,
+    /// Parallel partitions per query (DataFusion's `target_partitions`); `None`: one per core.
+    pub target_partitions: Option<usize>,
 }
 
 /// The query engine over one store folder.
@@ -50,6 +64,14 @@ impl Store {
     /// # Errors
     /// [`Error::Store`] when `root` exists and is not a folder, or cannot be made a URL.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(root, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with a memory limit and parallelism.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(root: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
         if root.exists() && !root.is_dir() {
             return Err(Error::Store {
@@ -57,8 +79,18 @@ impl Store {
                 reason: "not a folder".into(),
             });
         }
-        let config = SessionConfig::new().with_information_schema(false);
-        let ctx = SessionContext::new_with_config(config);
+        let mut config = SessionConfig::new().with_information_schema(false);
+        if let Some(n) = options.target_partitions {
+            config = config.with_target_partitions(n.max(1));
+        }
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = options.memory_limit {
+            // Shared fairly among the queries that spill (sorts), so one query cannot starve
+            // the others.
+            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+        }
+        let runtime = runtime.build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         catalog::register_store(&ctx, &root)?;
         Ok(Self { ctx, root })
     }
@@ -90,23 +122,23 @@ impl Store {
     /// (a bug in the translator).
     pub async fn kfl(&self, request: &QueryRequest<'_>) -> Result<DataFrame> {
         let translation = self.translate(request)?;
-        self.translation(&translation, request.from_ms, request.to_ms, request.limit).await
+        self.translation(&translation, request.limit).await
     }
 
-    /// Plans a translated KFL query, adding partition predicates for `[from_ms, to_ms)` (which
-    /// should be the range the translation was made with) and an optional row limit.
+    /// Plans a translated KFL query, adding partition predicates for the range its entries lie
+    /// in ([`Translation::from_ms`], `to_ms`: the request's range and the filter's own
+    /// `timestamp` conditions) and an optional row limit.
     ///
     /// # Errors
     /// [`Error::Sql`] if DataFusion cannot plan the statement.
     pub async fn translation(
         &self,
         translation: &Translation,
-        from_ms: Option<i64>,
-        to_ms: Option<i64>,
         limit: Option<u64>,
     ) -> Result<DataFrame> {
         let mut statement = translation.statement.clone();
-        if let Some(predicate) = prune::partition_predicate(from_ms, to_ms) {
+        if let Some(predicate) = prune::partition_predicate(translation.from_ms, translation.to_ms)
+        {
             prune::add_predicate(&mut statement, &predicate);
         }
         let mut df = self.plan(statement).await?;

@@ -27,10 +27,11 @@ async fn folders_outside_the_range_are_not_read() {
         }
     }
     let store = Store::open(root.path()).unwrap();
-    let run = |kfl, from_ms, to_ms| {
+    let run = |kfl: &str, from_ms, to_ms| {
+        let kfl = kfl.to_owned();
         let store = store.clone();
         async move {
-            let request = QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms: H9 };
+            let request = QueryRequest { kfl: &kfl, from_ms, to_ms, limit: None, now_ms: H9 };
             let df = store.kfl(&request).await?;
             let batches = df.collect().await?;
             Ok::<usize, podwire_query::Error>(batches.iter().map(|b| b.num_rows()).sum())
@@ -44,6 +45,18 @@ async fn folders_outside_the_range_are_not_read() {
         let e = run(kfl, Some(H9), Some(H9 + 3_600_001)).await.unwrap_err();
         assert!(e.to_string().contains("hour=10") || !e.is_user(), "{kfl}: {e}");
     }
+    // The filter's own `timestamp` conditions prune as well as --from/--to.
+    let h9 = H9;
+    let inside = format!("tcp and timestamp >= {h9} and timestamp < {}", h9 + 3_600_000);
+    assert_eq!(run(&inside, None, None).await.unwrap(), 0, "{inside}");
+    let either = format!(
+        "(timestamp >= {h9} and timestamp < {}) or (dns and timestamp == {})",
+        h9 + 60_000,
+        h9 + 120_000
+    );
+    assert_eq!(run(&either, None, None).await.unwrap(), 0, "{either}");
+    let open = format!("timestamp >= {h9} or tcp");
+    assert!(run(&open, None, None).await.is_err(), "{open} reads every folder");
     // Raw SQL can prune on the partition columns itself.
     let df = store
         .sql("SELECT count(*) FROM connections WHERE date = '2026-11-26' AND hour = '09'", None)

@@ -1,0 +1,251 @@
+//! Result streams as HTTP body chunks: a JSON array, JSON lines, CSV or an Arrow IPC stream.
+//!
+//! One [`Encoder`] per response keeps the writer's state (the `[`/`,` of the JSON array, the CSV
+//! header, the IPC schema message) across batches; each batch becomes one chunk. Memory stays at
+//! about one encoded batch whatever the number of rows.
+use crate::error::Result;
+use crate::output::csv_batch;
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// A response format of `/api/v1/query` and `/api/v1/sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFormat {
+    /// One JSON array of row objects (`application/json`).
+    Json,
+    /// One JSON object per line (`application/x-ndjson`).
+    Ndjson,
+    /// CSV with a header row (`text/csv`).
+    Csv,
+    /// An Arrow IPC stream (`application/vnd.apache.arrow.stream`), the store's own types.
+    Arrow,
+}
+
+impl ResultFormat {
+    /// Every format, in the order the API documents them.
+    pub const ALL: [ResultFormat; 4] =
+        [ResultFormat::Json, ResultFormat::Ndjson, ResultFormat::Csv, ResultFormat::Arrow];
+
+    /// The name a request's `format` field takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "json",
+            ResultFormat::Ndjson => "ndjson",
+            ResultFormat::Csv => "csv",
+            ResultFormat::Arrow => "arrow",
+        }
+    }
+
+    /// The response's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ResultFormat::Json => "application/json",
+            ResultFormat::Ndjson => "application/x-ndjson",
+            ResultFormat::Csv => "text/csv; charset=utf-8",
+            ResultFormat::Arrow => "application/vnd.apache.arrow.stream",
+        }
+    }
+
+    /// The format named `name` (`format` field).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The first format an `Accept` header asks for, if it names one (`*/*` names none).
+    pub fn from_accept(accept: &str) -> Option<Self> {
+        accept.split(',').find_map(|item| {
+            let media = item.split(';').next().unwrap_or("").trim();
+            Self::ALL
+                .into_iter()
+                .find(|f| f.content_type().split(';').next() == Some(media))
+                .or_else(|| {
+                    matches!(media, "application/jsonl" | "application/json-lines")
+                        .then_some(ResultFormat::Ndjson)
+                })
+        })
+    }
+}
+
+/// A `Write` whose bytes are taken out after each batch.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Sink {
+    fn take(&self) -> Bytes {
+        let mut buf = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Bytes::from(std::mem::take(&mut *buf))
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One per response, built once: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Writer {
+    Json(arrow::json::Writer<Sink, arrow::json::writer::JsonArray>),
+    Ndjson(arrow::json::Writer<Sink, arrow::json::writer::LineDelimited>),
+    Csv(arrow::csv::Writer<Sink>),
+    Arrow(arrow::ipc::writer::StreamWriter<Sink>),
+}
+
+/// Encodes the batches of one result.
+pub struct Encoder {
+    sink: Sink,
+    writer: Writer,
+    rows: u64,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder").field("rows", &self.rows).finish_non_exhaustive()
+    }
+}
+
+impl Encoder {
+    /// Starts a result of `schema`; [`Encoder::take`] then gives what comes before the first row
+    /// (the CSV header, the IPC schema).
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn new(format: ResultFormat, schema: &SchemaRef) -> Result<Self> {
+        let sink = Sink::default();
+        let writer = match format {
+            ResultFormat::Json => Writer::Json(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::JsonArray>(sink.clone()),
+            ),
+            ResultFormat::Ndjson => Writer::Ndjson(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(sink.clone()),
+            ),
+            ResultFormat::Csv => {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(sink.clone());
+                // The header, even when no row comes.
+                w.write(&csv_batch(&RecordBatch::new_empty(schema.clone()))?)?;
+                Writer::Csv(w)
+            }
+            ResultFormat::Arrow => {
+                Writer::Arrow(arrow::ipc::writer::StreamWriter::try_new(sink.clone(), schema)?)
+            }
+        };
+        Ok(Self { sink, writer, rows: 0 })
+    }
+
+    /// Rows encoded so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The bytes encoded since the last call.
+    pub fn take(&self) -> Bytes {
+        self.sink.take()
+    }
+
+    /// Encodes one batch and returns its bytes.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes> {
+        match &mut self.writer {
+            Writer::Json(w) => w.write(batch)?,
+            Writer::Ndjson(w) => w.write(batch)?,
+            Writer::Csv(w) => w.write(&csv_batch(batch)?)?,
+            Writer::Arrow(w) => w.write(batch)?,
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(self.take())
+    }
+
+    /// Ends the result (`]`, the IPC end marker) and returns the last bytes.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn finish(&mut self) -> Result<Bytes> {
+        match &mut self.writer {
+            Writer::Json(w) => w.finish()?,
+            Writer::Ndjson(w) => w.finish()?,
+            Writer::Csv(_) => {}
+            Writer::Arrow(w) => w.finish()?,
+        }
+        Ok(self.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn batch(schema: &SchemaRef, from: i64, n: i64) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + n).collect();
+        let names: Vec<String> = ids.iter().map(|i| format!("pod-{i}")).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names))],
+        )
+        .unwrap()
+    }
+
+    fn encode(format: ResultFormat, batches: &[RecordBatch], schema: &SchemaRef) -> Vec<u8> {
+        let mut e = Encoder::new(format, schema).unwrap();
+        let mut out = e.take().to_vec();
+        for b in batches {
+            out.extend_from_slice(&e.batch(b).unwrap());
+        }
+        out.extend_from_slice(&e.finish().unwrap());
+        out
+    }
+
+    #[test]
+    fn every_format_spans_batches() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let batches = [batch(&schema, 0, 2), batch(&schema, 2, 1)];
+        let json = encode(ResultFormat::Json, &batches, &schema);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 3);
+        assert_eq!(v[2]["name"], "pod-2");
+        assert_eq!(encode(ResultFormat::Json, &[], &schema), b"[]");
+        let nd = String::from_utf8(encode(ResultFormat::Ndjson, &batches, &schema)).unwrap();
+        assert_eq!(nd.lines().count(), 3);
+        let csv = String::from_utf8(encode(ResultFormat::Csv, &batches, &schema)).unwrap();
+        assert_eq!(csv, "id,name\n0,pod-0\n1,pod-1\n2,pod-2\n");
+        assert_eq!(encode(ResultFormat::Csv, &[], &schema), b"id,name\n");
+        let ipc = encode(ResultFormat::Arrow, &batches, &schema);
+        let reader = arrow::ipc::reader::StreamReader::try_new(&ipc[..], None).unwrap();
+        let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, 3);
+    }
+
+    #[test]
+    fn formats_from_names_and_accept() {
+        assert_eq!(ResultFormat::from_name("CSV"), Some(ResultFormat::Csv));
+        assert_eq!(ResultFormat::from_name("xml"), None);
+        assert_eq!(
+            ResultFormat::from_accept("text/html, application/x-ndjson;q=0.9"),
+            Some(ResultFormat::Ndjson)
+        );
+        assert_eq!(
+            ResultFormat::from_accept("application/vnd.apache.arrow.stream"),
+            Some(ResultFormat::Arrow)
+        );
+        assert_eq!(ResultFormat::from_accept("*/*"), None);
+    }
+}

@@ -1,0 +1,497 @@
+//! The HTTP API of `podwire serve` (axum on hyper, HTTP/1.1).
+//!
+//! | endpoint | what |
+//! |---|---|
+//! | `POST /api/v1/query` | a KFL filter with an optional time range and row limit → rows in time order |
+//! | `POST /api/v1/sql` | one read-only `SELECT` over the store's tables → rows |
+//! | `GET /api/v1/translate?query=…` | the SQL a filter becomes and the tables it reads |
+//! | `GET /api/v1/fields` | the KFL field catalog, aliases and helpers |
+//! | `GET /api/v1/openapi.json` | this API as OpenAPI 3.0 |
+//! | `GET /healthz` | liveness: the store folder is readable |
+//! | `GET /metrics` | Prometheus metrics ([`metrics`]) |
+//!
+//! Results stream: a query is planned, its first batch computed (so an execution error is still
+//! a proper error status), then the body is written batch by batch as the client reads it. The
+//! body is pulled by hyper, so a slow client slows the query instead of filling memory. An error
+//! after the head was sent ends the body early, without its terminator (`]`, the IPC end marker,
+//! or the final chunk), so a client never mistakes a cut result for a whole one.
+//!
+//! Read-only: KFL is translated to a `SELECT` over the store's tables; raw SQL is checked on its
+//! AST ([`crate::readonly`]) and on the plan; the DataFusion session has no table functions and no
+//! tables but the store's. Errors are JSON: `{"error": {"class", "message", …}}` with, for a bad
+//! filter, `line`, `col`, `start`, `end`, `hint` and the rendered `diagnostic`.
+//!
+//! With a token configured every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
+pub mod encode;
+pub mod metrics;
+
+use crate::error::Error;
+use crate::session::{QueryRequest, Store};
+use crate::time;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use datafusion::dataframe::DataFrame;
+use encode::{Encoder, ResultFormat};
+use futures::StreamExt;
+use metrics::Metrics;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The OpenAPI document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// How the API behaves.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// When set, requests need `Authorization: Bearer <token>` (all but `/healthz`).
+    pub token: Option<String>,
+    /// Queries planning or streaming at once; more get a 503 with `Retry-After`.
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { token: None, max_concurrent_queries: 4 }
+    }
+}
+
+struct AppState {
+    store: Store,
+    token: Option<Vec<u8>>,
+    queries: Arc<Semaphore>,
+    metrics: Metrics,
+}
+
+/// The API's routes over `store`.
+pub fn router(store: Store, config: ApiConfig) -> Router {
+    let state = Arc::new(AppState {
+        store,
+        token: config.token.filter(|t| !t.is_empty()).map(String::into_bytes),
+        queries: Arc::new(Semaphore::new(config.max_concurrent_queries.max(1))),
+        metrics: Metrics::new(),
+    });
+    Router::new()
+        .route("/api/v1/query", post(query))
+        .route("/api/v1/sql", post(sql))
+        .route("/api/v1/translate", get(translate))
+        .route("/api/v1/fields", get(fields))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets running requests finish.
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+// ---- errors ------------------------------------------------------------------------------
+
+/// An error answer: status, stable class, message and extra fields.
+struct ApiError {
+    status: StatusCode,
+    class: String,
+    message: String,
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, class: &str, message: impl Into<String>) -> Self {
+        Self { status, class: class.to_owned(), message: message.into(), extra: Default::default() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Kfl(k) => {
+                let mut err = ApiError::new(StatusCode::BAD_REQUEST, k.class.code(), &k.message);
+                if !k.is_user_error() {
+                    err.status = StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                let extra = &mut err.extra;
+                extra.insert("line".into(), json!(k.position.line));
+                extra.insert("col".into(), json!(k.position.col));
+                extra.insert("start".into(), json!(k.span.start));
+                extra.insert("end".into(), json!(k.span.end));
+                extra.insert("hint".into(), json!(k.hint));
+                extra.insert("diagnostic".into(), json!(k.render()));
+                err
+            }
+            Error::Rejected(m) => ApiError::new(StatusCode::BAD_REQUEST, "SQL_REJECTED", m),
+            Error::Sql(m) => ApiError::new(StatusCode::BAD_REQUEST, "SQL_INVALID", m),
+            e @ Error::Time { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "BAD_TIME", e.to_string())
+            }
+            e @ Error::Resources(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "RESOURCES_EXHAUSTED", e.to_string())
+            }
+            e @ (Error::DataFusion(_) | Error::Io(_) | Error::Arrow(_) | Error::Parquet(_)) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "QUERY_FAILED", e.to_string())
+            }
+            e @ (Error::Store { .. } | Error::Internal(_)) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::Map::new();
+        body.insert("class".into(), json!(self.class));
+        body.insert("message".into(), json!(self.message));
+        body.extend(self.extra);
+        let busy = self.class == "BUSY";
+        let mut response = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        if busy {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // For `observe`: the class of a failed request.
+        response.extensions_mut().insert(ErrorClassTag(self.class));
+        response
+    }
+}
+
+#[derive(Clone)]
+struct ErrorClassTag(String);
+
+// ---- middleware --------------------------------------------------------------------------
+
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else { return next.run(request).await };
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    match given {
+        Some(given) if constant_time_eq(given.trim().as_bytes(), token) => next.run(request).await,
+        _ => {
+            let message = if given.is_some() {
+                "the bearer token is not the one this server was started with"
+            } else {
+                "this server needs `Authorization: Bearer <token>` (the value of `--token` or PODWIRE_TOKEN)"
+            };
+            let mut r =
+                ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message).into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Access log and request metrics.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let elapsed = start.elapsed();
+    let status = response.status();
+    state.metrics.request(&endpoint, status.as_u16(), elapsed.as_secs_f64());
+    if let Some(ErrorClassTag(class)) = response.extensions().get::<ErrorClassTag>() {
+        if endpoint.starts_with("/api/v1/") {
+            state.metrics.error(&endpoint, class);
+        }
+        tracing::info!(%method, endpoint, status = status.as_u16(), class, ms = elapsed.as_millis() as u64, "Request refused.");
+    } else {
+        tracing::info!(%method, endpoint, status = status.as_u16(), ms = elapsed.as_millis() as u64, "Request answered.");
+    }
+    response
+}
+
+// ---- handlers ----------------------------------------------------------------------------
+
+/// The body of `POST /api/v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    /// The KFL filter; blank or missing matches everything.
+    #[serde(default)]
+    query: String,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u64>,
+    format: Option<String>,
+}
+
+/// The body of `POST /api/v1/sql`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    sql: String,
+    limit: Option<u64>,
+    format: Option<String>,
+}
+
+/// The query string of `GET /api/v1/translate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TranslateParams {
+    #[serde(default)]
+    query: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not the JSON this endpoint takes ({e}); see /api/v1/openapi.json"
+        ))
+    })
+}
+
+fn result_format(named: Option<&str>, headers: &HeaderMap) -> Result<ResultFormat, ApiError> {
+    if let Some(name) = named {
+        return ResultFormat::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = ResultFormat::ALL.iter().map(|f| f.name()).collect();
+            ApiError::bad_request(format!(
+                "unknown format `{name}`; use one of: {}",
+                names.join(", ")
+            ))
+        });
+    }
+    Ok(headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ResultFormat::from_accept)
+        .unwrap_or(ResultFormat::Json))
+}
+
+fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now_ms: i64,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let from_ms = from.map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let to_ms = to.map(|t| time::parse_time(t, now_ms)).transpose()?;
+    Ok((from_ms, to_ms))
+}
+
+/// A slot among the concurrent queries, released when the response body ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    state: Arc<AppState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.state.metrics.in_flight().dec();
+    }
+}
+
+fn slot(state: &Arc<AppState>) -> Result<Slot, ApiError> {
+    match state.queries.clone().try_acquire_owned() {
+        Ok(permit) => {
+            state.metrics.in_flight().inc();
+            Ok(Slot { _permit: permit, state: state.clone() })
+        }
+        Err(_) => {
+            state.metrics.busy();
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BUSY",
+                "the maximum number of concurrent queries are running; retry shortly \
+                 (the limit is `--max-concurrent-queries`)",
+            ))
+        }
+    }
+}
+
+async fn query(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: QueryBody = parse_body(&body)?;
+    let format = result_format(body.format.as_deref(), &headers)?;
+    let now_ms = time::now_ms();
+    let (from_ms, to_ms) = time_range(body.from.as_deref(), body.to.as_deref(), now_ms)?;
+    let slot = slot(&state)?;
+    let request = QueryRequest { kfl: &body.query, from_ms, to_ms, limit: body.limit, now_ms };
+    let df = state.store.kfl(&request).await?;
+    stream(df, format, slot, "/api/v1/query").await
+}
+
+async fn sql(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: SqlBody = parse_body(&body)?;
+    let format = result_format(body.format.as_deref(), &headers)?;
+    let slot = slot(&state)?;
+    let df = state.store.sql(&body.sql, body.limit).await?;
+    stream(df, format, slot, "/api/v1/sql").await
+}
+
+/// Runs `df` and answers with its rows as they come.
+async fn stream(
+    df: DataFrame,
+    format: ResultFormat,
+    slot: Slot,
+    endpoint: &'static str,
+) -> Result<Response, ApiError> {
+    let mut batches = df.execute_stream().await.map_err(Error::from)?;
+    let mut encoder = Encoder::new(format, &batches.schema())?;
+    // The first batch before the head: most execution errors (an unreadable file, memory) show
+    // here and still get their status.
+    let first = match batches.next().await {
+        Some(batch) => Some(encoder.batch(&batch.map_err(Error::from)?)?),
+        None => None,
+    };
+    let head = encoder.take();
+    let start = futures::stream::iter([Ok::<Bytes, Error>(head)])
+        .chain(futures::stream::iter(first.map(Ok)));
+    struct Running {
+        batches: datafusion::physical_plan::SendableRecordBatchStream,
+        encoder: Encoder,
+        slot: Slot,
+    }
+    let rest =
+        futures::stream::unfold(Some(Running { batches, encoder, slot }), move |run| async move {
+            let mut run = run?;
+            match run.batches.next().await {
+                Some(Ok(batch)) => match run.encoder.batch(&batch) {
+                    Ok(bytes) => Some((Ok(bytes), Some(run))),
+                    Err(e) => Some((Err(fail(&run.slot.state, endpoint, e)), None)),
+                },
+                Some(Err(e)) => Some((Err(fail(&run.slot.state, endpoint, Error::from(e))), None)),
+                None => {
+                    let rows = run.encoder.rows();
+                    run.slot.state.metrics.rows(endpoint, rows);
+                    tracing::debug!(endpoint, rows, "Result sent.");
+                    match run.encoder.finish() {
+                        Ok(bytes) => Some((Ok(bytes), None)),
+                        Err(e) => Some((Err(fail(&run.slot.state, endpoint, e)), None)),
+                    }
+                }
+            }
+        });
+    let body = Body::from_stream(
+        start
+            .chain(rest)
+            .filter(|chunk| std::future::ready(!matches!(chunk, Ok(bytes) if bytes.is_empty()))),
+    );
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+/// Logs and counts an error after the response head was sent; the body then ends early.
+fn fail(state: &AppState, endpoint: &'static str, e: Error) -> Error {
+    state.metrics.error(endpoint, "QUERY_FAILED");
+    tracing::error!(endpoint, error = %e, "Query failed while streaming; the response was cut.");
+    e
+}
+
+async fn translate(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<TranslateParams>,
+) -> Result<Response, ApiError> {
+    let now_ms = time::now_ms();
+    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
+    let request = QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms };
+    let t = state.store.translate(&request)?;
+    let tables: Vec<&str> = t.tables.iter().map(|t| t.name()).collect();
+    Ok(axum::Json(json!({
+        "query": params.query,
+        "sql": t.sql(),
+        "pretty_sql": t.pretty_sql(),
+        "tables": tables,
+        "limit": t.limit,
+    }))
+    .into_response())
+}
+
+async fn fields() -> Response {
+    let fields: Vec<serde_json::Value> = podwire_kfl::fields::catalog()
+        .map(|f| {
+            let tables: Vec<&str> = f.tables().iter().map(|t| t.name()).collect();
+            let values: Vec<serde_json::Value> =
+                f.values.iter().map(|(v, doc)| json!({ "value": v, "doc": doc })).collect();
+            json!({
+                "name": f.name,
+                "type": f.ty.name(),
+                "nullable": f.nullable,
+                "tables": tables,
+                "doc": f.doc,
+                "values": values,
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "fields": fields,
+        "aliases": podwire_kfl::translate::ALIASES,
+        "helpers": ["startsWith", "endsWith", "contains", "datetime", "now", "seconds", "minutes",
+                    "hours", "days", "weeks", "months", "years", "limit"],
+    }))
+    .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let root = state.store.root();
+    match std::fs::read_dir(root) {
+        Ok(_) => axum::Json(json!({ "status": "ok", "store": root.display().to_string() }))
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNREADABLE",
+            format!("cannot read the store folder `{}`: {e}", root.display()),
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such endpoint; the API is described at /api/v1/openapi.json",
+    )
+}

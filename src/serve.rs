@@ -1,0 +1,86 @@
+//! `podwire serve`: the query service's HTTP API over one store, until SIGTERM or Ctrl-C.
+use crate::cli::ServeArgs;
+use anyhow::Context as _;
+use podwire_query::api::{self, ApiConfig};
+use podwire_query::{Store, StoreOptions};
+use std::io::Write as _;
+
+pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.store.is_dir() {
+        anyhow::bail!(
+            "no store at `{}` (write one with `podwire standalone` or `podwire demo`)",
+            args.store.display()
+        );
+    }
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file `{}`", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => args.token.clone(),
+    };
+    if token.as_deref().is_some_and(str::is_empty) {
+        anyhow::bail!("the token is empty; give a non-empty --token or --token-file, or none");
+    }
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "Listening beyond loopback without a token: anyone who can reach this port can read \
+             the whole history. Set --token or PODWIRE_TOKEN."
+        );
+    }
+    let options = StoreOptions { memory_limit: Some(args.memory_limit), target_partitions: None };
+    let store = Store::open_with(&args.store, options)?;
+    let config = ApiConfig { token, max_concurrent_queries: args.max_concurrent_queries.max(1) };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the server runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(store = %args.store.display(), "Serving http://{addr}/ (API description at /api/v1/openapi.json).");
+        // For scripts that start the server on port 0.
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stopped = stop_rx.clone();
+        let server = tokio::spawn(api::serve(listener, api::router(store, config), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        shutdown_signal().await;
+        tracing::info!(grace = ?args.shutdown_grace, "Stopping: no new connections; waiting for running responses.");
+        let _ = stop_tx.send(true);
+        drop(stop_rx);
+        match tokio::time::timeout(args.shutdown_grace, server).await {
+            Ok(joined) => joined.context("the server task failed")?.context("serving failed")?,
+            Err(_) => tracing::warn!("Responses still running after the grace period; exiting anyway."),
+        }
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

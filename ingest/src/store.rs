@@ -6,13 +6,16 @@
 //! ```
 //!
 //! Partitions come from each table's event-time column (UTC). Files are ZSTD-compressed, carry
-//! page-level statistics, are sorted by event time (declared in the footer's sorting columns)
+//! page-level statistics, are sorted by event time then `conn_id` (`Table::sort_columns`,
+//! declared in the footer's sorting columns)
 //! and are written to a hidden temporary name, fsynced and renamed: a reader never sees half a
 //! file. Rows are buffered per partition and a file is rolled every `max_rows_per_file` rows, so
 //! memory is bounded by the number of open partitions times that.
 use crate::error::{Error, Result};
 use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::{SortOptions, concat_batches, sort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::DataType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -25,6 +28,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 const HOUR_US: i64 = 3_600_000_000;
+
+/// Ascending, nulls last: the order SQL's `ORDER BY col` means, so that a query engine can take
+/// the files' order for the query's (`podwire-query` declares it on its tables).
+pub const SORT: SortOptions = SortOptions { descending: false, nulls_first: false };
 
 /// String columns (by name suffix) that keep min/max statistics for pruning.
 const PRUNED_STRINGS: [&str; 7] =
@@ -160,11 +167,18 @@ impl StoreWriter {
         let schema = batches[0].schema();
         let all = concat_batches(&schema, &batches)?;
         drop(batches);
-        let time_idx = schema.index_of(table.time_column())?;
-        let order = sort_to_indices(all.column(time_idx), Some(SortOptions::default()), None)?;
+        let mut sort_idx = Vec::new();
+        for name in table.sort_columns() {
+            sort_idx.push(schema.index_of(name)?);
+        }
+        let keys: Vec<SortColumn> = sort_idx
+            .iter()
+            .map(|&i| SortColumn { values: all.column(i).clone(), options: Some(SORT) })
+            .collect();
+        let order = lexsort_to_indices(&keys, None)?;
         let sorted = take_record_batch(&all, &order)?;
         drop(all);
-        // Files of at most `max_rows_per_file` rows, in time order.
+        // Files of at most `max_rows_per_file` rows, in the table's sort order.
         let per_file = self.config.max_rows_per_file.max(1);
         let mut offset = 0;
         while offset < sorted.num_rows() {
@@ -173,7 +187,7 @@ impl StoreWriter {
                 p.files += 1;
                 p.files - 1
             });
-            self.write_file(table, hour, seq, time_idx, &sorted.slice(offset, len))?;
+            self.write_file(table, hour, seq, &sort_idx, &sorted.slice(offset, len))?;
             offset += len;
         }
         Ok(())
@@ -185,7 +199,7 @@ impl StoreWriter {
         table: Table,
         hour: i64,
         seq: u32,
-        time_idx: usize,
+        sort_idx: &[usize],
         rows: &RecordBatch,
     ) -> Result<()> {
         let schema = rows.schema();
@@ -202,11 +216,16 @@ impl StoreWriter {
             ))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(self.config.row_group_rows))
-            .set_sorting_columns(Some(vec![SortingColumn {
-                column_idx: i32::try_from(time_idx).unwrap_or(0),
-                descending: false,
-                nulls_first: false,
-            }]))
+            .set_sorting_columns(Some(
+                sort_idx
+                    .iter()
+                    .map(|&i| SortingColumn {
+                        column_idx: i32::try_from(i).unwrap_or(0),
+                        descending: SORT.descending,
+                        nulls_first: SORT.nulls_first,
+                    })
+                    .collect(),
+            ))
             .set_created_by(format!("podwire {}", env!("CARGO_PKG_VERSION")));
         for field in schema.fields() {
             // Unique-per-row columns (times, ids, counters) gain nothing from a dictionary.

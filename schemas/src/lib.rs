@@ -78,6 +78,18 @@ impl Table {
             Table::CaptureStats => capture_stats::col::TS,
         }
     }
+
+    /// The order of rows in every file of the table, ascending: the time column, then `conn_id`
+    /// where the table has one. It is also the order of KFL results, so the query service can
+    /// merge files instead of sorting them.
+    pub fn sort_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Connections => &[connections::col::START_TS, connections::col::CONN_ID],
+            Table::Dns => &[dns::col::TS, dns::col::CONN_ID],
+            Table::Packets => &[packets::col::TS, packets::col::CONN_ID],
+            Table::CaptureStats => &[capture_stats::col::TS],
+        }
+    }
 }
 
 /// Appends an address in its standard text form (RFC 5952 for IPv6). IPv4, the common case, is

@@ -5,14 +5,16 @@
 //! they compare as text in time order. The schema is the table's schema from `podwire-schemas`,
 //! never inferred: a table with no files (or no folder) yet is queryable and empty, and files
 //! written before a column existed read it as null. The listing runs on every scan, so files
-//! written after the session started are seen by the next query.
+//! written after the session started are seen by the next query. Files are declared sorted by
+//! [`Table::sort_columns`], the order of KFL results.
 use crate::error::{Error, Result};
 use arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::SortExpr;
+use datafusion::prelude::{SessionContext, col};
 use podwire_schemas::Table;
 use std::path::Path;
 use std::sync::Arc;
@@ -46,9 +48,16 @@ pub fn listing_table(root: &Path, table: Table) -> Result<Arc<ListingTable>> {
     let url = url::Url::from_directory_path(&dir)
         .map_err(|()| store_error(root, "not an absolute path".into()))?;
     let url = ListingTableUrl::try_new(url, None).map_err(|e| store_error(root, e.to_string()))?;
+    // Every file is sorted by the table's sort columns (the store writer's contract). Declared,
+    // it lets a KFL query (`ORDER BY` the same columns) merge files that do not overlap instead
+    // of sorting every row: DataFusion checks each file group's min/max statistics before it
+    // relies on the order, so files that overlap (or lack statistics) are sorted as usual.
+    let order: Vec<SortExpr> =
+        table.sort_columns().iter().map(|c| col(*c).sort(true, false)).collect();
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(partition_columns());
+        .with_table_partition_cols(partition_columns())
+        .with_file_sort_order(vec![order]);
     // The schema comes without its metadata: it only documents the files.
     let schema = Arc::new(Schema::new(table.schema().fields().clone()));
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);

@@ -80,6 +80,9 @@ impl Store {
             });
         }
         let mut config = SessionConfig::new().with_information_schema(false);
+        // Files that do not overlap in time are chained into ordered groups, so a result in time
+        // order is a merge of a few streams rather than a sort of every row.
+        config.options_mut().execution.split_file_groups_by_statistics = true;
         if let Some(n) = options.target_partitions {
             config = config.with_target_partitions(n.max(1));
         }

@@ -1,7 +1,7 @@
 //! No input makes the lexer, parser or translator panic, hang or overflow the stack: random token
-//! soups and byte-level mutations of the corpus (the fuzz target will come later). Whatever
-//! translates must print SQL that `sqlparser` parses back to the same statement, and every
-//! error must render.
+//! soups and byte-level mutations of the corpus (`fuzz/` has the cargo-fuzz targets that do the
+//! same with coverage guidance). Whatever translates must print SQL that `sqlparser` parses back
+//! to the same statement, and every error must render.
 use podwire_kfl::{Options, translate_bytes};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -170,6 +170,28 @@ fn mutated_corpus_never_panics() {
             }
         }
         check(&q, &opts);
+    }
+}
+
+/// Found by the `kfl_translate` fuzz target: `sqlparser` prints `'…'` without doubling a quote
+/// that follows a backslash or another quote, so `dst.name == "\\'"` printed `dst_name = '\''`
+/// (not SQL) and `"a''b"` printed `'a''b'` (SQL for `a'b`). Such values print as `E'…'`.
+#[test]
+fn quotes_after_backslashes_and_quotes_print_as_the_same_value() {
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
+    for (query, literal) in [
+        (r#"dst.name=="\\'""#, r"E'\\\''"),
+        (r#"dst.name == "a''b""#, r"E'a\'\'b'"),
+        (r#"dst.name == `a\'`"#, r"E'a\\\''"),
+        (r#"src.name.startsWith("x\\'y")"#, r"E'x\\\'y'"),
+        (r#"dst.name == r"^a\\'$""#, r"E'^a\\\'$'"),
+        (r#"response.answers[*].ip == "''""#, r"E'\'\''"),
+        (r#"dst.name == "it's""#, "'it''s'"),
+        (r#"dst.name == "a\\b""#, r"'a\b'"),
+    ] {
+        check(query.as_bytes(), &opts);
+        let sql = translate_bytes(query.as_bytes(), &opts).unwrap().sql();
+        assert!(sql.contains(literal), "{query}: expected {literal} in\n{sql}");
     }
 }
 

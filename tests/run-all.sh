@@ -44,10 +44,10 @@ step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "rust tests"
+# Built for the whole workspace at once, so that every binary (the API test also runs the store
+# generator, target/debug/gen_store) shares one feature resolution with the tests.
+cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
-
-step "the store generator (the API test streams a large generated store)"
-cargo build --locked -p podwire-benchmarks --bin gen_store
 
 step "python tests: the written Parquet read by pyarrow and DuckDB; the notebook run headless"
 PODWIRE_BIN="$PWD/target/debug/podwire" python3 -m pytest -q tests/python

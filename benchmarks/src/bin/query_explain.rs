@@ -1,0 +1,193 @@
+//! Runs one KFL query (or SELECT) through podwire's own query service (`podwire_query::Store`,
+//! the session `podwire query` uses) and either prints DataFusion's `EXPLAIN ANALYZE` (the
+//! per-operator times, rows, bytes scanned and pruning counters) or times the query in-process,
+//! with and without the CSV output. `--set` changes a DataFusion option first (as SQL `SET`
+//! does), to try a setting before proposing it. `podwire query --sql` refuses `EXPLAIN`: this
+//! is the way to see the plan.
+//!
+//!     target/release/query_explain --store /work/bench-store 'dst.name == "api.stripe.com"'
+//!     target/release/query_explain --store S --mode time --runs 5 \
+//!         --set datafusion.execution.parquet.pushdown_filters=true 'dst.namespace == ""'
+use anyhow::Context as _;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::logical_expr::SortExpr;
+use datafusion::prelude::col;
+use clap::{Parser, ValueEnum};
+use futures::StreamExt as _;
+use podwire_query::{Format, QueryRequest, Store};
+use std::time::Instant;
+
+/// EXPLAIN ANALYZE or time a KFL query with podwire's query service.
+#[derive(Debug, Parser)]
+#[command(name = "query_explain")]
+struct Args {
+    /// The store folder.
+    #[arg(long)]
+    store: std::path::PathBuf,
+    /// Only entries at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Only entries before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// The query is SQL (one SELECT), not KFL.
+    #[arg(long)]
+    sql: bool,
+    /// A DataFusion option to set first, `key=value` (repeatable).
+    #[arg(long = "set")]
+    settings: Vec<String>,
+    /// Experiment: register the tables with `Utf8View` string columns instead of the schemas'
+    /// `Utf8` (everything else as `podwire_query::catalog` does), so that the Parquet reader
+    /// can keep dictionary-encoded strings as views instead of copying every value.
+    #[arg(long)]
+    view_types: bool,
+    /// What to do.
+    #[arg(long, value_enum, default_value_t = Mode::Explain)]
+    mode: Mode,
+    /// Timed runs (after one warm-up) for `--mode time`.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// The KFL filter or SQL.
+    #[arg(default_value = "")]
+    query: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Print the SQL and DataFusion's EXPLAIN ANALYZE.
+    Explain,
+    /// Median time to run the query and count the rows, and to write them as CSV to a sink.
+    Time,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let store = Store::open(&args.store)?;
+    if args.view_types {
+        for table in podwire_schemas::Table::ALL {
+            store.context().deregister_table(table.name())?;
+            store.context().register_table(table.name(), view_table(&args.store, table)?)?;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().build()?;
+    runtime.block_on(run(&args, &store))
+}
+
+/// `podwire_query::catalog::listing_table` with `Utf8View` for every `Utf8` column.
+fn view_table(
+    root: &std::path::Path,
+    table: podwire_schemas::Table,
+) -> anyhow::Result<std::sync::Arc<ListingTable>> {
+    let dir = std::path::absolute(root.join(table.name()))?;
+    let url = url_of(&dir)?;
+    let order: Vec<SortExpr> =
+        table.sort_columns().iter().map(|c| col(*c).sort(true, false)).collect();
+    let options = ListingOptions::new(std::sync::Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(podwire_query::catalog::partition_columns())
+        .with_file_sort_order(vec![order]);
+    let fields: Vec<Field> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(std::sync::Arc::new(Schema::new(fields)));
+    Ok(std::sync::Arc::new(ListingTable::try_new(config)?))
+}
+
+fn url_of(dir: &std::path::Path) -> anyhow::Result<ListingTableUrl> {
+    let mut text = format!("file://{}", dir.display());
+    if !text.ends_with('/') {
+        text.push('/');
+    }
+    Ok(ListingTableUrl::parse(text)?)
+}
+
+async fn run(args: &Args, store: &Store) -> anyhow::Result<()> {
+    for s in &args.settings {
+        let (k, v) = s.split_once('=').context("--set takes key=value")?;
+        store.context().sql(&format!("SET {k} = '{v}'")).await?.collect().await?;
+    }
+    let now_ms = podwire_query::time::now_ms();
+    let parse = |t: &Option<String>| {
+        t.as_deref().map(|t| podwire_query::time::parse_time(t, now_ms)).transpose()
+    };
+    let (from_ms, to_ms) = (parse(&args.from)?, parse(&args.to)?);
+    let plan = || async {
+        if args.sql {
+            store.sql(&args.query, None).await
+        } else {
+            let request = QueryRequest { kfl: &args.query, from_ms, to_ms, limit: None, now_ms };
+            store.kfl(&request).await
+        }
+    };
+    match args.mode {
+        Mode::Explain => {
+            if !args.sql {
+                let request =
+                    QueryRequest { kfl: &args.query, from_ms, to_ms, limit: None, now_ms };
+                println!("{}\n", store.translate(&request)?.sql());
+            }
+            let batches = plan().await?.explain(false, true)?.collect().await?;
+            let options = FormatOptions::default();
+            for batch in &batches {
+                let columns: Vec<ArrayFormatter<'_>> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                    .collect::<Result<_, _>>()?;
+                for row in 0..batch.num_rows() {
+                    for c in &columns {
+                        println!("{}", c.value(row));
+                    }
+                }
+            }
+        }
+        Mode::Time => {
+            let mut count_times = Vec::new();
+            let mut csv_times = Vec::new();
+            let mut rows = 0;
+            for run in 0..=args.runs {
+                let t = Instant::now();
+                let mut stream = plan().await?.execute_stream().await?;
+                let mut n = 0;
+                while let Some(batch) = stream.next().await {
+                    n += batch?.num_rows();
+                }
+                let counted = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let stream = plan().await?.execute_stream().await?;
+                let sink = std::io::sink();
+                podwire_query::output::write_stream(stream, Format::Csv, sink).await?;
+                let csv = t.elapsed().as_secs_f64();
+                if run > 0 {
+                    count_times.push(counted);
+                    csv_times.push(csv);
+                }
+                rows = n;
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            println!(
+                "{rows} rows: run and count {:.3} s, run and write CSV {:.3} s (medians of {})",
+                median(&mut count_times),
+                median(&mut csv_times),
+                args.runs
+            );
+        }
+    }
+    Ok(())
+}

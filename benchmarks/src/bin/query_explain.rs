@@ -11,13 +11,13 @@
 use anyhow::Context as _;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use clap::{Parser, ValueEnum};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::col;
-use clap::{Parser, ValueEnum};
 use futures::StreamExt as _;
 use podwire_query::{Format, QueryRequest, Store};
 use std::time::Instant;

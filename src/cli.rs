@@ -27,6 +27,8 @@ Examples:
   kubectl get pods,services,nodes -A -o json > pods.json   # make an inventory
   podwire query --store ./store 'dst.namespace == \"\"'     # KFL over the history
   podwire fields                                 # what a KFL filter can use
+  podwire capture --pcap f.pcap --kafka kafka:9092     # a node agent, to Kafka
+  podwire ingest --kafka kafka:9092 --store ./store    # Kafka to the store
 
 Log verbosity: RUST_LOG=debug (default info).";
 
@@ -51,6 +53,123 @@ pub(crate) enum Command {
     /// translation, the field catalog, health and Prometheus metrics.
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
+    /// A node agent: read capture files, track connections and DNS, and send the records to
+    /// Kafka as Arrow batches (one topic per table) for `podwire ingest`.
+    #[command(after_help = CAPTURE_HELP)]
+    Capture(CaptureArgs),
+    /// Consume the agents' batches from Kafka, check them, name pods, and write the Parquet
+    /// store; offsets are committed only once the files are durable.
+    #[command(after_help = INGEST_HELP)]
+    Ingest(IngestArgs),
+}
+
+const CAPTURE_HELP: &str = "\
+Messages: one Arrow IPC stream each (ZSTD buffers, at most --max-message-bytes; bigger batches are
+split), key = node, headers with the schema version, table, node, a per-process producer id, a
+per-table batch sequence and the producer's loss counters. While the broker is unreachable,
+batches wait in a queue of --queue-bytes for up to --delivery-timeout; beyond that they are dropped
+and counted (reported at the end, in the headers of later messages, and as sequence gaps by ingest).
+
+Examples:
+  podwire capture --pcap node-a.pcap --kafka kafka:9092 --node node-a
+  tcpdump -i any -w - | podwire capture --pcap - --kafka kafka:9092
+  podwire capture --pcap f.pcap --kafka kafka:9093 --kafka-option security.protocol=SASL_SSL \\
+      --kafka-option sasl.mechanisms=SCRAM-SHA-512 --kafka-option sasl.username=podwire \\
+      --kafka-option sasl.password=$(cat /run/secrets/kafka) --kafka-option ssl.ca.location=/etc/ca.pem
+
+Exit status 1 when the capture could not be read to its end or messages were dropped.";
+
+const INGEST_HELP: &str = "\
+Every message is checked (headers, schema version, Arrow stream, schema, row count); one that fails
+goes to PREFIX + dead-letter with the reason in the `podwire.dlq.reason` header, is counted, and
+the rest goes on. Rows are written per offset range and hour as
+STORE/<table>/date=…/hour=…/<topic>-<partition>-<first offset>-<last offset>-<n>.parquet; the range
+is recorded in STORE/_ingest/ first and the offset committed only after the files are fsynced, so
+killing ingest at any moment and restarting it neither loses nor doubles a row. A store that
+fails (disk full, unreachable) is retried with backoff, offsets uncommitted.
+
+Examples:
+  podwire ingest --kafka kafka:9092 --store /data/store --inventory pods.json
+  podwire ingest --kafka kafka:9092 --store /data/store --metrics-listen 0.0.0.0:9464 --roll-age 10s";
+
+#[derive(Debug, Args)]
+pub(crate) struct CaptureArgs {
+    /// Capture file(s) to read: pcap or pcapng; `-` reads standard input.
+    #[arg(long, required = true, num_args = 1.., env = "PODWIRE_PCAP", value_delimiter = ',')]
+    pub(crate) pcap: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) kafka: crate::kafka::KafkaArgs,
+    /// Bytes of messages that may wait for the broker before new batches are dropped.
+    #[arg(long, env = "PODWIRE_QUEUE_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub(crate) queue_bytes: usize,
+    /// How long a message may wait for the broker before it is dropped.
+    #[arg(long, env = "PODWIRE_DELIVERY_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub(crate) delivery_timeout: Duration,
+    /// At the end of the input, wait this long for the queue to drain.
+    #[arg(long, env = "PODWIRE_FLUSH_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) flush_timeout: Duration,
+    #[command(flatten)]
+    pub(crate) tracker: TrackerArgs,
+}
+
+/// A table of the store.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum TableArg {
+    /// connections
+    Connections,
+    /// dns
+    Dns,
+    /// packets
+    Packets,
+    /// capture_stats
+    CaptureStats,
+}
+
+impl TableArg {
+    pub(crate) fn table(self) -> podwire_schemas::Table {
+        use podwire_schemas::Table;
+        match self {
+            TableArg::Connections => Table::Connections,
+            TableArg::Dns => Table::Dns,
+            TableArg::Packets => Table::Packets,
+            TableArg::CaptureStats => Table::CaptureStats,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    #[command(flatten)]
+    pub(crate) kafka: crate::kafka::KafkaArgs,
+    /// The store folder (created if missing).
+    #[arg(long, env = "PODWIRE_STORE")]
+    pub(crate) store: PathBuf,
+    /// Pod metadata: the output of `kubectl get pods,services,nodes -A -o json` (or -o yaml).
+    #[arg(long, env = "PODWIRE_INVENTORY")]
+    pub(crate) inventory: Option<PathBuf>,
+    /// Name pods from a live watch of the Kubernetes API (in-cluster, or the KUBECONFIG
+    /// file) instead of an inventory file; needs get/list/watch on pods, services,
+    /// endpointslices, nodes, replicasets and jobs.
+    #[arg(long, env = "PODWIRE_KUBE", conflicts_with = "inventory")]
+    pub(crate) kube: bool,
+    /// Keep deleted pods this long, so that late records are named by whoever held the IP.
+    #[arg(long, env = "PODWIRE_KUBE_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub(crate) kube_retention: Duration,
+    /// Consumer group: ingest processes in one group share the partitions.
+    #[arg(long, env = "PODWIRE_GROUP", default_value = "podwire-ingest")]
+    pub(crate) group: String,
+    /// Tables to ingest (default: all).
+    #[arg(long, env = "PODWIRE_TABLES", value_enum, value_delimiter = ',')]
+    pub(crate) tables: Vec<TableArg>,
+    /// Write a partition's buffered rows at least this often (rows become queryable then).
+    #[arg(long, env = "PODWIRE_ROLL_AGE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) roll_age: Duration,
+    /// ... or when this much (Arrow memory) is buffered for a partition.
+    #[arg(long, env = "PODWIRE_ROLL_BYTES", default_value = "128MiB", value_parser = parse_bytes)]
+    pub(crate) roll_bytes: usize,
+    /// Serve /metrics (Prometheus) and /healthz here; port 0 picks a free one.
+    #[arg(long, env = "PODWIRE_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 const SERVE_HELP: &str = "\

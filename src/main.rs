@@ -1,7 +1,10 @@
 //! `podwire`: pod-to-pod connection analysis for Kubernetes. One binary, one subcommand per job;
 //! each subcommand lives in its own module and the library crates do the work.
+mod capture;
 mod cli;
 mod demo;
+mod ingest;
+mod kafka;
 mod query;
 mod serve;
 mod standalone;
@@ -19,6 +22,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Translate(args) => query::run_translate(&args),
         cli::Command::Fields(args) => query::run_fields(&args),
         cli::Command::Serve(args) => serve::run(&args),
+        cli::Command::Capture(args) => capture::run(&args),
+        cli::Command::Ingest(args) => ingest::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -139,14 +139,7 @@ pub(crate) fn run_files(
     keep_connections: bool,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    // `-` reads a capture from standard input (`tcpdump -w - | podwire standalone --pcap -`).
-    let is_stdin = |p: &Path| p.as_os_str() == "-";
-    let files = pcaps
-        .iter()
-        .map(|p| {
-            if is_stdin(p) { Ok(PcapFile::named(Path::new("stdin"), 0)) } else { PcapFile::new(p) }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let files = open_files(pcaps)?;
     // Without an inventory, enrichment still names external ends by their DNS name.
     let inventory = match inventory {
         Some(path) => {
@@ -165,47 +158,8 @@ pub(crate) fn run_files(
     let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
 
-    let total: u64 = files.iter().map(|f| f.len).sum();
-    let bar = if std::io::stderr().is_terminal() && !quiet_logs() {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {bytes}/{total_bytes} {bar:30} {percent}% {msg} ({eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut done_bytes = 0u64;
-    let mut capture_error = None;
-    for file in &files {
-        bar.set_message(file.path().display().to_string());
-        let name =
-            file.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        pipeline.set_source(&format!("pcap:{name}"));
-        let on_frame = |frame: podwire_capture::source::Frame<'_>| {
-            pipeline.on_frame(frame);
-            if pipeline.stats().frames.is_multiple_of(8192) {
-                bar.set_position(done_bytes + frame.offset);
-            }
-        };
-        let result = if file.len == 0 && file.path() == Path::new("stdin") {
-            file.read_from(std::io::stdin(), on_frame)
-        } else {
-            file.for_each(on_frame)
-        };
-        done_bytes += file.len;
-        if let Err(e) = result {
-            capture_error = Some(e);
-            break;
-        }
-        if let Some(e) = pipeline.sink_error() {
-            anyhow::bail!("writing the store failed: {e}");
-        }
-    }
-    bar.finish_and_clear();
+    let capture_error = read_files(&mut pipeline, &files)
+        .map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
     let finished = pipeline.finish();
     let (sink, stats) = match finished {
         Ok(done) => done,
@@ -240,7 +194,69 @@ pub(crate) fn run_files(
     Ok(Report { connections: keep })
 }
 
-fn quiet_logs() -> bool {
+/// Opens the capture files; `-` is standard input (`tcpdump -w - | podwire … --pcap -`).
+pub(crate) fn open_files(pcaps: &[PathBuf]) -> anyhow::Result<Vec<PcapFile>> {
+    let is_stdin = |p: &Path| p.as_os_str() == "-";
+    Ok(pcaps
+        .iter()
+        .map(|p| {
+            if is_stdin(p) { Ok(PcapFile::named(Path::new("stdin"), 0)) } else { PcapFile::new(p) }
+        })
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Reads every file through `pipeline`, with a progress bar on a terminal. Returns the capture
+/// error that stopped the reading early, if any (what was read before it is in the pipeline);
+/// `Err` when the sink failed.
+pub(crate) fn read_files<S: BatchSink>(
+    pipeline: &mut Pipeline<S>,
+    files: &[PcapFile],
+) -> Result<Option<podwire_capture::Error>, String> {
+    let total: u64 = files.iter().map(|f| f.len).sum();
+    let bar = if std::io::stderr().is_terminal() && !quiet_logs() {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {bytes}/{total_bytes} {bar:30} {percent}% {msg} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut done_bytes = 0u64;
+    let mut capture_error = None;
+    for file in files {
+        bar.set_message(file.path().display().to_string());
+        let name =
+            file.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        pipeline.set_source(&format!("pcap:{name}"));
+        let on_frame = |frame: podwire_capture::source::Frame<'_>| {
+            pipeline.on_frame(frame);
+            if pipeline.stats().frames.is_multiple_of(8192) {
+                bar.set_position(done_bytes + frame.offset);
+            }
+        };
+        let result = if file.len == 0 && file.path() == Path::new("stdin") {
+            file.read_from(std::io::stdin(), on_frame)
+        } else {
+            file.for_each(on_frame)
+        };
+        done_bytes += file.len;
+        if let Err(e) = result {
+            capture_error = Some(e);
+            break;
+        }
+        if let Some(e) = pipeline.sink_error() {
+            return Err(e.to_string());
+        }
+    }
+    bar.finish_and_clear();
+    Ok(capture_error)
+}
+
+pub(crate) fn quiet_logs() -> bool {
     QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }
 

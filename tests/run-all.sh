@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All of podwire's tests, on a fresh Debian machine with the Rust toolchain: installs what they
-# need (tshark, tcpdump, a JVM; pyarrow, duckdb, polars, matplotlib, nbclient, pyspark, pytest),
-# then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark), the HTTP API tests
+# need (tshark, tcpdump, a JVM, cmake and the headers librdkafka builds with; pyarrow, duckdb,
+# polars, matplotlib, nbclient, pyspark, pytest, confluent-kafka; the tansu Kafka broker), then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark), the HTTP API tests
 # (podwire serve on loopback) and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,10 @@ missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v tcpdump >/dev/null || missing+=(tcpdump)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)   # Spark reads the store in a test
+command -v cmake >/dev/null || missing+=(cmake)                     # librdkafka is built from source
+[[ -e /usr/include/x86_64-linux-gnu/curl/curl.h || -e /usr/include/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
+[[ -e /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
+command -v mount >/dev/null || missing+=(mount)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
@@ -24,9 +28,10 @@ fi
 tshark --version | head -n 1
 
 step "python packages"
-if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark, openapi_spec_validator' 2>/dev/null; then
+if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark, openapi_spec_validator, confluent_kafka' 2>/dev/null; then
     python3 -m pip install -q --disable-pip-version-check \
-        pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel pyspark openapi-spec-validator
+        pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel pyspark openapi-spec-validator \
+        confluent-kafka
 fi
 # nbclient runs the notebook on the `python3` kernel of this interpreter.
 python3 -m ipykernel install --user --name python3 >/dev/null
@@ -36,6 +41,17 @@ if [[ ! -d ../shared/data/pcaps ]]; then
     echo "the shared captures are missing: expected ../shared/data/pcaps beside the repo" >&2
     exit 1
 fi
+
+step "kafka broker (tansu, for the Kafka tests)"
+# A real Kafka-protocol broker, built once (about 14 minutes on 2 cores) and kept outside the
+# checkout; override the place with PODWIRE_TOOLS.
+TOOLS="${PODWIRE_TOOLS:-$HOME/.cache/podwire-tools}"
+export TANSU_BIN="$TOOLS/tansu-0.6.0/bin/tansu"
+if [[ ! -x $TANSU_BIN ]]; then
+    cargo install tansu --version 0.6.0 --no-default-features --features dynostore \
+        --root "$TOOLS/tansu-0.6.0" --quiet
+fi
+"$TANSU_BIN" --version
 
 step "format"
 cargo fmt --all --check

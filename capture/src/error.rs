@@ -40,6 +40,9 @@ pub enum Error {
     /// Writing batches to the sink failed.
     #[error("output failed: {0}")]
     Sink(String),
+    /// The Kafka producer could not be set up (a bad property, usually).
+    #[error("{0}")]
+    Kafka(String),
     /// Building an Arrow batch failed (a bug here).
     #[error("internal error building a batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

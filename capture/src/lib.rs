@@ -11,6 +11,8 @@ pub mod decode;
 pub mod dns;
 pub mod error;
 pub mod frag;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod pipeline;
 pub mod source;
 pub mod stats;

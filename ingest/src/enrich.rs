@@ -2,7 +2,7 @@
 //! event time. `name` is the pod name, else the service name, else (for `dst` of a connection)
 //! the DNS name the client resolved, else `''`.
 use crate::error::{Error, Result};
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, SharedInventory};
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use podwire_schemas::endpoint::{EndpointBuilder, SUFFIXES, Side};
 use podwire_schemas::{EndpointMeta, Table, connections};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// Enriches batches of any table.
 #[derive(Debug, Clone)]
 pub struct Enricher {
-    inventory: Inventory,
+    inventory: SharedInventory,
 }
 
 fn string_col<'a>(batch: &'a RecordBatch, table: Table, name: &str) -> Result<&'a StringArray> {
@@ -23,8 +23,13 @@ fn string_col<'a>(batch: &'a RecordBatch, table: Table, name: &str) -> Result<&'
 }
 
 impl Enricher {
-    /// An enricher over `inventory`.
+    /// An enricher over a fixed `inventory`.
     pub fn new(inventory: Inventory) -> Self {
+        Enricher { inventory: SharedInventory::new(inventory) }
+    }
+
+    /// An enricher over an inventory that changes (the live Kubernetes watch).
+    pub fn shared(inventory: SharedInventory) -> Self {
         Enricher { inventory }
     }
 
@@ -44,6 +49,7 @@ impl Enricher {
             Table::Connections => Some(string_col(batch, table, connections::col::DST_DNS_NAME)?),
             _ => None,
         };
+        let inventory = self.inventory.get();
         let mut src = EndpointBuilder::default();
         let mut dst = EndpointBuilder::default();
         let empty = EndpointMeta::default();
@@ -51,7 +57,7 @@ impl Enricher {
             let t_ns = ts.value(row).saturating_mul(1_000);
             let look = |ips: &StringArray| -> Option<&EndpointMeta> {
                 let ip: IpAddr = ips.value(row).parse().ok()?;
-                self.inventory.lookup(ip, t_ns)
+                inventory.lookup(ip, t_ns)
             };
             src.append(look(src_ip).unwrap_or(&empty));
             match (look(dst_ip), dns_name) {

@@ -23,6 +23,17 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// The ingest ledger (`STORE/_ingest/`) holds something podwire did not write.
+    #[error("ingest ledger `{}`: {what}", path.display())]
+    Ledger {
+        /// The entry.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// The Kafka consumer or the dead-letter producer failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
     /// A batch does not have the columns enrichment needs (a bug, or a foreign batch).
     #[error("batch of `{table}` lacks column `{column}`")]
     MissingColumn {

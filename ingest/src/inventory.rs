@@ -13,16 +13,23 @@
 //! - Service of a pod: the first service (by name) in its namespace whose selector matches the
 //!   pod's labels. ClusterIPs are named by their service.
 //! - Nodes by their InternalIP and ExternalIP addresses.
+//! - EndpointSlices: the service of each endpoint pod (wins over selector matching, and covers
+//!   services without a selector); endpoints that are not pods are named by their service.
+//!
+//! The same index is built from the live watch ([`crate::kube_watch`]).
 use crate::error::{Error, Result};
 use hashbrown::HashMap;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use podwire_schemas::EndpointMeta;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 /// Who held an IP during `[from_ns, to_ns)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +42,56 @@ pub struct Identity {
     pub to_ns: i64,
 }
 
+/// The objects an [`Inventory`] is built from, borrowed (from a parsed file, or from the live
+/// watch's state).
+#[derive(Debug, Default)]
+pub struct Objects<'a> {
+    /// Pods, each with the time it was seen deleted (ns), if it was.
+    pub pods: Vec<(&'a Pod, Option<i64>)>,
+    /// Services.
+    pub services: Vec<&'a Service>,
+    /// Nodes.
+    pub nodes: Vec<&'a Node>,
+    /// ReplicaSets by (namespace, name).
+    pub replicasets: HashMap<(String, String), &'a ReplicaSet>,
+    /// Jobs by (namespace, name).
+    pub jobs: HashMap<(String, String), &'a Job>,
+    /// EndpointSlices.
+    pub slices: Vec<&'a EndpointSlice>,
+}
+
+/// (namespace, name) of an object.
+pub fn key(m: &ObjectMeta) -> (String, String) {
+    (m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default())
+}
+
 /// The IP → identity index.
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
     by_ip: HashMap<IpAddr, Vec<Identity>>,
     /// Objects read, by kind.
     pub counts: BTreeMap<String, usize>,
+}
+
+/// The inventory enrichment reads, replaced whole by the watch.
+#[derive(Debug, Clone, Default)]
+pub struct SharedInventory(Arc<RwLock<Arc<Inventory>>>);
+
+impl SharedInventory {
+    /// A handle holding `inventory`.
+    pub fn new(inventory: Inventory) -> Self {
+        SharedInventory(Arc::new(RwLock::new(Arc::new(inventory))))
+    }
+
+    /// The current inventory.
+    pub fn get(&self) -> Arc<Inventory> {
+        Arc::clone(&self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Replaces the inventory.
+    pub fn set(&self, inventory: Inventory) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(inventory);
+    }
 }
 
 fn time_ns(t: &Option<Time>) -> Option<i64> {
@@ -88,8 +139,9 @@ impl Inventory {
         let mut pods = Vec::new();
         let mut services = Vec::new();
         let mut nodes = Vec::new();
-        let mut replicasets = HashMap::new();
-        let mut jobs = HashMap::new();
+        let mut replicasets = Vec::new();
+        let mut jobs = Vec::new();
+        let mut slices = Vec::new();
         let mut counts = BTreeMap::new();
         for (i, item) in items.into_iter().enumerate() {
             let kind = item.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_string();
@@ -99,28 +151,34 @@ impl Inventory {
                 "Service" => services.push(serde_json::from_value::<Service>(item).map_err(bad)?),
                 "Node" => nodes.push(serde_json::from_value::<Node>(item).map_err(bad)?),
                 "ReplicaSet" => {
-                    let rs = serde_json::from_value::<ReplicaSet>(item).map_err(bad)?;
-                    let key = (
-                        rs.metadata.namespace.clone().unwrap_or_default(),
-                        rs.metadata.name.clone().unwrap_or_default(),
-                    );
-                    replicasets.insert(key, rs);
+                    replicasets.push(serde_json::from_value::<ReplicaSet>(item).map_err(bad)?);
                 }
-                "Job" => {
-                    let job = serde_json::from_value::<Job>(item).map_err(bad)?;
-                    let key = (
-                        job.metadata.namespace.clone().unwrap_or_default(),
-                        job.metadata.name.clone().unwrap_or_default(),
-                    );
-                    jobs.insert(key, job);
+                "Job" => jobs.push(serde_json::from_value::<Job>(item).map_err(bad)?),
+                "EndpointSlice" => {
+                    slices.push(serde_json::from_value::<EndpointSlice>(item).map_err(bad)?);
                 }
                 _ => {}
             }
             *counts.entry(kind).or_insert(0) += 1;
         }
+        let objects = Objects {
+            pods: pods.iter().map(|p| (p, None)).collect(),
+            services: services.iter().collect(),
+            nodes: nodes.iter().collect(),
+            replicasets: replicasets.iter().map(|r| (key(&r.metadata), r)).collect(),
+            jobs: jobs.iter().map(|j| (key(&j.metadata), j)).collect(),
+            slices: slices.iter().collect(),
+        };
+        let mut inv = Inventory::build(&objects);
+        inv.counts = counts;
+        Ok(inv)
+    }
 
-        let mut inv = Inventory { by_ip: HashMap::new(), counts };
-        for svc in &services {
+    /// The index of a set of objects: pods (with the time each was seen deleted, if it was),
+    /// services, nodes, EndpointSlices, and the ReplicaSets and Jobs that name workloads.
+    pub fn build(objects: &Objects<'_>) -> Inventory {
+        let mut inv = Inventory::default();
+        for svc in &objects.services {
             let Some(spec) = &svc.spec else { continue };
             let mut ips: Vec<&String> = spec.cluster_ips.iter().flatten().collect();
             if let Some(ip) = &spec.cluster_ip {
@@ -142,7 +200,7 @@ impl Inventory {
                 }
             }
         }
-        for node in &nodes {
+        for node in &objects.nodes {
             let name = node.metadata.name.clone().unwrap_or_default();
             let addrs = node.status.as_ref().and_then(|s| s.addresses.as_ref());
             for a in addrs.into_iter().flatten() {
@@ -154,7 +212,49 @@ impl Inventory {
                 }
             }
         }
-        for pod in &pods {
+        // EndpointSlices: the service of each endpoint pod (also for services without a
+        // selector), and a name for endpoints that are not pods (e.g. an external database
+        // behind a selector-less service).
+        let mut slice_service: HashMap<(String, String), String> = HashMap::new();
+        for slice in &objects.slices {
+            let ns = slice.metadata.namespace.clone().unwrap_or_default();
+            let Some(service) =
+                slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"))
+            else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                match &ep.target_ref {
+                    Some(t) if t.kind.as_deref() == Some("Pod") => {
+                        if let Some(pod) = &t.name {
+                            slice_service
+                                .entry((ns.clone(), pod.clone()))
+                                .and_modify(|s| {
+                                    if service < s {
+                                        s.clone_from(service);
+                                    }
+                                })
+                                .or_insert_with(|| service.clone());
+                        }
+                    }
+                    _ => {
+                        let meta = EndpointMeta {
+                            name: service.clone(),
+                            namespace: ns.clone(),
+                            service: service.clone(),
+                            ..Default::default()
+                        };
+                        for ip in ep.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+                            inv.add(
+                                ip,
+                                Identity { meta: meta.clone(), from_ns: i64::MIN, to_ns: i64::MAX },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (pod, deleted_ns) in &objects.pods {
             if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
                 continue;
             }
@@ -166,8 +266,11 @@ impl Inventory {
             }
             let namespace = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
-            let (workload, workload_kind) = workload_of(pod, &replicasets, &jobs);
-            let service = service_of(pod, &services);
+            let (workload, workload_kind) = workload_of(pod, &objects.replicasets, &objects.jobs);
+            let service = slice_service
+                .get(&(namespace.clone(), name.clone()))
+                .cloned()
+                .unwrap_or_else(|| service_of(pod, &objects.services));
             let meta = EndpointMeta {
                 name: name.clone(),
                 namespace,
@@ -192,13 +295,15 @@ impl Inventory {
                 (true, Some(t)) => t,
                 _ => time_ns(&pod.metadata.deletion_timestamp).unwrap_or(i64::MAX),
             };
+            // Seen deleted: gone from then at the latest.
+            let to_ns = deleted_ns.map_or(to_ns, |d| to_ns.min(d));
             for ip in ips {
                 if let Ok(ip) = ip.parse::<IpAddr>() {
                     inv.add(ip, Identity { meta: meta.clone(), from_ns, to_ns });
                 }
             }
         }
-        Ok(inv)
+        inv
     }
 
     fn add(&mut self, ip: IpAddr, id: Identity) {
@@ -241,8 +346,8 @@ impl Inventory {
 
 fn workload_of(
     pod: &Pod,
-    replicasets: &HashMap<(String, String), ReplicaSet>,
-    jobs: &HashMap<(String, String), Job>,
+    replicasets: &HashMap<(String, String), &ReplicaSet>,
+    jobs: &HashMap<(String, String), &Job>,
 ) -> (String, String) {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let Some(owner) = controller(&pod.metadata.owner_references) else {
@@ -278,7 +383,7 @@ fn workload_of(
     }
 }
 
-fn service_of(pod: &Pod, services: &[Service]) -> String {
+fn service_of(pod: &Pod, services: &[&Service]) -> String {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
     let labels = pod.metadata.labels.as_ref();
     let mut matching: Vec<&str> = services

@@ -8,6 +8,11 @@
 pub mod enrich;
 pub mod error;
 pub mod inventory;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod kube_watch;
+pub mod metrics;
+pub mod segment;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -164,86 +164,136 @@ impl StoreWriter {
         }
         let batches = std::mem::take(&mut p.batches);
         p.rows = 0;
-        let schema = batches[0].schema();
-        let all = concat_batches(&schema, &batches)?;
-        drop(batches);
-        let mut sort_idx = Vec::new();
-        for name in table.sort_columns() {
-            sort_idx.push(schema.index_of(name)?);
+        let first = p.files;
+        let stem = self.config.prefix.clone();
+        let written = write_sorted(&self.config, table, hour, &stem, first, batches)?;
+        if let Some(p) = self.open.get_mut(&(table, hour)) {
+            p.files += written.files;
         }
-        let keys: Vec<SortColumn> = sort_idx
-            .iter()
-            .map(|&i| SortColumn { values: all.column(i).clone(), options: Some(SORT) })
-            .collect();
-        let order = lexsort_to_indices(&keys, None)?;
-        let sorted = take_record_batch(&all, &order)?;
-        drop(all);
-        // Files of at most `max_rows_per_file` rows, in the table's sort order.
-        let per_file = self.config.max_rows_per_file.max(1);
-        let mut offset = 0;
-        while offset < sorted.num_rows() {
-            let len = per_file.min(sorted.num_rows() - offset);
-            let seq = self.open.get_mut(&(table, hour)).map_or(0, |p| {
-                p.files += 1;
-                p.files - 1
-            });
-            self.write_file(table, hour, seq, &sort_idx, &sorted.slice(offset, len))?;
-            offset += len;
-        }
+        self.stats.add(table, &written);
         Ok(())
     }
+}
 
-    /// Writes one file: a hidden temporary name, fsync, rename, fsync of the folder.
-    fn write_file(
-        &mut self,
-        table: Table,
-        hour: i64,
-        seq: u32,
-        sort_idx: &[usize],
-        rows: &RecordBatch,
-    ) -> Result<()> {
-        let schema = rows.schema();
-        let dir = self.config.root.join(table.name()).join(partition_path(hour));
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-        let name = format!("{}-{seq:05}.parquet", self.config.prefix);
-        let path = dir.join(&name);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let io = |source| Error::Io { path: tmp.clone(), source };
-        let file = File::create(&tmp).map_err(io)?;
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(self.config.zstd_level).unwrap_or_default(),
-            ))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(self.config.row_group_rows))
-            .set_sorting_columns(Some(
-                sort_idx
-                    .iter()
-                    .map(|&i| SortingColumn {
-                        column_idx: i32::try_from(i).unwrap_or(0),
-                        descending: SORT.descending,
-                        nulls_first: SORT.nulls_first,
-                    })
-                    .collect(),
-            ))
-            .set_created_by(format!("podwire {}", env!("CARGO_PKG_VERSION")));
-        for field in schema.fields() {
-            // Unique-per-row columns (times, ids, counters) gain nothing from a dictionary.
-            if matches!(field.data_type(), DataType::Int64 | DataType::Timestamp(..)) {
-                props = props
-                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
-            }
-            // Min/max of every string column costs more than the rest of the write; keep
-            // statistics on the string columns that filters prune by.
-            let pruned = !matches!(field.data_type(), DataType::Utf8 | DataType::List(_))
-                || PRUNED_STRINGS.iter().any(|s| field.name().ends_with(s));
-            if !pruned {
-                props = props.set_column_statistics_enabled(
-                    ColumnPath::from(field.name().as_str()),
-                    EnabledStatistics::None,
-                );
-            }
+impl WriteStats {
+    fn add(&mut self, table: Table, w: &Written) {
+        *self.files.entry(table.name()).or_default() += u64::from(w.files);
+        *self.rows.entry(table.name()).or_default() += w.rows;
+        self.bytes += w.bytes;
+    }
+}
+
+/// What [`write_sorted`] wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Files.
+    pub files: u32,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Writes `batches` (all of `table`, all in hour bucket `hour`) as files of the hour's folder,
+/// sorted by the table's sort columns, at most `max_rows_per_file` rows each, named
+/// `<stem>-<NNNNN>.parquet` counting from `first`. A file of the same name is replaced: the same
+/// stem and rows write the same files, which is how ingest replays without duplicates. The
+/// single writer for `podwire standalone` and `podwire ingest`.
+///
+/// # Errors
+/// When the rows are not of the table's schema, or a file cannot be written.
+pub fn write_sorted(
+    config: &StoreConfig,
+    table: Table,
+    hour: i64,
+    stem: &str,
+    first: u32,
+    batches: Vec<RecordBatch>,
+) -> Result<Written> {
+    let mut written = Written::default();
+    let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(written) };
+    let all = concat_batches(&schema, &batches)?;
+    drop(batches);
+    if all.num_rows() == 0 {
+        return Ok(written);
+    }
+    let mut sort_idx = Vec::new();
+    for name in table.sort_columns() {
+        sort_idx.push(schema.index_of(name)?);
+    }
+    let keys: Vec<SortColumn> = sort_idx
+        .iter()
+        .map(|&i| SortColumn { values: all.column(i).clone(), options: Some(SORT) })
+        .collect();
+    let order = lexsort_to_indices(&keys, None)?;
+    let sorted = take_record_batch(&all, &order)?;
+    drop(all);
+    // Files of at most `max_rows_per_file` rows, in the table's sort order.
+    let per_file = config.max_rows_per_file.max(1);
+    let mut offset = 0;
+    while offset < sorted.num_rows() {
+        let len = per_file.min(sorted.num_rows() - offset);
+        let name = format!("{stem}-{:05}.parquet", first + written.files);
+        written.bytes +=
+            write_file(config, table, hour, &name, &sort_idx, &sorted.slice(offset, len))?;
+        written.files += 1;
+        written.rows += len as u64;
+        offset += len;
+    }
+    Ok(written)
+}
+
+/// Writes one file: a hidden temporary name, fsync, rename, fsync of the folder. Returns its size.
+fn write_file(
+    config: &StoreConfig,
+    table: Table,
+    hour: i64,
+    name: &str,
+    sort_idx: &[usize],
+    rows: &RecordBatch,
+) -> Result<u64> {
+    let schema = rows.schema();
+    let dir = config.root.join(table.name()).join(partition_path(hour));
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |source| Error::Io { path: tmp.clone(), source };
+    let file = File::create(&tmp).map_err(io)?;
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(config.zstd_level).unwrap_or_default(),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(config.row_group_rows))
+        .set_sorting_columns(Some(
+            sort_idx
+                .iter()
+                .map(|&i| SortingColumn {
+                    column_idx: i32::try_from(i).unwrap_or(0),
+                    descending: SORT.descending,
+                    nulls_first: SORT.nulls_first,
+                })
+                .collect(),
+        ))
+        .set_created_by(format!("podwire {}", env!("CARGO_PKG_VERSION")));
+    for field in schema.fields() {
+        // Unique-per-row columns (times, ids, counters) gain nothing from a dictionary.
+        if matches!(field.data_type(), DataType::Int64 | DataType::Timestamp(..)) {
+            props =
+                props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
+        // Min/max of every string column costs more than the rest of the write; keep
+        // statistics on the string columns that filters prune by.
+        let pruned = !matches!(field.data_type(), DataType::Utf8 | DataType::List(_))
+            || PRUNED_STRINGS.iter().any(|s| field.name().ends_with(s));
+        if !pruned {
+            props = props.set_column_statistics_enabled(
+                ColumnPath::from(field.name().as_str()),
+                EnabledStatistics::None,
+            );
+        }
+    }
+    let result = (|| -> Result<u64> {
         let mut writer = ArrowWriter::try_new(file, schema, Some(props.build()))?;
         writer.write(rows)?;
         let file = writer.into_inner()?;
@@ -251,14 +301,17 @@ impl StoreWriter {
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         drop(file);
         std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        *self.stats.files.entry(table.name()).or_default() += 1;
-        *self.stats.rows.entry(table.name()).or_default() += rows.num_rows() as u64;
-        self.stats.bytes += bytes;
-        Ok(())
+        Ok(bytes)
+    })();
+    if result.is_err() {
+        // A failed write leaves no partial temporary file behind (a full disk stays usable).
+        let _ = std::fs::remove_file(&tmp);
     }
+    let bytes = result?;
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod dns;
 pub mod endpoint;
 pub mod packets;
 mod time;
+pub mod wire;
 
 pub use endpoint::EndpointMeta;
 pub use time::{TIMEZONE, timestamp_type, ts_from_ns};

@@ -9,15 +9,8 @@
 //!     target/release/query_explain --store S --mode time --runs 5 \
 //!         --set datafusion.execution.parquet.pushdown_filters=true 'dst.namespace == ""'
 use anyhow::Context as _;
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::{Parser, ValueEnum};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
-use datafusion::logical_expr::SortExpr;
-use datafusion::prelude::col;
 use futures::StreamExt as _;
 use podwire_query::{Format, QueryRequest, Store};
 use std::time::Instant;
@@ -41,11 +34,6 @@ struct Args {
     /// A DataFusion option to set first, `key=value` (repeatable).
     #[arg(long = "set")]
     settings: Vec<String>,
-    /// Experiment: register the tables with `Utf8View` string columns instead of the schemas'
-    /// `Utf8` (everything else as `podwire_query::catalog` does), so that the Parquet reader
-    /// can keep dictionary-encoded strings as views instead of copying every value.
-    #[arg(long)]
-    view_types: bool,
     /// What to do.
     #[arg(long, value_enum, default_value_t = Mode::Explain)]
     mode: Mode,
@@ -68,50 +56,8 @@ enum Mode {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let store = Store::open(&args.store)?;
-    if args.view_types {
-        for table in podwire_schemas::Table::ALL {
-            store.context().deregister_table(table.name())?;
-            store.context().register_table(table.name(), view_table(&args.store, table)?)?;
-        }
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread().build()?;
     runtime.block_on(run(&args, &store))
-}
-
-/// `podwire_query::catalog::listing_table` with `Utf8View` for every `Utf8` column.
-fn view_table(
-    root: &std::path::Path,
-    table: podwire_schemas::Table,
-) -> anyhow::Result<std::sync::Arc<ListingTable>> {
-    let dir = std::path::absolute(root.join(table.name()))?;
-    let url = url_of(&dir)?;
-    let order: Vec<SortExpr> =
-        table.sort_columns().iter().map(|c| col(*c).sort(true, false)).collect();
-    let options = ListingOptions::new(std::sync::Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(podwire_query::catalog::partition_columns())
-        .with_file_sort_order(vec![order]);
-    let fields: Vec<Field> = table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(std::sync::Arc::new(Schema::new(fields)));
-    Ok(std::sync::Arc::new(ListingTable::try_new(config)?))
-}
-
-fn url_of(dir: &std::path::Path) -> anyhow::Result<ListingTableUrl> {
-    let mut text = format!("file://{}", dir.display());
-    if !text.ends_with('/') {
-        text.push('/');
-    }
-    Ok(ListingTableUrl::parse(text)?)
 }
 
 async fn run(args: &Args, store: &Store) -> anyhow::Result<()> {

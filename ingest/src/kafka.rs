@@ -1,0 +1,599 @@
+//! `podwire ingest` over Kafka: a consumer group reads the table topics, checks and decodes each
+//! message ([`podwire_schemas::wire`]), enriches its rows and writes them through offset-range
+//! [`Segment`]s, committing offsets only after the files are durable.
+//!
+//! - A message that fails its checks goes to the dead-letter topic (`<prefix>dead-letter`) with
+//!   its original key, value and headers plus `podwire.dlq.reason`, `podwire.dlq.topic`,
+//!   `podwire.dlq.partition` and `podwire.dlq.offset`; it is counted by reason, and the rest of
+//!   the stream goes on. Dead letters are flushed before the offsets that cover them are
+//!   committed.
+//! - A failed segment write (disk full, store unreachable) or commit is retried with backoff,
+//!   forever, without committing; nothing newer is committed meanwhile. If the pause outlasts the
+//!   group's `max.poll.interval.ms` the group moves the partition on, and the ledger makes the
+//!   next owner write the same files (see [`crate::segment`]).
+//! - Revoked partitions drop their open segments: the next owner starts at the committed offset.
+//! - Gaps in a producer's batch sequence (batches lost before they reached Kafka) are counted.
+use crate::enrich::Enricher;
+use crate::error::{Error, Result};
+use crate::metrics::IngestMetrics;
+use crate::segment::{Ledger, LogPartition, RollPolicy, Segment};
+use crate::store::StoreConfig;
+use podwire_schemas::Table;
+use podwire_schemas::wire::{self, WireError};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{
+    BorrowedMessage, DeliveryResult, Header, Headers as _, Message as _, OwnedHeaders,
+};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Ingest settings.
+#[derive(Debug, Clone)]
+pub struct KafkaIngestConfig {
+    /// `host:port[,…]`.
+    pub brokers: String,
+    /// Consumer group id.
+    pub group: String,
+    /// Topics are `<prefix><table>`; the dead letters go to `<prefix>dead-letter`.
+    pub topic_prefix: String,
+    /// Tables to ingest.
+    pub tables: Vec<Table>,
+    /// When segments roll.
+    pub roll: RollPolicy,
+    /// The store.
+    pub store: StoreConfig,
+    /// Largest message accepted (and produced to the dead-letter topic).
+    pub max_message_bytes: usize,
+    /// librdkafka properties passed through (TLS, SASL, …).
+    pub options: Vec<(String, String)>,
+}
+
+impl KafkaIngestConfig {
+    /// The topic of `table`.
+    pub fn topic(&self, table: Table) -> String {
+        format!("{}{}", self.topic_prefix, table.name())
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}dead-letter", self.topic_prefix)
+    }
+}
+
+/// Header names added to dead letters.
+pub mod dlq_header {
+    /// Why the message was rejected.
+    pub const REASON: &str = "podwire.dlq.reason";
+    /// Its topic.
+    pub const TOPIC: &str = "podwire.dlq.topic";
+    /// Its partition.
+    pub const PARTITION: &str = "podwire.dlq.partition";
+    /// Its offset.
+    pub const OFFSET: &str = "podwire.dlq.offset";
+}
+
+/// Logs at most every 10 s per kind, so an outage is a line per interval.
+#[derive(Debug, Default)]
+struct Limiter(Mutex<HashMap<&'static str, Instant>>);
+
+impl Limiter {
+    fn allow(&self, kind: &'static str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        match m.get(kind) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(10) => false,
+            _ => {
+                m.insert(kind, now);
+                true
+            }
+        }
+    }
+}
+
+struct ConsumerCtx {
+    revoked: Mutex<Vec<LogPartition>>,
+    limiter: Limiter,
+}
+
+fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(facility = fac, "librdkafka: {message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
+        _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
+    }
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.limiter.allow("consumer") {
+            tracing::warn!("kafka consumer: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut r = self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for e in tpl.elements() {
+                tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
+                r.push(LogPartition { topic: e.topic().to_string(), partition: e.partition() });
+            }
+        }
+        if let Rebalance::Assign(tpl) = rebalance {
+            for e in tpl.elements() {
+                tracing::info!(topic = e.topic(), partition = e.partition(), "partition assigned");
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct ProducerCtx {
+    failed: AtomicU64,
+}
+
+impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka(level, fac, message);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Relaxed);
+            tracing::warn!("dead letter not delivered: {e}");
+        }
+    }
+}
+
+/// A rejected message, kept until its segment rolls.
+struct DeadLetter {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+    reason: String,
+    offset: i64,
+}
+
+/// The metrics label of a wire error.
+fn reason_label(e: &WireError) -> &'static str {
+    match e {
+        WireError::MissingHeader(_) => "missing_header",
+        WireError::BadHeader { .. } => "bad_header",
+        WireError::Version { .. } => "version",
+        WireError::Ipc(_) => "ipc",
+        WireError::Schema { .. } => "schema",
+        WireError::Rows { .. } => "rows",
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunStats {
+    /// Messages accepted.
+    pub messages: u64,
+    /// Messages sent to the dead letters.
+    pub dead_letters: u64,
+    /// Segments written and committed.
+    pub segments: u64,
+}
+
+/// The consumer loop. See the module documentation.
+pub struct Ingest<'a> {
+    config: &'a KafkaIngestConfig,
+    enricher: &'a Enricher,
+    metrics: &'a IngestMetrics,
+    stop: &'a AtomicBool,
+    consumer: BaseConsumer<ConsumerCtx>,
+    dlq: BaseProducer<ProducerCtx>,
+    ledger: Ledger,
+    topics: HashMap<String, Table>,
+    segments: BTreeMap<LogPartition, Segment>,
+    dead: BTreeMap<LogPartition, Vec<DeadLetter>>,
+    /// Next expected sequence per (producer, table).
+    next_seq: HashMap<(String, Table), u64>,
+    stats: RunStats,
+}
+
+impl<'a> Ingest<'a> {
+    /// Connects (lazily: the broker may be down) and subscribes.
+    ///
+    /// # Errors
+    /// When librdkafka rejects the configuration.
+    pub fn new(
+        config: &'a KafkaIngestConfig,
+        enricher: &'a Enricher,
+        metrics: &'a IngestMetrics,
+        stop: &'a AtomicBool,
+    ) -> Result<Self> {
+        let fetch = (config.max_message_bytes + (1 << 20)).to_string();
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &config.brokers)
+            .set("group.id", &config.group)
+            .set("client.id", "podwire-ingest")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.message.max.bytes", &fetch)
+            .set("max.partition.fetch.bytes", &fetch)
+            .set(
+                "receive.message.max.bytes",
+                (config.max_message_bytes * 2 + (1 << 20)).to_string(),
+            );
+        for (k, v) in &config.options {
+            cc.set(k, v);
+        }
+        let ctx = ConsumerCtx { revoked: Mutex::default(), limiter: Limiter::default() };
+        let consumer: BaseConsumer<ConsumerCtx> = cc
+            .create_with_context(ctx)
+            .map_err(|e| Error::Kafka(format!("creating the consumer: {e}")))?;
+        let mut pc = ClientConfig::new();
+        pc.set("bootstrap.servers", &config.brokers)
+            .set("client.id", "podwire-ingest-dlq")
+            .set("message.max.bytes", (config.max_message_bytes + (1 << 20)).to_string())
+            .set("acks", "all");
+        for (k, v) in &config.options {
+            pc.set(k, v);
+        }
+        let dlq: BaseProducer<ProducerCtx> = pc
+            .create_with_context(ProducerCtx::default())
+            .map_err(|e| Error::Kafka(format!("creating the dead-letter producer: {e}")))?;
+        let topics: HashMap<String, Table> =
+            config.tables.iter().map(|t| (config.topic(*t), *t)).collect();
+        let names: Vec<&str> = topics.keys().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| Error::Kafka(format!("subscribing to {names:?}: {e}")))?;
+        Ok(Ingest {
+            config,
+            enricher,
+            metrics,
+            stop,
+            consumer,
+            dlq,
+            ledger: Ledger::new(&config.store.root),
+            topics,
+            segments: BTreeMap::new(),
+            dead: BTreeMap::new(),
+            next_seq: HashMap::new(),
+            stats: RunStats::default(),
+        })
+    }
+
+    /// Runs until `stop` is set, then writes and commits what it can and returns.
+    ///
+    /// # Errors
+    /// Only for what retrying cannot fix: a corrupt ledger entry.
+    pub fn run(mut self) -> Result<RunStats> {
+        while !self.stop.load(Relaxed) {
+            self.step(Duration::from_millis(100))?;
+        }
+        // Write what is buffered; a segment forced to a range it has not reached yet is left to
+        // the next run, which replays it whole.
+        let keys: Vec<LogPartition> = self.segments.keys().cloned().collect();
+        for lp in keys {
+            let complete = self
+                .segments
+                .get(&lp)
+                .is_some_and(|s| s.forced_end.is_none() || s.due(&self.config.roll));
+            if complete {
+                self.roll(&lp, true)?;
+            }
+        }
+        self.consumer.unsubscribe();
+        Ok(self.stats)
+    }
+
+    /// One poll, and the rolls that are due.
+    fn step(&mut self, timeout: Duration) -> Result<()> {
+        let polled = match self.consumer.poll(timeout) {
+            None => None,
+            Some(Ok(m)) => Some(Ok(OwnedMessage::from(&m))),
+            Some(Err(e)) => Some(Err(e)),
+        };
+        self.drop_revoked();
+        match polled {
+            None => {}
+            Some(Err(e)) => {
+                self.metrics.consumer_error();
+                if self.consumer.context().limiter.allow("poll") {
+                    tracing::warn!("kafka: {e}");
+                }
+            }
+            Some(Ok(m)) => self.take(m)?,
+        }
+        let due: Vec<LogPartition> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.due(&self.config.roll))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for lp in due {
+            self.roll(&lp, false)?;
+        }
+        let buffered: u64 = self.segments.values().map(Segment::rows).sum();
+        self.metrics.buffered(buffered);
+        Ok(())
+    }
+
+    fn drop_revoked(&mut self) {
+        let revoked = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for lp in revoked {
+            if let Some(s) = self.segments.remove(&lp) {
+                tracing::info!(partition = %lp, rows = s.rows(), "dropping the open segment of a revoked partition; its next owner replays it");
+            }
+            self.dead.remove(&lp);
+        }
+    }
+
+    fn take(&mut self, m: OwnedMessage) -> Result<()> {
+        let Some(&table) = self.topics.get(&m.topic) else { return Ok(()) };
+        let lp = LogPartition { topic: m.topic.clone(), partition: m.partition };
+        if self.segments.get(&lp).is_some_and(|s| s.ends_before(m.offset)) {
+            self.roll(&lp, false)?;
+        }
+        if !self.segments.contains_key(&lp) {
+            let range = self.ledger.range(&lp)?;
+            let seg = Segment::open(lp.clone(), table, m.offset, range);
+            if seg.forced_end.is_some() {
+                let r = seg.range();
+                tracing::info!(partition = %lp, start = r.start, end = r.end, "replaying a range that was being written when the last run stopped");
+            }
+            self.segments.insert(lp.clone(), seg);
+        }
+        let headers: Vec<(&str, &[u8])> =
+            m.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let decoded = wire::decode(&headers, m.value.as_deref().unwrap_or_default())
+            .map_err(|e| (reason_label(&e), e.to_string()))
+            .and_then(|(env, batches)| {
+                if env.table == table {
+                    Ok((env, batches))
+                } else {
+                    Err(("table", format!("a {} batch on topic {}", env.table.name(), m.topic)))
+                }
+            })
+            .and_then(|(env, batches)| {
+                let enriched = batches
+                    .iter()
+                    .map(|b| self.enricher.enrich(table, b))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(|e| ("enrich", e.to_string()))?;
+                Ok((env, enriched))
+            });
+        match decoded {
+            Ok((env, batches)) => {
+                self.check_sequence(&env);
+                self.metrics.message(table.name(), env.rows);
+                self.stats.messages += 1;
+                if let Some(s) = self.segments.get_mut(&lp) {
+                    s.push(m.offset, &batches)?;
+                }
+            }
+            Err((label, reason)) => {
+                self.metrics.dead_letter(label);
+                self.stats.dead_letters += 1;
+                tracing::warn!(partition = %lp, offset = m.offset, reason = %reason, "message sent to the dead-letter topic");
+                if let Some(s) = self.segments.get_mut(&lp) {
+                    s.push(m.offset, &[])?;
+                }
+                self.dead.entry(lp).or_default().push(DeadLetter {
+                    key: m.key,
+                    value: m.value,
+                    headers: m.headers,
+                    reason,
+                    offset: m.offset,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_sequence(&mut self, env: &wire::Envelope) {
+        self.metrics.producer_dropped(&env.node, env.dropped_rows);
+        let next = self.next_seq.entry((env.producer.clone(), env.table)).or_insert(env.seq);
+        if env.seq > *next {
+            let missing = env.seq - *next;
+            self.metrics.gap(env.table.name(), missing);
+            tracing::warn!(
+                node = %env.node,
+                producer = %env.producer,
+                table = env.table.name(),
+                missing,
+                producer_dropped_rows = env.dropped_rows,
+                "batches missing from the producer's sequence (lost before Kafka)"
+            );
+        }
+        // A replayed (older) message leaves the expectation where it is.
+        if env.seq >= *next {
+            *next = env.seq + 1;
+        }
+    }
+
+    /// Sleeps `d` unless asked to stop; false when asked to stop.
+    fn backoff(&self, attempt: u32) -> bool {
+        let d = Duration::from_millis(200u64 << attempt.min(7)); // 0.2 s … 25.6 s
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stop.load(Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// Writes the segment of `lp`, flushes its dead letters and commits. Retries until it
+    /// succeeds or a stop is asked for; at shutdown, three attempts.
+    fn roll(&mut self, lp: &LogPartition, at_shutdown: bool) -> Result<()> {
+        let Some(seg) = self.segments.remove(lp) else { return Ok(()) };
+        let dead = self.dead.remove(lp).unwrap_or_default();
+        let crate::segment::Range { start, end, .. } = seg.range();
+        let mut attempt = 0u32;
+        let mut written = None;
+        let mut dead_sent = dead.is_empty();
+        loop {
+            let result = (|| -> std::result::Result<(), (&'static str, String)> {
+                if !dead_sent {
+                    self.send_dead_letters(lp, &dead).map_err(|e| ("dead letters", e))?;
+                    dead_sent = true;
+                }
+                if written.is_none() {
+                    let w = seg
+                        .write(&self.config.store, &self.ledger)
+                        .map_err(|e| ("store", e.to_string()))?;
+                    self.metrics.written(seg.table.name(), w.files, w.rows, w.bytes);
+                    written = Some(w);
+                }
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&lp.topic, lp.partition, Offset::Offset(end + 1))
+                    .map_err(|e| ("commit", e.to_string()))?;
+                self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| ("commit", e.to_string()))
+            })();
+            match result {
+                Ok(()) => {
+                    self.metrics.committed(seg.newest_us());
+                    self.stats.segments += 1;
+                    let w = written.unwrap_or_default();
+                    tracing::debug!(partition = %lp, start, end, rows = w.rows, files = w.files, "segment committed");
+                    return Ok(());
+                }
+                Err((what, e)) => {
+                    match what {
+                        "store" => self.metrics.store_error(),
+                        "commit" => self.metrics.commit_error(),
+                        _ => {}
+                    }
+                    if attempt == 0 || self.consumer.context().limiter.allow("roll") {
+                        tracing::error!(partition = %lp, start, end, attempt, "{what} failed, retrying (offsets stay uncommitted): {e}");
+                    }
+                    attempt += 1;
+                    if at_shutdown && attempt >= 3 {
+                        tracing::error!(partition = %lp, start, end, "giving up at shutdown; the next run replays this range");
+                        return Ok(());
+                    }
+                    if !self.backoff(attempt) && !at_shutdown {
+                        tracing::info!(partition = %lp, start, end, "stopping with this range uncommitted; the next run replays it");
+                        return Ok(());
+                    }
+                    // Ownership may have moved meanwhile (a rebalance served by librdkafka's
+                    // background thread is seen at the next poll): a commit then fails with a
+                    // generation error, and the next owner replays the range.
+                    if let Err(e) = self.consumer.assignment() {
+                        tracing::debug!("assignment: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_dead_letters(
+        &self,
+        lp: &LogPartition,
+        dead: &[DeadLetter],
+    ) -> std::result::Result<(), String> {
+        let topic = self.config.dead_letter_topic();
+        let failed_before = self.dlq.context().failed.load(Relaxed);
+        for d in dead {
+            let mut h = OwnedHeaders::new_with_capacity(d.headers.len() + 4);
+            for (k, v) in &d.headers {
+                h = h.insert(Header { key: k, value: Some(v.as_slice()) });
+            }
+            let partition = lp.partition.to_string();
+            let offset = d.offset.to_string();
+            for (k, v) in [
+                (dlq_header::REASON, d.reason.as_str()),
+                (dlq_header::TOPIC, lp.topic.as_str()),
+                (dlq_header::PARTITION, partition.as_str()),
+                (dlq_header::OFFSET, offset.as_str()),
+            ] {
+                h = h.insert(Header { key: k, value: Some(v.as_bytes()) });
+            }
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).headers(h);
+            if let Some(k) = &d.key {
+                record = record.key(k.as_slice());
+            }
+            if let Some(v) = &d.value {
+                record = record.payload(v.as_slice());
+            }
+            let mut record = record;
+            loop {
+                match self.dlq.send(record) {
+                    Ok(()) => break,
+                    Err((e, r)) => {
+                        if matches!(
+                            e,
+                            KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ) {
+                            self.dlq.poll(Duration::from_millis(100));
+                            record = r;
+                        } else {
+                            return Err(format!("producing to {topic}: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        self.dlq.flush(Duration::from_secs(30)).map_err(|e| format!("flushing {topic}: {e}"))?;
+        if self.dlq.context().failed.load(Relaxed) > failed_before {
+            return Err(format!("some dead letters were not delivered to {topic}"));
+        }
+        Ok(())
+    }
+}
+
+/// A message copied out of the consumer's buffer, so the consumer is free for commits.
+struct OwnedMessage {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl From<&BorrowedMessage<'_>> for OwnedMessage {
+    fn from(m: &BorrowedMessage<'_>) -> Self {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        OwnedMessage {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `podwire capture`: capture files → tracker → Arrow batches → Kafka (a node agent).
+use crate::cli::CaptureArgs;
+use crate::standalone::{open_files, read_files, tracker_config};
+use podwire_capture::kafka::{KafkaSink, KafkaSinkConfig};
+use podwire_capture::pipeline::{Pipeline, PipelineConfig};
+use podwire_schemas::Table;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let files = open_files(&args.pcap)?;
+    let k = &args.kafka;
+    let mut tables = vec![Table::Connections, Table::Dns, Table::CaptureStats];
+    if args.tracker.packets {
+        tables.push(Table::Packets);
+    }
+    k.ensure_topics(&tables.iter().map(|t| k.topic(*t)).collect::<Vec<_>>())?;
+    let node = if args.tracker.node.is_empty() { hostname() } else { args.tracker.node.clone() };
+    let config = KafkaSinkConfig {
+        brokers: k.brokers.clone(),
+        topic_prefix: k.topic_prefix.clone(),
+        node: node.clone(),
+        max_message_bytes: k.max_message_bytes,
+        queue_bytes: args.queue_bytes,
+        delivery_timeout: args.delivery_timeout,
+        options: k.options.clone(),
+    };
+    let sink = KafkaSink::new(config)?;
+    tracing::info!(brokers = %k.brokers, node = %node, producer = sink.producer_id(), "Sending batches to Kafka.");
+    let mut tracker = tracker_config(&args.tracker);
+    tracker.node = node;
+    let mut pipeline = Pipeline::new(PipelineConfig { tracker, ..PipelineConfig::default() }, sink);
+    let capture_error = read_files(&mut pipeline, &files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (sink, stats) = pipeline.finish()?;
+    let c = sink.finish(args.flush_timeout);
+    let (sent, delivered, dropped) = (
+        c.sent_messages.load(Relaxed),
+        c.delivered_messages.load(Relaxed),
+        c.dropped_messages.load(Relaxed),
+    );
+    let dropped_rows = c.dropped_rows.load(Relaxed);
+    tracing::info!(
+        packets = stats.frames,
+        connections = stats.connections(),
+        dns = stats.dns_rows,
+        messages = sent,
+        delivered,
+        dropped,
+        dropped_rows,
+        bytes = c.sent_bytes.load(Relaxed),
+        seconds = started.elapsed().as_secs_f64(),
+        "Capture sent."
+    );
+    if !crate::standalone::quiet_logs() {
+        eprintln!("{stats}");
+        eprintln!(
+            "kafka: {sent} messages ({} rows, {} bytes) sent, {delivered} delivered, {dropped} dropped ({dropped_rows} rows)",
+            c.sent_rows.load(Relaxed),
+            c.sent_bytes.load(Relaxed)
+        );
+    }
+    if let Some(e) = capture_error {
+        return Err(anyhow::Error::new(e)
+            .context("the capture stopped early (the rows read before the error were sent)"));
+    }
+    if dropped > 0 {
+        anyhow::bail!(
+            "{dropped} messages ({dropped_rows} rows) could not be delivered to {} (broker down longer than \
+             --delivery-timeout, or the queue was full: see --queue-bytes)",
+            k.brokers
+        );
+    }
+    Ok(())
+}
+
+/// This machine's name, for `node` when --node is not given.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,123 @@
+//! `podwire ingest`: Kafka → decode and check → enrich → Parquet, committing offsets after the
+//! files are durable; Prometheus metrics over HTTP; SIGTERM writes what is buffered and exits.
+use crate::cli::IngestArgs;
+use anyhow::Context as _;
+use podwire_ingest::enrich::Enricher;
+use podwire_ingest::inventory::{Inventory, SharedInventory};
+use podwire_ingest::kafka::{Ingest, KafkaIngestConfig};
+use podwire_ingest::metrics::IngestMetrics;
+use podwire_ingest::segment::RollPolicy;
+use podwire_ingest::store::StoreConfig;
+use podwire_schemas::Table;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
+    let inventory = match &args.inventory {
+        Some(path) => {
+            let inv = Inventory::from_file(path)?;
+            tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
+            inv
+        }
+        None => Inventory::default(),
+    };
+    let shared = SharedInventory::new(inventory);
+    let enricher = Enricher::shared(shared.clone());
+    std::fs::create_dir_all(&args.store)
+        .with_context(|| format!("cannot create the store folder `{}`", args.store.display()))?;
+    let k = &args.kafka;
+    let tables: Vec<Table> = if args.tables.is_empty() {
+        Table::ALL.to_vec()
+    } else {
+        args.tables.iter().map(|t| t.table()).collect()
+    };
+    let mut topics: Vec<String> = tables.iter().map(|t| k.topic(*t)).collect();
+    topics.push(format!("{}dead-letter", k.topic_prefix));
+    k.ensure_topics(&topics)?;
+    let config = KafkaIngestConfig {
+        brokers: k.brokers.clone(),
+        group: args.group.clone(),
+        topic_prefix: k.topic_prefix.clone(),
+        tables,
+        roll: RollPolicy { max_bytes: args.roll_bytes, max_age: args.roll_age },
+        store: StoreConfig::new(&args.store, "ingest"),
+        max_message_bytes: k.max_message_bytes,
+        options: k.options.clone(),
+    };
+    let metrics = Arc::new(IngestMetrics::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    // Metrics and health on their own port.
+    if let Some(listen) = args.metrics_listen {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(listen))
+            .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!("Metrics at http://{addr}/metrics");
+        println!("metrics on http://{addr}");
+        std::io::stdout().flush()?;
+        let m = Arc::clone(&metrics);
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = Arc::clone(&m);
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            m.encode(),
+                        )
+                    }
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("metrics server failed: {e}");
+            }
+        });
+    }
+    if args.kube {
+        let client = runtime
+            .block_on(kube::Client::try_default())
+            .context("cannot reach the Kubernetes API (in-cluster config, or KUBECONFIG)")?;
+        let (tx, synced) = tokio::sync::oneshot::channel();
+        runtime.spawn(podwire_ingest::kube_watch::watch(
+            client,
+            shared.clone(),
+            args.kube_retention,
+            Some(tx),
+        ));
+        // Records enriched before the first full listing would go unnamed: wait for it.
+        let wait = std::time::Duration::from_secs(60);
+        if runtime.block_on(tokio::time::timeout(wait, synced)).is_err() {
+            tracing::warn!(
+                "The Kubernetes watch has not listed everything after 60 s; ingesting anyway (early rows may lack pod names)."
+            );
+        }
+    }
+    let s = Arc::clone(&stop);
+    runtime.spawn(async move {
+        crate::serve::shutdown_signal().await;
+        tracing::info!("Stopping: writing and committing what is buffered.");
+        s.store(true, Relaxed);
+    });
+    tracing::info!(brokers = %k.brokers, group = %args.group, store = %args.store.display(), "Ingesting.");
+    let stats = Ingest::new(&config, &enricher, &metrics, &stop)?.run()?;
+    tracing::info!(
+        messages = stats.messages,
+        dead_letters = stats.dead_letters,
+        segments = stats.segments,
+        "Ingest stopped."
+    );
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}

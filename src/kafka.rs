@@ -1,0 +1,99 @@
+//! Kafka settings shared by `podwire capture` and `podwire ingest`, and topic creation.
+use anyhow::Context as _;
+use clap::Args;
+use podwire_schemas::Table;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+use std::time::Duration;
+
+#[derive(Debug, Args, Clone)]
+pub(crate) struct KafkaArgs {
+    /// Kafka bootstrap servers, `host:port[,host:port…]`.
+    #[arg(long = "kafka", env = "PODWIRE_KAFKA", value_name = "BROKERS")]
+    pub(crate) brokers: String,
+    /// Topics are PREFIX + table name (`podwire.connections`, `podwire.dns`, …); dead letters go
+    /// to PREFIX + `dead-letter`.
+    #[arg(long, env = "PODWIRE_TOPIC_PREFIX", default_value = "podwire.")]
+    pub(crate) topic_prefix: String,
+    /// A librdkafka property, passed through as it is; repeat for several. TLS and SASL go
+    /// here: `security.protocol=SASL_SSL`, `sasl.mechanisms=SCRAM-SHA-512`, `sasl.username=…`,
+    /// `ssl.ca.location=/etc/kafka/ca.pem`. In the environment: comma-separated.
+    #[arg(long = "kafka-option", env = "PODWIRE_KAFKA_OPTIONS", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_option)]
+    pub(crate) options: Vec<(String, String)>,
+    /// Create missing topics with this many partitions at start (a topic that exists is left
+    /// as it is). 0: create nothing (topics are managed elsewhere).
+    #[arg(long, env = "PODWIRE_TOPIC_PARTITIONS", default_value_t = 6)]
+    pub(crate) topic_partitions: i32,
+    /// Replication factor of the topics podwire creates.
+    #[arg(long, env = "PODWIRE_TOPIC_REPLICATION", default_value_t = 1)]
+    pub(crate) topic_replication: i32,
+    /// Largest message podwire produces (batches are split to fit) and accepts.
+    #[arg(long, env = "PODWIRE_MAX_MESSAGE_BYTES", default_value = "4MiB", value_parser = crate::cli::parse_bytes)]
+    pub(crate) max_message_bytes: usize,
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE (e.g. security.protocol=SSL)"))?;
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+impl KafkaArgs {
+    pub(crate) fn topic(&self, table: Table) -> String {
+        format!("{}{}", self.topic_prefix, table.name())
+    }
+
+    /// Creates the topics that do not exist yet (unless --topic-partitions 0). A broker that
+    /// cannot be reached or refuses is a warning: the topics may be managed elsewhere.
+    pub(crate) fn ensure_topics(&self, topics: &[String]) -> anyhow::Result<()> {
+        if self.topic_partitions <= 0 || topics.is_empty() {
+            return Ok(());
+        }
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.options {
+            cc.set(k, v);
+        }
+        let admin: AdminClient<DefaultClientContext> =
+            cc.create().context("creating the Kafka admin client (check --kafka-option)")?;
+        let max = (self.max_message_bytes + (1 << 20)).to_string();
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    self.topic_partitions,
+                    TopicReplication::Fixed(self.topic_replication),
+                )
+                .set("max.message.bytes", &max)
+            })
+            .collect();
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(15)));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("cannot start a runtime")?;
+        match runtime.block_on(admin.create_topics(&new, &opts)) {
+            Err(e) => {
+                tracing::warn!(brokers = %self.brokers, "could not create topics {topics:?}: {e}")
+            }
+            Ok(results) => {
+                for r in results {
+                    match r {
+                        Ok(t) => {
+                            tracing::info!(topic = %t, partitions = self.topic_partitions, "topic created")
+                        }
+                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((t, code)) => {
+                            tracing::warn!(topic = %t, "could not create the topic: {code}")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

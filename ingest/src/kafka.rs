@@ -98,6 +98,7 @@ impl Limiter {
 
 struct ConsumerCtx {
     revoked: Mutex<Vec<LogPartition>>,
+    assigned: Mutex<Vec<LogPartition>>,
     limiter: Limiter,
 }
 
@@ -126,18 +127,25 @@ impl ClientContext for ConsumerCtx {
 
 impl ConsumerContext for ConsumerCtx {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut r = self.revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            for e in tpl.elements() {
-                tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
-                r.push(LogPartition { topic: e.topic().to_string(), partition: e.partition() });
+        let (list, what) = match rebalance {
+            Rebalance::Revoke(tpl) => (&self.revoked, ("revoked", *tpl)),
+            Rebalance::Assign(tpl) => (&self.assigned, ("assigned", *tpl)),
+            Rebalance::Error(e) => {
+                tracing::warn!("rebalance error: {e}");
+                return;
             }
-        }
-        if let Rebalance::Assign(tpl) = rebalance {
-            for e in tpl.elements() {
-                tracing::info!(topic = e.topic(), partition = e.partition(), "partition assigned");
-            }
-        }
+        };
+        let (what, tpl) = what;
+        let parts: Vec<LogPartition> = tpl
+            .elements()
+            .iter()
+            .map(|e| LogPartition { topic: e.topic().to_string(), partition: e.partition() })
+            .collect();
+        tracing::info!(
+            partitions = %parts.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+            "partitions {what}"
+        );
+        list.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(parts);
     }
 }
 
@@ -209,6 +217,11 @@ pub struct Ingest<'a> {
     dead: BTreeMap<LogPartition, Vec<DeadLetter>>,
     /// Next expected sequence per (producer, table).
     next_seq: HashMap<(String, Table), u64>,
+    /// The next offset to take per assigned partition (its committed offset at assignment,
+    /// then one past the last message taken); `None` when nothing was ever committed.
+    expected: HashMap<LogPartition, Option<i64>>,
+    /// Seeks back to `expected` made for the same offset (to give up on offsets that are gone).
+    seeks: HashMap<LogPartition, (i64, u32)>,
     stats: RunStats,
 }
 
@@ -232,15 +245,15 @@ impl<'a> Ingest<'a> {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.message.max.bytes", &fetch)
-            .set("max.partition.fetch.bytes", &fetch)
-            .set(
-                "receive.message.max.bytes",
-                (config.max_message_bytes * 2 + (1 << 20)).to_string(),
-            );
+            .set("max.partition.fetch.bytes", &fetch);
         for (k, v) in &config.options {
             cc.set(k, v);
         }
-        let ctx = ConsumerCtx { revoked: Mutex::default(), limiter: Limiter::default() };
+        let ctx = ConsumerCtx {
+            revoked: Mutex::default(),
+            assigned: Mutex::default(),
+            limiter: Limiter::default(),
+        };
         let consumer: BaseConsumer<ConsumerCtx> = cc
             .create_with_context(ctx)
             .map_err(|e| Error::Kafka(format!("creating the consumer: {e}")))?;
@@ -273,6 +286,8 @@ impl<'a> Ingest<'a> {
             segments: BTreeMap::new(),
             dead: BTreeMap::new(),
             next_seq: HashMap::new(),
+            expected: HashMap::new(),
+            seeks: HashMap::new(),
             stats: RunStats::default(),
         })
     }
@@ -309,6 +324,7 @@ impl<'a> Ingest<'a> {
             Some(Err(e)) => Some(Err(e)),
         };
         self.drop_revoked();
+        self.fetch_committed();
         match polled {
             None => {}
             Some(Err(e)) => {
@@ -343,6 +359,8 @@ impl<'a> Ingest<'a> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         for lp in revoked {
+            self.expected.remove(&lp);
+            self.seeks.remove(&lp);
             if let Some(s) = self.segments.remove(&lp) {
                 tracing::info!(partition = %lp, rows = s.rows(), "dropping the open segment of a revoked partition; its next owner replays it");
             }
@@ -350,9 +368,92 @@ impl<'a> Ingest<'a> {
         }
     }
 
+    /// For newly assigned partitions, where their committed offset is: messages are taken
+    /// from exactly there (see [`Self::in_order`]).
+    fn fetch_committed(&mut self) {
+        let assigned = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .assigned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if assigned.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for lp in &assigned {
+            tpl.add_partition(&lp.topic, lp.partition);
+        }
+        match self.consumer.committed_offsets(tpl, Duration::from_secs(30)) {
+            Ok(tpl) => {
+                for e in tpl.elements() {
+                    let lp =
+                        LogPartition { topic: e.topic().to_string(), partition: e.partition() };
+                    let at = match e.offset() {
+                        Offset::Offset(n) => Some(n),
+                        _ => None,
+                    };
+                    self.expected.insert(lp, at);
+                }
+            }
+            Err(e) => {
+                // Without them every message is taken as it comes (the ledger still guards
+                // the ranges being written).
+                tracing::warn!("cannot read the committed offsets of {assigned:?}: {e}");
+                for lp in assigned {
+                    self.expected.insert(lp, None);
+                }
+            }
+        }
+    }
+
+    /// Whether the message at `offset` of `lp` is the next one to take. A message before it
+    /// was taken already (a stale prefetch after a rebalance): skipped. A message after it
+    /// means the consumer jumped over messages: it is sent back to the expected offset, unless
+    /// three seeks found that offset gone (deleted by retention), which is logged as a loss.
+    fn in_order(&mut self, lp: &LogPartition, offset: i64) -> bool {
+        let Some(Some(expected)) = self.expected.get(lp).copied() else { return true };
+        if offset == expected {
+            self.seeks.remove(lp);
+            return true;
+        }
+        if offset < expected {
+            tracing::debug!(partition = %lp, offset, expected, "skipping a message taken already");
+            return false;
+        }
+        let tries = self.seeks.entry(lp.clone()).or_insert((expected, 0));
+        if tries.0 != expected {
+            *tries = (expected, 0);
+        }
+        if tries.1 >= 3 {
+            tracing::error!(partition = %lp, from = expected, to = offset - 1, "messages no longer in the log (retention?): lost");
+            self.seeks.remove(lp);
+            return true;
+        }
+        tries.1 += 1;
+        tracing::warn!(partition = %lp, offset, expected, "the consumer skipped messages; seeking back");
+        if let Err(e) = self.consumer.seek(
+            &lp.topic,
+            lp.partition,
+            Offset::Offset(expected),
+            Duration::from_secs(10),
+        ) {
+            tracing::warn!(partition = %lp, "seek failed: {e}");
+        }
+        false
+    }
+
     fn take(&mut self, m: OwnedMessage) -> Result<()> {
         let Some(&table) = self.topics.get(&m.topic) else { return Ok(()) };
         let lp = LogPartition { topic: m.topic.clone(), partition: m.partition };
+        if !self.in_order(&lp, m.offset) {
+            return Ok(());
+        }
+        if let Some(e) = self.expected.get_mut(&lp) {
+            *e = Some(m.offset + 1);
+        }
         if self.segments.get(&lp).is_some_and(|s| s.ends_before(m.offset)) {
             self.roll(&lp, false)?;
         }

@@ -97,8 +97,9 @@ pub struct ClusterState {
     jobs: Objs<Job>,
 }
 
-/// One watch event of any kind.
+/// One watch event of any kind (sizes differ, but each lives only while it is applied).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Change {
     /// A pod event.
     Pod(Event<Pod>),

@@ -110,7 +110,8 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let objects = Objects { pods: pods.values().map(|p| (p, None)).collect(), ..Default::default() };
+    let objects =
+        Objects { pods: pods.values().map(|p| (p, None)).collect(), ..Default::default() };
     let enricher = Enricher::new(Inventory::build(&objects));
     // The messages (not timed).
     let mut messages = Vec::new();
@@ -134,7 +135,8 @@ fn main() -> anyhow::Result<()> {
     let ledger = Ledger::new(&args.out);
     let policy = RollPolicy { max_bytes: 128 << 20, max_age: Duration::from_secs(3600) };
     let lp = LogPartition { topic: "podwire.connections".into(), partition: 0 };
-    let (mut t_decode, mut t_enrich, mut t_write) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut t_decode, mut t_enrich, mut t_write) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut rows_written, mut files_written) = (0u64, 0u32);
     let started = Instant::now();
     let mut segment: Option<Segment> = None;

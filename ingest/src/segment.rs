@@ -19,35 +19,12 @@
 //! (Resetting the consumer group's offsets to an earlier point replays into new ranges and
 //! does duplicate rows; that is an operator's explicit choice.)
 use crate::error::{Error, Result};
-use crate::store::{StoreConfig, Written, write_sorted};
-use arrow::array::{RecordBatch, UInt32Array};
-use arrow::compute::take_record_batch;
+use crate::store::{StoreConfig, Written, split_by_hour, write_sorted};
+use arrow::array::RecordBatch;
 use podwire_schemas::Table;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const HOUR_US: i64 = 3_600_000_000;
-
-/// Splits a batch by the hour bucket of its event time.
-///
-/// # Errors
-/// When the batch lacks its table's time column.
-pub fn split_by_hour(table: Table, batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
-    let ts = crate::event_times(table, batch)?;
-    let mut rows_by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-    for (i, t) in ts.values().iter().enumerate() {
-        let i = u32::try_from(i).unwrap_or(u32::MAX);
-        rows_by_hour.entry(t.div_euclid(HOUR_US)).or_default().push(i);
-    }
-    if rows_by_hour.len() == 1 {
-        return Ok(rows_by_hour.into_keys().map(|h| (h, batch.clone())).collect());
-    }
-    rows_by_hour
-        .into_iter()
-        .map(|(h, idx)| Ok((h, take_record_batch(batch, &UInt32Array::from(idx))?)))
-        .collect()
-}
 
 /// A log partition: where a segment's messages come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -91,6 +91,26 @@ pub struct StoreWriter {
     stats: WriteStats,
 }
 
+/// Splits a batch by the hour bucket (UTC) of its event time: the store's partitions.
+///
+/// # Errors
+/// When the batch lacks its table's time column.
+pub fn split_by_hour(table: Table, batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+    let ts = crate::event_times(table, batch)?;
+    let mut rows_by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for (i, t) in ts.values().iter().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        rows_by_hour.entry(t.div_euclid(HOUR_US)).or_default().push(i);
+    }
+    if rows_by_hour.len() == 1 {
+        return Ok(rows_by_hour.into_keys().map(|h| (h, batch.clone())).collect());
+    }
+    rows_by_hour
+        .into_iter()
+        .map(|(h, idx)| Ok((h, take_record_batch(batch, &UInt32Array::from(idx))?)))
+        .collect()
+}
+
 /// The partition folder of an hour bucket: `date=YYYY-MM-DD/hour=HH`.
 pub fn partition_path(hour_bucket: i64) -> String {
     let ts = jiff::Timestamp::from_second(hour_bucket.saturating_mul(3600))
@@ -113,19 +133,7 @@ impl StoreWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let ts = crate::event_times(table, batch)?;
-        let mut rows_by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-        for (i, t) in ts.values().iter().enumerate() {
-            let i = u32::try_from(i).unwrap_or(u32::MAX);
-            rows_by_hour.entry(t.div_euclid(HOUR_US)).or_default().push(i);
-        }
-        let single = rows_by_hour.len() == 1;
-        for (hour, idx) in rows_by_hour {
-            let part = if single {
-                batch.clone()
-            } else {
-                take_record_batch(batch, &UInt32Array::from(idx))?
-            };
+        for (hour, part) in split_by_hour(table, batch)? {
             let p = self.open.entry((table, hour)).or_default();
             p.rows += part.num_rows();
             p.batches.push(part);

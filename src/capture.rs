@@ -9,7 +9,7 @@ use std::time::Instant;
 
 pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let files = open_files(&args.pcap)?;
+    let files = if args.live.enabled() { Vec::new() } else { open_files(&args.pcap)? };
     let k = &args.kafka;
     let mut tables = vec![Table::Connections, Table::Dns, Table::CaptureStats];
     if args.tracker.packets {
@@ -31,7 +31,11 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     let mut tracker = tracker_config(&args.tracker);
     tracker.node = node;
     let mut pipeline = Pipeline::new(PipelineConfig { tracker, ..PipelineConfig::default() }, sink);
-    let capture_error = read_files(&mut pipeline, &files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (capture_error, live_error) = if args.live.enabled() {
+        (None, crate::live::run(&args.live, args.tracker.packets, &mut pipeline).err())
+    } else {
+        (read_files(&mut pipeline, &files).map_err(|e| anyhow::anyhow!("{e}"))?, None)
+    };
     let (sink, stats) = pipeline.finish()?;
     let c = sink.finish(args.flush_timeout);
     let (sent, delivered, dropped) = (
@@ -60,6 +64,9 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
             c.sent_bytes.load(Relaxed)
         );
     }
+    if let Some(e) = live_error {
+        return Err(e.context("live capture failed (the rows made before were sent)"));
+    }
     if let Some(e) = capture_error {
         return Err(anyhow::Error::new(e)
             .context("the capture stopped early (the rows read before the error were sent)"));
@@ -75,7 +82,7 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
 }
 
 /// This machine's name, for `node` when --node is not given.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()

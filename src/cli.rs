@@ -72,6 +72,7 @@ and counted (reported at the end, in the headers of later messages, and as seque
 
 Examples:
   podwire capture --pcap node-a.pcap --kafka kafka:9092 --node node-a
+  podwire capture --pod-interface 'cali*' --host-interface eth0 --pod-cidr 10.244.1.0/24 --kafka kafka:9092
   tcpdump -i any -w - | podwire capture --pcap - --kafka kafka:9092
   podwire capture --pcap f.pcap --kafka kafka:9093 --kafka-option security.protocol=SASL_SSL \\
       --kafka-option sasl.mechanisms=SCRAM-SHA-512 --kafka-option sasl.username=podwire \\
@@ -94,9 +95,12 @@ Examples:
 
 #[derive(Debug, Args)]
 pub(crate) struct CaptureArgs {
-    /// Capture file(s) to read: pcap or pcapng; `-` reads standard input.
-    #[arg(long, required = true, num_args = 1.., env = "PODWIRE_PCAP", value_delimiter = ',')]
+    /// Capture file(s) to read: pcap or pcapng; `-` reads standard input. Or capture live with
+    /// --interface / --pod-interface / --host-interface.
+    #[arg(long, num_args = 1.., env = "PODWIRE_PCAP", value_delimiter = ',', required_unless_present_any = LIVE_FLAGS, conflicts_with_all = LIVE_FLAGS)]
     pub(crate) pcap: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) live: LiveArgs,
     #[command(flatten)]
     pub(crate) kafka: crate::kafka::KafkaArgs,
     /// Bytes of messages that may wait for the broker before new batches are dropped.
@@ -329,6 +333,14 @@ pub(crate) struct FieldsArgs {
 }
 
 const STANDALONE_HELP: &str = "\
+Live capture (Linux, eBPF): --interface/--pod-interface/--host-interface attach TC classifiers that
+count packets per connection in the kernel and hand user space only what a record needs (first
+packets, SYN/FIN/RST, DNS, ICMP errors). Runs until SIGTERM/Ctrl-C or --duration; rows are written
+every --flush-interval. What the kernel could not count is in the capture_stats table.
+
+  podwire standalone --pod-interface 'veth*' --host-interface eth0 --pod-cidr 10.244.1.0/24 \
+      --inventory pods.json --store ./store
+
 The store is Hive-partitioned Parquet: STORE/{connections,dns,packets}/date=YYYY-MM-DD/hour=HH/*.parquet
 (ZSTD, sorted by time), readable by DuckDB, pyarrow, polars and Spark as it is. Columns are documented
 in schemas/README.md. Running again on the same file with the same store rewrites the same files.
@@ -371,8 +383,9 @@ pub(crate) struct TrackerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct StandaloneArgs {
     /// Capture file(s) to read: pcap or pcapng (tcpdump -w, tshark -w, dumpcap); `-` reads
-    /// standard input, e.g. `tcpdump -i any -w - | podwire standalone --pcap - ...`.
-    #[arg(long, required = true, num_args = 1.., env = "PODWIRE_PCAP", value_delimiter = ',')]
+    /// standard input, e.g. `tcpdump -i any -w - | podwire standalone --pcap - ...`. Or capture
+    /// live with --interface / --pod-interface / --host-interface.
+    #[arg(long, num_args = 1.., env = "PODWIRE_PCAP", value_delimiter = ',', required_unless_present_any = LIVE_FLAGS, conflicts_with_all = LIVE_FLAGS)]
     pub(crate) pcap: Vec<PathBuf>,
     /// Pod metadata: the output of `kubectl get pods,services,nodes -A -o json` (or -o yaml).
     #[arg(long, env = "PODWIRE_INVENTORY")]
@@ -381,7 +394,68 @@ pub(crate) struct StandaloneArgs {
     #[arg(long, env = "PODWIRE_STORE")]
     pub(crate) store: PathBuf,
     #[command(flatten)]
+    pub(crate) live: LiveArgs,
+    #[command(flatten)]
     pub(crate) tracker: TrackerArgs,
+}
+
+/// The flags that select live capture instead of --pcap.
+const LIVE_FLAGS: [&str; 3] = ["interface", "pod_interface", "host_interface"];
+
+/// Live capture on this machine's interfaces (eBPF; root or CAP_BPF + CAP_NET_ADMIN +
+/// CAP_PERFMON).
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Live capture (eBPF)")]
+pub(crate) struct LiveArgs {
+    /// Interface(s) to capture on, both directions, everything counted (`*` patterns allowed).
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_INTERFACE")]
+    pub(crate) interface: Vec<String>,
+    /// Host-side pod veths, e.g. 'veth*', 'cali*', 'lxc*': a packet is counted as it leaves its
+    /// pod, or as it enters a pod from outside the node. Patterns are re-matched every 5 s, so
+    /// new pods are picked up.
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_POD_INTERFACE")]
+    pub(crate) pod_interface: Vec<String>,
+    /// Node uplinks (eth0, ens5): count only traffic no pod veth sees (host network). Give
+    /// --pod-cidr so pod traffic on them is not counted twice.
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_HOST_INTERFACE")]
+    pub(crate) host_interface: Vec<String>,
+    /// This node's pod network(s) (`kubectl get node NAME -o jsonpath='{.spec.podCIDRs}'`).
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_POD_CIDR")]
+    pub(crate) pod_cidr: Vec<podwire_capture::ebpf::Cidr>,
+    /// Capture only packets with an end in these networks (applied in the kernel).
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_ONLY_CIDR")]
+    pub(crate) only_cidr: Vec<podwire_capture::ebpf::Cidr>,
+    /// Capture only TCP/UDP packets with one of these ports (applied in the kernel).
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_ONLY_PORT")]
+    pub(crate) only_port: Vec<u16>,
+    /// A capture filter file (`cidr NET` / `port N` lines), re-read when it changes: the
+    /// filter changes without a restart. Replaces --only-cidr/--only-port.
+    #[arg(long, env = "PODWIRE_FILTER_FILE")]
+    pub(crate) filter_file: Option<PathBuf>,
+    /// Flows the kernel table holds (LRU; evictions before a read are counted as loss).
+    #[arg(long, env = "PODWIRE_KERNEL_FLOWS", default_value_t = 131_072)]
+    pub(crate) kernel_flows: u32,
+    /// Ring-buffer size for packets handed to user space (rounded up to a power of two).
+    #[arg(long, env = "PODWIRE_RING_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
+    pub(crate) ring_bytes: usize,
+    /// How often the kernel's counters are read.
+    #[arg(long, env = "PODWIRE_READ_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) read_interval: Duration,
+    /// How often rows made so far are written (standalone) or sent (capture).
+    #[arg(long, env = "PODWIRE_FLUSH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) flush_interval: Duration,
+    /// Stop after this long (default: until SIGTERM or Ctrl-C).
+    #[arg(long, env = "PODWIRE_DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) duration: Option<Duration>,
+}
+
+impl LiveArgs {
+    /// Whether live capture was asked for.
+    pub(crate) fn enabled(&self) -> bool {
+        !(self.interface.is_empty()
+            && self.pod_interface.is_empty()
+            && self.host_interface.is_empty())
+    }
 }
 
 #[derive(Debug, Args)]

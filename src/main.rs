@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod ingest;
 mod kafka;
+mod live;
 mod query;
 mod serve;
 mod standalone;

@@ -5,6 +5,7 @@ use arrow::array::RecordBatch;
 use indicatif::{ProgressBar, ProgressStyle};
 use podwire_capture::pipeline::{BatchSink, Pipeline, PipelineConfig};
 use podwire_capture::source::PcapFile;
+use podwire_capture::stats::CaptureStats;
 use podwire_capture::tracker::TrackerConfig;
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::Inventory;
@@ -12,7 +13,7 @@ use podwire_ingest::store::{StoreConfig, StoreWriter, WriteStats};
 use podwire_schemas::Table;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Batches in flight between the capture thread and the store thread: the bound keeps memory
 /// flat when the store is slower than capture (capture then waits).
@@ -31,19 +32,54 @@ pub(crate) struct StoreSink {
 }
 
 impl StoreSink {
-    fn start(enricher: Enricher, mut writer: StoreWriter, keep: bool) -> std::io::Result<Self> {
+    /// `flush_every`: write what is buffered at least this often (live capture), else only when
+    /// files fill up and at the end.
+    fn start(
+        enricher: Enricher,
+        mut writer: StoreWriter,
+        keep: bool,
+        flush_every: Option<Duration>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Table, RecordBatch)>(IN_FLIGHT);
         let error = std::sync::Arc::new(std::sync::Mutex::new(None));
         let slot = std::sync::Arc::clone(&error);
         let thread = std::thread::Builder::new().name("store".into()).spawn(move || {
             let mut kept = Vec::new();
             let run = || -> Result<WriteStats, String> {
-                for (table, batch) in rx {
-                    let batch = enricher.enrich(table, &batch).map_err(|e| e.to_string())?;
-                    if keep && table == Table::Connections {
-                        kept.push(batch.clone());
+                let mut last_flush = Instant::now();
+                let mut pending = false;
+                loop {
+                    let next = match flush_every {
+                        Some(every) => {
+                            let wait = every.saturating_sub(last_flush.elapsed());
+                            match rx.recv_timeout(wait) {
+                                Ok(m) => Some(m),
+                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                            }
+                        }
+                        None => match rx.recv() {
+                            Ok(m) => Some(m),
+                            Err(_) => break,
+                        },
+                    };
+                    if let Some((table, batch)) = next {
+                        let batch = enricher.enrich(table, &batch).map_err(|e| e.to_string())?;
+                        if keep && table == Table::Connections {
+                            kept.push(batch.clone());
+                        }
+                        writer.write(table, &batch).map_err(|e| e.to_string())?;
+                        pending = true;
                     }
-                    writer.write(table, &batch).map_err(|e| e.to_string())?;
+                    if let Some(every) = flush_every
+                        && last_flush.elapsed() >= every
+                    {
+                        if pending {
+                            writer.flush().map_err(|e| e.to_string())?;
+                            pending = false;
+                        }
+                        last_flush = Instant::now();
+                    }
                 }
                 writer.finish().map_err(|e| e.to_string())
             };
@@ -128,7 +164,50 @@ fn file_prefix(files: &[PcapFile]) -> String {
 }
 
 pub(crate) fn run(args: &StandaloneArgs) -> anyhow::Result<Report> {
+    if args.live.enabled() {
+        return run_live(args);
+    }
     run_files(&args.pcap, args.inventory.as_deref(), &args.store, &args.tracker, false)
+}
+
+fn load_inventory(inventory: Option<&Path>) -> anyhow::Result<Inventory> {
+    // Without an inventory, enrichment still names external ends by their DNS name.
+    Ok(match inventory {
+        Some(path) => {
+            let inv = Inventory::from_file(path)?;
+            tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
+            inv
+        }
+        None => Inventory::default(),
+    })
+}
+
+/// Live capture (eBPF) into the store, until stopped.
+fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let enricher = Enricher::new(load_inventory(args.inventory.as_deref())?);
+    let store = &args.store;
+    std::fs::create_dir_all(store)
+        .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
+    let mut tracker = tracker_config(&args.tracker);
+    if tracker.node.is_empty() {
+        tracker.node = crate::capture::hostname();
+    }
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let writer = StoreWriter::new(StoreConfig::new(store, &format!("live-{epoch}")));
+    let sink = StoreSink::start(enricher, writer, false, Some(args.live.flush_interval))
+        .context("cannot start the store thread")?;
+    let config = PipelineConfig { tracker, ..PipelineConfig::default() };
+    let mut pipeline = Pipeline::new(config, sink);
+    let result = crate::live::run(&args.live, args.tracker.packets, &mut pipeline);
+    let (sink, stats) = pipeline.finish().context("writing the store failed")?;
+    let (written, _) =
+        sink.finish().map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
+    result?;
+    report(&stats, &written, store, started.elapsed());
+    Ok(Report { connections: Vec::new() })
 }
 
 pub(crate) fn run_files(
@@ -140,20 +219,11 @@ pub(crate) fn run_files(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let files = open_files(pcaps)?;
-    // Without an inventory, enrichment still names external ends by their DNS name.
-    let inventory = match inventory {
-        Some(path) => {
-            let inv = Inventory::from_file(path)?;
-            tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
-            inv
-        }
-        None => Inventory::default(),
-    };
-    let enricher = Enricher::new(inventory);
+    let enricher = Enricher::new(load_inventory(inventory)?);
     std::fs::create_dir_all(store)
         .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
     let writer = StoreWriter::new(StoreConfig::new(store, &file_prefix(&files)));
-    let sink = StoreSink::start(enricher, writer, keep_connections)
+    let sink = StoreSink::start(enricher, writer, keep_connections, None)
         .context("cannot start the store thread")?;
     let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
@@ -167,7 +237,16 @@ pub(crate) fn run_files(
     };
     let (written, keep) =
         sink.finish().map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
-    let elapsed = started.elapsed();
+    report(&stats, &written, store, started.elapsed());
+    if let Some(e) = capture_error {
+        return Err(anyhow::Error::new(e)
+            .context("the capture stopped early (the rows read before the error were written)"));
+    }
+    Ok(Report { connections: keep })
+}
+
+/// Logs what a run read and wrote, and prints the summary unless quiet.
+fn report(stats: &CaptureStats, written: &WriteStats, store: &Path, elapsed: Duration) {
     tracing::info!(
         packets = stats.frames,
         connections = stats.connections(),
@@ -187,11 +266,6 @@ pub(crate) fn run_files(
             elapsed.as_secs_f64()
         );
     }
-    if let Some(e) = capture_error {
-        return Err(anyhow::Error::new(e)
-            .context("the capture stopped early (the rows read before the error were written)"));
-    }
-    Ok(Report { connections: keep })
 }
 
 /// Opens the capture files; `-` is standard input (`tcpdump -w - | podwire … --pcap -`).

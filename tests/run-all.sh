@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All of podwire's tests, on a fresh Debian machine with the Rust toolchain: installs what they
-# need (tshark, tcpdump, a JVM, cmake and the headers librdkafka builds with; pyarrow, duckdb,
+# need (tshark, tcpdump, a JVM, cmake and the headers librdkafka builds with; clang and libbpf
+# headers for the eBPF programs, bpftool, dnsmasq, curl, dig, ethtool for the live test; pyarrow, duckdb,
 # polars, matplotlib, nbclient, pyspark, pytest, confluent-kafka; the tansu Kafka broker), then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark), the HTTP API tests
 # (podwire serve on loopback) and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
 set -euo pipefail
@@ -17,6 +18,16 @@ command -v cmake >/dev/null || missing+=(cmake)                     # librdkafka
 [[ -e /usr/include/x86_64-linux-gnu/curl/curl.h || -e /usr/include/curl/curl.h ]] || missing+=(libcurl4-openssl-dev)
 [[ -e /usr/include/openssl/ssl.h ]] || missing+=(libssl-dev)
 command -v mount >/dev/null || missing+=(mount)
+# Live capture: the eBPF programs are compiled by clang against libbpf's headers; the live test
+# runs the demo scene's programs in network namespaces and lists programs with bpftool.
+command -v clang >/dev/null || missing+=(clang)
+[[ -e /usr/include/bpf/bpf_helpers.h ]] || missing+=(libbpf-dev)
+command -v bpftool >/dev/null || missing+=(bpftool)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq)
+command -v curl >/dev/null || missing+=(curl)
+command -v dig >/dev/null || missing+=(dnsutils)
+command -v ethtool >/dev/null || missing+=(ethtool)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing ${missing[*]}: run as root, or: sudo apt-get install -y ${missing[*]}" >&2

@@ -10,6 +10,14 @@
 #
 # Run as root:  sudo capture/demo/make-scene.sh
 #
+# Used by the live-capture test (tests/python/test_live.py) with two settings:
+#   PWSCENE_OUT=DIR     write scene.pcap and inventory.json into DIR instead
+#   PWSCENE_LIVE='CMD'  run CMD (bash -c) inside the node namespace while the
+#                       traffic runs, beside tcpdump; it must print "capturing
+#                       on" to stderr when ready; it gets SIGINT after the
+#                       traffic and must exit 0. Its stderr: DIR/live.log.
+#                       DIR/inventory-live.json is written before it starts.
+#
 # Nothing here touches a real network: every address below exists only inside
 # the namespaces this script creates (prefix "pwdemo-"), and they are all
 # deleted again on exit, also on failure or Ctrl-C.
@@ -298,155 +306,12 @@ wait_listen ext     t "$EXT_IP:$EXT_HTTP_PORT"
 # ---------------------------------------------------------------------------
 # Promiscuous (tcpdump's default) is required: only then does a Linux bridge
 # hand pod-to-pod frames that it merely switches to its own interface's taps.
-PCAP=$WORK/scene.pcap
-CAPTURE_START=$(date -u +%s)
-ip netns exec "${PREFIX}node" tcpdump -i br0 -s 0 -U -Z root -w "$PCAP" 2>"$WORK/tcpdump.log" &
-TCPDUMP_PID=$!
-BG_PIDS+=("$TCPDUMP_PID")
-for _ in $(seq 100); do
-    grep -q 'listening on' "$WORK/tcpdump.log" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q 'listening on' "$WORK/tcpdump.log" || die "tcpdump did not start: $(cat "$WORK/tcpdump.log")"
-sleep 0.3
-log "capturing on br0 in ${PREFIX}node"
-
-# ---------------------------------------------------------------------------
-# 4. Traffic
-# ---------------------------------------------------------------------------
-# curl: -q ignores ~/.curlrc, --noproxy ignores any *_proxy variables, -4 makes
-# getaddrinfo ask for A records only (one DNS query per curl run).
-CURL=(curl -q -4 -sS --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}')
-
-expect_http() {  # expect_http POD URL CODE
-    local pod=$1 url=$2 want=$3 got
-    got=$(pod_run "$pod" "${CURL[@]}" "$url") || die "$pod: curl $url failed"
-    [[ $got == "$want" ]] || die "$pod: $url gave HTTP $got, expected $want"
-    log "  $pod: GET $url -> $got"
-    sleep 0.2
-}
-
-log "frontend -> web by service name (DNS A + HTTP)"
-expect_http frontend "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/"              200
-expect_http frontend "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/products.json" 200
-expect_http frontend "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/missing"       404
-
-log "report (batch job) -> web by service name (DNS A + HTTP)"
-expect_http report "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/orders.csv"    200
-expect_http report "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/products.json" 200
-
-log "report: DNS lookup that fails (NXDOMAIN)"
-out=$(pod_run report dig +tries=1 +time=2 db.batch.svc.cluster.local A) || die "dig failed: $out"
-grep -q 'status: NXDOMAIN' <<<"$out" || die "expected NXDOMAIN, got: $out"
-log "  report: db.batch.svc.cluster.local -> NXDOMAIN"
-sleep 0.2
-
-log "report -> $DEAD_IP:$DEAD_PORT (SYN, never answered)"
-rc=0
-pod_run report curl -q -sS --noproxy '*' --connect-timeout 2.5 -o /dev/null \
-    "http://$DEAD_IP:$DEAD_PORT/" 2>/dev/null || rc=$?
-[[ $rc == 28 ]] || die "expected curl time-out (28) towards $DEAD_IP, got exit $rc"
-log "  report: connect to $DEAD_IP:$DEAD_PORT timed out"
-sleep 0.2
-
-log "frontend -> api.example.com (DNS A via kube-dns, then HTTP to the external host)"
-expect_http frontend "http://api.example.com:$EXT_HTTP_PORT/" 200
-
-log "frontend -> web:$WEB_CLOSED_TCP_PORT (closed TCP port: refused)"
-rc=0
-pod_run frontend curl -q -sS --noproxy '*' --max-time 3 -o /dev/null \
-    "http://$WEB_IP:$WEB_CLOSED_TCP_PORT/" 2>/dev/null || rc=$?
-[[ $rc == 7 ]] || die "expected curl 'connection refused' (7), got exit $rc"
-log "  frontend: $WEB_IP:$WEB_CLOSED_TCP_PORT refused"
-sleep 0.2
-
-log "frontend -> web UDP echo :$WEB_UDP_ECHO_PORT, then closed UDP :$WEB_CLOSED_UDP_PORT"
-pod_run frontend python3 - "$WEB_IP" "$WEB_UDP_ECHO_PORT" "$WEB_CLOSED_UDP_PORT" <<'PY'
-import socket, sys, time
-ip, echo_port, closed_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.settimeout(2)
-u.connect((ip, echo_port))
-u.send(b"ping\n")
-assert u.recv(2048) == b"ping\n", "no UDP echo reply"
-print("[make-scene]   frontend: UDP echo answered", flush=True)
-time.sleep(0.2)
-v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-v.settimeout(2)
-v.connect((ip, closed_port))   # connected UDP socket: ICMP error -> ECONNREFUSED
-v.send(b"ping\n")
-try:
-    v.recv(2048)
-    sys.exit("unexpected reply from closed UDP port")
-except ConnectionRefusedError:
-    print("[make-scene]   frontend: UDP to closed port -> ICMP port unreachable", flush=True)
-PY
-sleep 0.2
-
-log "frontend -> web:$WEB_RESET_PORT (server resets after reading the request)"
-pod_run frontend python3 - "$WEB_IP" "$WEB_RESET_PORT" <<'PY'
-import socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-c.sendall(b"HELLO\r\n")
-try:
-    data = c.recv(1024)
-    sys.exit("expected a reset, got %r" % (data,))
-except ConnectionResetError:
-    print("[make-scene]   frontend: connection reset by server", flush=True)
-PY
-
-# let the last packets (FINs/ACKs) reach the capture, then stop tcpdump
-sleep 0.5
-kill -TERM "$TCPDUMP_PID"
-wait "$TCPDUMP_PID" || true
-CAPTURE_END=$(date -u +%s)
-log "capture stopped"
-
-# ---------------------------------------------------------------------------
-# 5. Check the capture contains every scenario
-# ---------------------------------------------------------------------------
-count() { tcpdump -nr "$PCAP" "$@" 2>/dev/null | wc -l; }
-check() {  # check DESCRIPTION COUNT OP N   (OP: -eq, -ge, ...)
-    local what=$1 n=$2 op=$3 want=$4
-    if test "$n" "$op" "$want"; then
-        log "  ok   $what ($n)"
-    else
-        die "capture check failed: $what: got $n, want $op $want"
-    fi
-}
-dns_answers=$(tcpdump -nr "$PCAP" "udp and src host $DNS_SVC_IP and src port 53" 2>/dev/null)
-# (tcpdump's one-line summary shows the first line of an HTTP message)
-http_replies=$(tcpdump -nr "$PCAP" "tcp and src host $WEB_IP and src port $WEB_HTTP_PORT" 2>/dev/null)
-ext_replies=$(tcpdump -nr "$PCAP" "tcp and src host $EXT_IP and src port $EXT_HTTP_PORT" 2>/dev/null)
-log "checking the capture"
-check "HTTP 200 from web"                "$(grep -c 'HTTP: HTTP/1.0 200' <<<"$http_replies")" -eq 4
-check "HTTP 404 from web"                "$(grep -c 'HTTP: HTTP/1.0 404' <<<"$http_replies")" -eq 1
-check "HTTP 200 from api.example.com"    "$(grep -c 'HTTP: HTTP/1.0 200' <<<"$ext_replies")" -eq 1
-check "DNS A web.shop.svc.cluster.local" "$(grep -c 'A 10.244.1.10' <<<"$dns_answers")" -eq 5
-check "DNS A api.example.com"            "$(grep -c 'A 203.0.113.10' <<<"$dns_answers")" -eq 1
-check "DNS NXDOMAIN"                     "$(grep -c 'NXDomain' <<<"$dns_answers")" -eq 1
-check "RST from closed port $WEB_CLOSED_TCP_PORT" \
-    "$(count "tcp and src host $WEB_IP and src port $WEB_CLOSED_TCP_PORT and tcp[tcpflags] & tcp-rst != 0")" -ge 1
-check "SYNs to $DEAD_IP" \
-    "$(count "tcp and dst host $DEAD_IP and tcp[tcpflags] == tcp-syn")" -ge 1
-check "nothing back from $DEAD_IP (no SYN-ACK/RST/ICMP)" \
-    "$(count "src host $DEAD_IP or (icmp and dst host $REPORT_IP)")" -eq 0
-check "UDP echo reply" \
-    "$(count "udp and src host $WEB_IP and src port $WEB_UDP_ECHO_PORT")" -eq 1
-check "ICMP port unreachable" \
-    "$(count "icmp and src host $WEB_IP and icmp[icmptype] == icmp-unreach and icmp[icmpcode] == 3")" -eq 1
-check "RST after handshake on :$WEB_RESET_PORT" \
-    "$(count "tcp and src host $WEB_IP and src port $WEB_RESET_PORT and tcp[tcpflags] & tcp-rst != 0")" -ge 1
-check "no IPv6" "$(count ip6)" -eq 0
-
-# ---------------------------------------------------------------------------
-# 6. Kubernetes inventory (kubectl get pods,services,nodes -A -o json)
-# ---------------------------------------------------------------------------
-log "writing inventory"
-CAPTURE_START=$CAPTURE_START CAPTURE_END=$CAPTURE_END \
+# write_inventory START END FILE: the inventory as of a capture from START to END (epoch s).
+write_inventory() {
+CAPTURE_START=$1 CAPTURE_END=$2 \
 NODE_IP=$NODE_IP WEB_IP=$WEB_IP FRONTEND_IP=$FRONTEND_IP REPORT_IP=$REPORT_IP \
 COREDNS_IP=$COREDNS_IP DNS_SVC_IP=$DNS_SVC_IP WEB_HTTP_PORT=$WEB_HTTP_PORT \
-python3 - "$WORK/inventory.json" <<'PY'
+python3 - "$3" <<'PY'
 import json, os, sys, time
 
 env = os.environ
@@ -689,17 +554,192 @@ with open(sys.argv[1], "w") as f:
     json.dump(doc, f, indent=4, sort_keys=True)
     f.write("\n")
 PY
+}
+
+PCAP=$WORK/scene.pcap
+OUT_DIR=${PWSCENE_OUT:-$DEMO_DIR}
+LIVE_PID=
+if [[ -n ${PWSCENE_LIVE:-} ]]; then
+    mkdir -p "$OUT_DIR"
+    # The inventory a live capture can use: as the real one, with the batch Job's pod finishing
+    # ten minutes after the start (the traffic is over by then).
+    now=$(date -u +%s)
+    write_inventory "$((now - 1))" "$((now + 600))" "$OUT_DIR/inventory-live.json"
+    ip netns exec "${PREFIX}node" bash -c "exec $PWSCENE_LIVE" 2>"$OUT_DIR/live.log" &
+    LIVE_PID=$!
+    BG_PIDS+=("$LIVE_PID")
+    for _ in $(seq 300); do
+        grep -q 'capturing on' "$OUT_DIR/live.log" 2>/dev/null && break
+        kill -0 "$LIVE_PID" 2>/dev/null || die "the live capture exited: $(cat "$OUT_DIR/live.log")"
+        sleep 0.1
+    done
+    grep -q 'capturing on' "$OUT_DIR/live.log" || die "the live capture did not start: $(cat "$OUT_DIR/live.log")"
+    log "live capture running: $PWSCENE_LIVE"
+fi
+CAPTURE_START=$(date -u +%s)
+ip netns exec "${PREFIX}node" tcpdump -i br0 -s 0 -U --immediate-mode -Z root -w "$PCAP" 2>"$WORK/tcpdump.log" &
+TCPDUMP_PID=$!
+BG_PIDS+=("$TCPDUMP_PID")
+for _ in $(seq 100); do
+    grep -q 'listening on' "$WORK/tcpdump.log" 2>/dev/null && break
+    sleep 0.1
+done
+grep -q 'listening on' "$WORK/tcpdump.log" || die "tcpdump did not start: $(cat "$WORK/tcpdump.log")"
+sleep 0.3
+log "capturing on br0 in ${PREFIX}node"
+
+# ---------------------------------------------------------------------------
+# 4. Traffic
+# ---------------------------------------------------------------------------
+# curl: -q ignores ~/.curlrc, --noproxy ignores any *_proxy variables, -4 makes
+# getaddrinfo ask for A records only (one DNS query per curl run).
+CURL=(curl -q -4 -sS --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}')
+
+expect_http() {  # expect_http POD URL CODE
+    local pod=$1 url=$2 want=$3 got
+    got=$(pod_run "$pod" "${CURL[@]}" "$url") || die "$pod: curl $url failed"
+    [[ $got == "$want" ]] || die "$pod: $url gave HTTP $got, expected $want"
+    log "  $pod: GET $url -> $got"
+    sleep 0.2
+}
+
+log "frontend -> web by service name (DNS A + HTTP)"
+expect_http frontend "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/"              200
+expect_http frontend "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/products.json" 200
+expect_http frontend "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/missing"       404
+
+log "report (batch job) -> web by service name (DNS A + HTTP)"
+expect_http report "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/orders.csv"    200
+expect_http report "http://web.shop.svc.cluster.local:$WEB_HTTP_PORT/products.json" 200
+
+log "report: DNS lookup that fails (NXDOMAIN)"
+out=$(pod_run report dig +tries=1 +time=2 db.batch.svc.cluster.local A) || die "dig failed: $out"
+grep -q 'status: NXDOMAIN' <<<"$out" || die "expected NXDOMAIN, got: $out"
+log "  report: db.batch.svc.cluster.local -> NXDOMAIN"
+sleep 0.2
+
+log "report -> $DEAD_IP:$DEAD_PORT (SYN, never answered)"
+rc=0
+pod_run report curl -q -sS --noproxy '*' --connect-timeout 2.5 -o /dev/null \
+    "http://$DEAD_IP:$DEAD_PORT/" 2>/dev/null || rc=$?
+[[ $rc == 28 ]] || die "expected curl time-out (28) towards $DEAD_IP, got exit $rc"
+log "  report: connect to $DEAD_IP:$DEAD_PORT timed out"
+sleep 0.2
+
+log "frontend -> api.example.com (DNS A via kube-dns, then HTTP to the external host)"
+expect_http frontend "http://api.example.com:$EXT_HTTP_PORT/" 200
+
+log "frontend -> web:$WEB_CLOSED_TCP_PORT (closed TCP port: refused)"
+rc=0
+pod_run frontend curl -q -sS --noproxy '*' --max-time 3 -o /dev/null \
+    "http://$WEB_IP:$WEB_CLOSED_TCP_PORT/" 2>/dev/null || rc=$?
+[[ $rc == 7 ]] || die "expected curl 'connection refused' (7), got exit $rc"
+log "  frontend: $WEB_IP:$WEB_CLOSED_TCP_PORT refused"
+sleep 0.2
+
+log "frontend -> web UDP echo :$WEB_UDP_ECHO_PORT, then closed UDP :$WEB_CLOSED_UDP_PORT"
+pod_run frontend python3 - "$WEB_IP" "$WEB_UDP_ECHO_PORT" "$WEB_CLOSED_UDP_PORT" <<'PY'
+import socket, sys, time
+ip, echo_port, closed_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(2)
+u.connect((ip, echo_port))
+u.send(b"ping\n")
+assert u.recv(2048) == b"ping\n", "no UDP echo reply"
+print("[make-scene]   frontend: UDP echo answered", flush=True)
+time.sleep(0.2)
+v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+v.settimeout(2)
+v.connect((ip, closed_port))   # connected UDP socket: ICMP error -> ECONNREFUSED
+v.send(b"ping\n")
+try:
+    v.recv(2048)
+    sys.exit("unexpected reply from closed UDP port")
+except ConnectionRefusedError:
+    print("[make-scene]   frontend: UDP to closed port -> ICMP port unreachable", flush=True)
+PY
+sleep 0.2
+
+log "frontend -> web:$WEB_RESET_PORT (server resets after reading the request)"
+pod_run frontend python3 - "$WEB_IP" "$WEB_RESET_PORT" <<'PY'
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+c.sendall(b"HELLO\r\n")
+try:
+    data = c.recv(1024)
+    sys.exit("expected a reset, got %r" % (data,))
+except ConnectionResetError:
+    print("[make-scene]   frontend: connection reset by server", flush=True)
+PY
+
+# let the last packets (FINs/ACKs) reach the capture, then stop tcpdump
+sleep 0.5
+kill -TERM "$TCPDUMP_PID"
+wait "$TCPDUMP_PID" || true
+CAPTURE_END=$(date -u +%s)
+log "capture stopped"
+if [[ -n $LIVE_PID ]]; then
+    kill -INT "$LIVE_PID"
+    rc=0
+    wait "$LIVE_PID" || rc=$?
+    [[ $rc == 0 ]] || die "the live capture exited with $rc: $(tail -n 20 "$OUT_DIR/live.log")"
+    log "live capture stopped"
+fi
+
+# ---------------------------------------------------------------------------
+# 5. Check the capture contains every scenario
+# ---------------------------------------------------------------------------
+count() { tcpdump -nr "$PCAP" "$@" 2>/dev/null | wc -l; }
+check() {  # check DESCRIPTION COUNT OP N   (OP: -eq, -ge, ...)
+    local what=$1 n=$2 op=$3 want=$4
+    if test "$n" "$op" "$want"; then
+        log "  ok   $what ($n)"
+    else
+        die "capture check failed: $what: got $n, want $op $want"
+    fi
+}
+dns_answers=$(tcpdump -nr "$PCAP" "udp and src host $DNS_SVC_IP and src port 53" 2>/dev/null)
+# (tcpdump's one-line summary shows the first line of an HTTP message)
+http_replies=$(tcpdump -nr "$PCAP" "tcp and src host $WEB_IP and src port $WEB_HTTP_PORT" 2>/dev/null)
+ext_replies=$(tcpdump -nr "$PCAP" "tcp and src host $EXT_IP and src port $EXT_HTTP_PORT" 2>/dev/null)
+log "checking the capture"
+check "HTTP 200 from web"                "$(grep -c 'HTTP: HTTP/1.0 200' <<<"$http_replies")" -eq 4
+check "HTTP 404 from web"                "$(grep -c 'HTTP: HTTP/1.0 404' <<<"$http_replies")" -eq 1
+check "HTTP 200 from api.example.com"    "$(grep -c 'HTTP: HTTP/1.0 200' <<<"$ext_replies")" -eq 1
+check "DNS A web.shop.svc.cluster.local" "$(grep -c 'A 10.244.1.10' <<<"$dns_answers")" -eq 5
+check "DNS A api.example.com"            "$(grep -c 'A 203.0.113.10' <<<"$dns_answers")" -eq 1
+check "DNS NXDOMAIN"                     "$(grep -c 'NXDomain' <<<"$dns_answers")" -eq 1
+check "RST from closed port $WEB_CLOSED_TCP_PORT" \
+    "$(count "tcp and src host $WEB_IP and src port $WEB_CLOSED_TCP_PORT and tcp[tcpflags] & tcp-rst != 0")" -ge 1
+check "SYNs to $DEAD_IP" \
+    "$(count "tcp and dst host $DEAD_IP and tcp[tcpflags] == tcp-syn")" -ge 1
+check "nothing back from $DEAD_IP (no SYN-ACK/RST/ICMP)" \
+    "$(count "src host $DEAD_IP or (icmp and dst host $REPORT_IP)")" -eq 0
+check "UDP echo reply" \
+    "$(count "udp and src host $WEB_IP and src port $WEB_UDP_ECHO_PORT")" -eq 1
+check "ICMP port unreachable" \
+    "$(count "icmp and src host $WEB_IP and icmp[icmptype] == icmp-unreach and icmp[icmpcode] == 3")" -eq 1
+check "RST after handshake on :$WEB_RESET_PORT" \
+    "$(count "tcp and src host $WEB_IP and src port $WEB_RESET_PORT and tcp[tcpflags] & tcp-rst != 0")" -ge 1
+check "no IPv6" "$(count ip6)" -eq 0
+
+# ---------------------------------------------------------------------------
+# 6. Kubernetes inventory (kubectl get pods,services,nodes -A -o json)
+# ---------------------------------------------------------------------------
+log "writing inventory"
+write_inventory "$CAPTURE_START" "$CAPTURE_END" "$WORK/inventory.json"
 
 # ---------------------------------------------------------------------------
 # 7. Publish the outputs (only now, so a failed run leaves the old ones intact)
 # ---------------------------------------------------------------------------
-cp "$PCAP" "$DEMO_DIR/scene.pcap.tmp" && mv "$DEMO_DIR/scene.pcap.tmp" "$DEMO_DIR/scene.pcap"
-cp "$WORK/inventory.json" "$DEMO_DIR/inventory.json.tmp" \
-    && mv "$DEMO_DIR/inventory.json.tmp" "$DEMO_DIR/inventory.json"
+mkdir -p "$OUT_DIR"
+cp "$PCAP" "$OUT_DIR/scene.pcap.tmp" && mv "$OUT_DIR/scene.pcap.tmp" "$OUT_DIR/scene.pcap"
+cp "$WORK/inventory.json" "$OUT_DIR/inventory.json.tmp" \
+    && mv "$OUT_DIR/inventory.json.tmp" "$OUT_DIR/inventory.json"
 
-packets=$(tcpdump -r "$DEMO_DIR/scene.pcap" 2>/dev/null | wc -l)
-bytes=$(stat -c %s "$DEMO_DIR/scene.pcap")
+packets=$(tcpdump -r "$OUT_DIR/scene.pcap" 2>/dev/null | wc -l)
+bytes=$(stat -c %s "$OUT_DIR/scene.pcap")
 log "done:"
-log "  $DEMO_DIR/scene.pcap      $packets packets, $bytes bytes," \
+log "  $OUT_DIR/scene.pcap      $packets packets, $bytes bytes," \
     "$(date -u -d "@$CAPTURE_START" +%H:%M:%SZ)..$(date -u -d "@$CAPTURE_END" +%H:%M:%SZ)"
-log "  $DEMO_DIR/inventory.json  4 pods, 2 services, 1 node"
+log "  $OUT_DIR/inventory.json  4 pods, 2 services, 1 node"

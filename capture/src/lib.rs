@@ -1,6 +1,7 @@
 //! podwire's capture core: packets in, connection and DNS records out.
 //!
-//! - [`source`]: packet sources (pcap and pcapng files).
+//! - [`source`]: packet sources (pcap and pcapng files); `ebpf` (feature `ebpf`): live capture
+//!   with TC classifiers that count in the kernel.
 //! - [`decode`]: link, VLAN, IP, tunnel and transport decoding; [`frag`]: IP reassembly.
 //! - [`tracker`]: the connection tracker (TCP state, UDP/ICMP pseudo-connections, ICMP errors,
 //!   timeouts, interim rows, a bounded table).
@@ -9,6 +10,8 @@
 //! - [`pipeline`]: source → decoder → tracker → Arrow batches → a [`pipeline::BatchSink`].
 pub mod decode;
 pub mod dns;
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub mod ebpf;
 pub mod error;
 pub mod frag;
 #[cfg(feature = "kafka")]

@@ -1,14 +1,15 @@
 //! The capture pipeline: frames → [`Decoder`] → [`Tracker`] → Arrow batches → a [`BatchSink`].
 use crate::decode::{Decoder, Skip};
 use crate::source::Frame;
-use crate::stats::CaptureStats;
-use crate::tracker::{Tracker, TrackerConfig};
+use crate::stats::{CaptureStats, KernelCounters};
+use crate::tracker::{FlowCounts, Tracker, TrackerConfig};
 use arrow::array::RecordBatch;
 use podwire_schemas::Table;
 use podwire_schemas::capture_stats::{CaptureStatsBuilder, CaptureStatsRecord, SKIP_REASONS};
 use podwire_schemas::connections::ConnectionsBuilder;
 use podwire_schemas::dns::DnsBuilder;
 use podwire_schemas::packets::PacketsBuilder;
+use std::net::IpAddr;
 
 /// Where finished batches go: Parquet through enrichment (standalone), Kafka (agents), memory
 /// (tests).
@@ -84,7 +85,14 @@ pub struct Pipeline<S> {
     interval_base: CaptureStats,
     sink: S,
     sink_error: Option<String>,
+    /// Collect the flows of final TCP/UDP rows into `finished` (live capture forgets their
+    /// kernel counters then).
+    collect_finished: bool,
+    finished: Vec<FlowRef>,
 }
+
+/// A TCP or UDP flow: protocol number and both ends.
+pub type FlowRef = (u8, (IpAddr, u16), (IpAddr, u16));
 
 impl<S: BatchSink> Pipeline<S> {
     /// A pipeline writing to `sink`.
@@ -103,7 +111,92 @@ impl<S: BatchSink> Pipeline<S> {
             interval_base: CaptureStats::default(),
             sink,
             sink_error: None,
+            collect_finished: false,
+            finished: Vec::new(),
         }
+    }
+
+    /// Asks for the flows of final rows ([`Self::take_finished`]).
+    pub fn collect_finished(&mut self, on: bool) {
+        self.collect_finished = on;
+    }
+
+    /// The TCP/UDP flows whose final row was made since the last call, and that have no live
+    /// connection again (a reused port).
+    pub fn take_finished(&mut self) -> Vec<FlowRef> {
+        let mut done = std::mem::take(&mut self.finished);
+        done.retain(|(p, a, b)| !self.tracker.is_live(*p, *a, *b));
+        done
+    }
+
+    /// Opens or extends the `capture_stats` interval for a packet at `ts_ns`.
+    fn note_time(&mut self, ts_ns: i64) {
+        let bucket = ts_ns.div_euclid(STATS_INTERVAL_NS);
+        match self.interval {
+            Some((b, start, end)) if b == bucket => {
+                self.interval = Some((b, start.min(ts_ns), end.max(ts_ns)));
+            }
+            _ => {
+                self.close_interval();
+                self.interval = Some((bucket, ts_ns, ts_ns));
+            }
+        }
+    }
+
+    /// Adds packets counted in the kernel (live capture) to the connection of `proto` between
+    /// `a` and `b` ([`Tracker::on_counts`]).
+    pub fn on_counts(
+        &mut self,
+        ts_ns: i64,
+        proto: u8,
+        a: (IpAddr, u16),
+        b: (IpAddr, u16),
+        from: [FlowCounts; 2],
+    ) {
+        let packets = from[0].packets + from[1].packets;
+        if packets == 0 {
+            return;
+        }
+        self.note_time(ts_ns);
+        self.stats.frames += packets;
+        self.stats.frame_bytes += from[0].bytes + from[1].bytes;
+        self.stats.frames_tracked += packets;
+        self.tracker.on_counts(ts_ns, proto, a, b, from);
+    }
+
+    /// Takes the kernel's counters (totals since the start) and the packets it skipped since the
+    /// last call, by reason.
+    pub fn on_kernel(&mut self, totals: KernelCounters, skipped: &[(Skip, u64)], now_ns: i64) {
+        let mut any = totals != self.stats.kernel;
+        self.stats.kernel = totals;
+        for &(reason, n) in skipped {
+            if n > 0 {
+                any = true;
+                self.stats.frames += n;
+                *self.stats.skipped.entry(reason).or_default() += n;
+            }
+        }
+        if any {
+            self.note_time(now_ns);
+        }
+    }
+
+    /// Moves the clock to `now_ns` (live capture): times out idle connections, closes the
+    /// `capture_stats` minute when it is over, and moves finished rows to the builders.
+    pub fn tick(&mut self, now_ns: i64) {
+        self.tracker.advance(now_ns);
+        if let Some((b, _, _)) = self.interval
+            && now_ns.div_euclid(STATS_INTERVAL_NS) != b
+        {
+            self.close_interval();
+        }
+        self.drain(false);
+    }
+
+    /// Sends the rows made so far to the sink, as batches however small (live capture, so that
+    /// rows become visible while connections go on).
+    pub fn flush(&mut self) {
+        self.drain(true);
     }
 
     /// Counters so far.
@@ -145,6 +238,7 @@ impl<S: BatchSink> Pipeline<S> {
             skipped,
             connections_evicted: t.stats.evicted - base.tracker.evicted,
             dns_parse_errors: t.dns.parse_errors - base.dns_parse_errors,
+            kernel: now.kernel.since(&base.kernel).columns(),
         };
         self.capture_stats.append(&rec);
         let mut base = self.stats.clone();
@@ -155,16 +249,7 @@ impl<S: BatchSink> Pipeline<S> {
 
     /// Handles one frame.
     pub fn on_frame(&mut self, frame: Frame<'_>) {
-        let bucket = frame.ts_ns.div_euclid(STATS_INTERVAL_NS);
-        match self.interval {
-            Some((b, start, end)) if b == bucket => {
-                self.interval = Some((b, start.min(frame.ts_ns), end.max(frame.ts_ns)));
-            }
-            _ => {
-                self.close_interval();
-                self.interval = Some((bucket, frame.ts_ns, frame.ts_ns));
-            }
-        }
+        self.note_time(frame.ts_ns);
         self.stats.frames += 1;
         self.stats.frame_bytes += frame.data.len() as u64;
         match self.decoder.decode(frame.link, frame.data, frame.ts_ns) {
@@ -198,6 +283,16 @@ impl<S: BatchSink> Pipeline<S> {
         for r in self.tracker.out.drain(..) {
             if r.is_final {
                 *self.stats.outcomes.entry(r.outcome).or_default() += 1;
+                if self.collect_finished
+                    && r.protocol != podwire_schemas::connections::protocol::ICMP
+                {
+                    let p = if r.protocol == podwire_schemas::connections::protocol::TCP {
+                        6
+                    } else {
+                        17
+                    };
+                    self.finished.push((p, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port)));
+                }
             }
             self.conns.append(&r);
         }

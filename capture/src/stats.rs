@@ -28,6 +28,53 @@ pub struct CaptureStats {
     pub packet_rows: u64,
     /// Port-53 payloads that did not parse as DNS.
     pub dns_parse_errors: u64,
+    /// Live (eBPF) capture: what the kernel programs did not turn into records, and why.
+    pub kernel: KernelCounters,
+}
+
+/// Counters of the kernel side of a live capture (the programs' `stats` map, plus flows the
+/// kernel's table evicted before they were read). Packets the kernel counted in its flow table
+/// are in [`CaptureStats::frames`] and `frames_tracked` like packets seen one by one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Packets the programs ran on, on every attached interface and direction.
+    pub seen: u64,
+    /// Packets counted on another interface of the node (seen twice, counted once).
+    pub deduplicated: u64,
+    /// Packets outside the capture filter.
+    pub filtered: u64,
+    /// Event packets counted in the kernel for lack of ring-buffer room.
+    pub events_lost: u64,
+    /// Packets not counted at all.
+    pub packets_lost: u64,
+    /// Dirty-flow notices lost (their counters are read at the end or with the next packet).
+    pub dirty_lost: u64,
+    /// Flows evicted from the kernel table before their counters were read.
+    pub flows_evicted: u64,
+}
+
+impl KernelCounters {
+    /// The `capture_stats` kernel columns, in schema order.
+    pub fn columns(&self) -> [u64; 5] {
+        [self.deduplicated, self.filtered, self.events_lost, self.packets_lost, self.flows_evicted]
+    }
+
+    fn minus(&self, base: &KernelCounters) -> KernelCounters {
+        KernelCounters {
+            seen: self.seen - base.seen,
+            deduplicated: self.deduplicated - base.deduplicated,
+            filtered: self.filtered - base.filtered,
+            events_lost: self.events_lost - base.events_lost,
+            packets_lost: self.packets_lost - base.packets_lost,
+            dirty_lost: self.dirty_lost - base.dirty_lost,
+            flows_evicted: self.flows_evicted - base.flows_evicted,
+        }
+    }
+
+    /// The counters gained since `base`.
+    pub fn since(&self, base: &KernelCounters) -> KernelCounters {
+        self.minus(base)
+    }
 }
 
 impl CaptureStats {
@@ -80,6 +127,21 @@ impl fmt::Display for CaptureStats {
         }
         if self.dns_parse_errors > 0 {
             writeln!(f, "not DNS on port 53  {:>12}", self.dns_parse_errors)?;
+        }
+        let k = &self.kernel;
+        if k.seen > 0 {
+            writeln!(
+                f,
+                "kernel              {:>12}  packets seen on the interfaces ({} counted on another interface, {} filtered out)",
+                k.seen, k.deduplicated, k.filtered
+            )?;
+            if k.events_lost + k.packets_lost + k.flows_evicted + k.dirty_lost > 0 {
+                writeln!(
+                    f,
+                    "  LOSS              {:>12}  packets not counted (raise --kernel-flows / --ring-bytes); {} events counted without details, {} flows evicted before read, {} late reads",
+                    k.packets_lost, k.events_lost, k.flows_evicted, k.dirty_lost
+                )?;
+            }
         }
         if self.skipped.is_empty() {
             writeln!(f, "skipped             {:>12}", 0)?;

@@ -359,6 +359,32 @@ pub struct Tracker {
     pub stats: TrackerStats,
 }
 
+/// Counters of packets that were counted without being seen one by one: the eBPF capture counts
+/// "quiet" packets (no SYN/FIN/RST, no DNS, not a flow's first) in the kernel and hands their
+/// per-direction sums to [`Tracker::on_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCounts {
+    /// Packets.
+    pub packets: u64,
+    /// IP bytes.
+    pub bytes: u64,
+    /// Transport payload bytes.
+    pub payload_bytes: u64,
+    /// Retransmitted segments.
+    pub retransmits: u64,
+    /// Zero-window segments.
+    pub zero_windows: u64,
+    /// TCP flags seen.
+    pub flags: u8,
+}
+
+impl FlowCounts {
+    /// Nothing counted.
+    pub fn is_empty(&self) -> bool {
+        self.packets == 0
+    }
+}
+
 /// How often (packet time) timeouts are checked.
 const SWEEP_INTERVAL_NS: i64 = NS;
 
@@ -520,6 +546,81 @@ impl Tracker {
             }
         }
         true
+    }
+
+    /// Moves the clock to `now_ns` (wall time of a live capture with no packet lately), so that
+    /// idle connections time out and interim rows come due.
+    pub fn advance(&mut self, now_ns: i64) {
+        if now_ns > self.now_ns {
+            self.now_ns = now_ns;
+            if now_ns >= self.next_sweep_ns {
+                self.sweep(false);
+                self.next_sweep_ns = now_ns + SWEEP_INTERVAL_NS;
+            }
+        }
+    }
+
+    /// Adds counters of packets counted elsewhere (the kernel) to the connection of `proto`
+    /// between `a` and `b`: `from[0]` were sent by `a`, `from[1]` by `b`; `ts_ns` is the time of
+    /// the latest of them. A connection not live here is started, oriented like one picked up
+    /// mid-stream (by its ports).
+    pub fn on_counts(
+        &mut self,
+        ts_ns: i64,
+        proto: u8,
+        a: (IpAddr, u16),
+        b: (IpAddr, u16),
+        from: [FlowCounts; 2],
+    ) {
+        if from[0].is_empty() && from[1].is_empty() {
+            return;
+        }
+        self.advance(ts_ns);
+        let key = Key::new(proto, a, b, Segment::default());
+        let slot = match self.conns.slot(&key) {
+            Some(i) => u32::try_from(i).unwrap_or(u32::MAX),
+            None => {
+                if self.conns.len() >= self.config.max_connections {
+                    self.evict();
+                }
+                let ends = if sender_looks_like_client(a.1, b.1) { [a, b] } else { [b, a] };
+                let c =
+                    self.new_conn(proto, ends, (ends[0].1, ends[1].1), Segment::default(), ts_ns);
+                let slot = self.conns.insert(key, c);
+                self.arm_timer(slot);
+                slot
+            }
+        };
+        let Some(c) = self.conns.at_mut(slot) else { return };
+        let new_row = c.row_start_ns.is_none() && c.row_seq > 0;
+        c.last_ns = c.last_ns.max(ts_ns);
+        c.row_start_ns.get_or_insert(ts_ns);
+        c.row_end_ns = c.row_end_ns.max(ts_ns);
+        let a_side = usize::from(c.ends[0] != a);
+        for (i, f) in from.iter().enumerate() {
+            let side = if i == 0 { a_side } else { 1 - a_side };
+            let d = &mut c.row[side];
+            d.packets += f.packets;
+            d.bytes += f.bytes;
+            d.payload_bytes += f.payload_bytes;
+            d.retransmits += f.retransmits;
+            d.zero_windows += f.zero_windows;
+            c.total_packets[side] += f.packets;
+            c.flags[side] |= f.flags;
+        }
+        if new_row {
+            let due_ns = ts_ns.saturating_add(self.config.active_timeout_ns);
+            if due_ns < c.timer_due {
+                c.timer_due = due_ns;
+                let conn_id = c.conn_id;
+                self.timers.push(std::cmp::Reverse(Timer { due_ns, conn_id, slot }));
+            }
+        }
+    }
+
+    /// Whether a connection of `proto` between `a` and `b` is live.
+    pub fn is_live(&self, proto: u8, a: (IpAddr, u16), b: (IpAddr, u16)) -> bool {
+        self.conns.contains_key(&Key::new(proto, a, b, Segment::default()))
     }
 
     fn new_conn(

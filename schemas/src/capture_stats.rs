@@ -31,6 +31,19 @@ pub mod col {
     pub const CONNECTIONS_EVICTED: &str = "connections_evicted";
     /// Port-53 payloads that did not parse as DNS.
     pub const DNS_PARSE_ERRORS: &str = "dns_parse_errors";
+    /// Packets seen on more than one attached interface, counted on one of them only (eBPF).
+    pub const PACKETS_DEDUPLICATED: &str = "packets_deduplicated";
+    /// Packets outside the capture filter (eBPF).
+    pub const PACKETS_FILTERED: &str = "packets_filtered";
+    /// Packets the kernel counted without sending them to user space for lack of ring-buffer
+    /// room: counted, but their flags, DNS or handshake RTT may be missing (eBPF).
+    pub const EVENTS_LOST: &str = "events_lost";
+    /// Packets not counted at all: the kernel's flow table was full, or an ICMP error or IP
+    /// fragment found the ring buffer full (eBPF).
+    pub const PACKETS_LOST: &str = "packets_lost";
+    /// Flows the kernel's LRU flow table evicted before their counters were read (their
+    /// packets since the last read are lost) (eBPF).
+    pub const KERNEL_FLOWS_EVICTED: &str = "kernel_flows_evicted";
     /// Prefix of the per-reason skip columns (`skipped_<reason>`).
     pub const SKIPPED_PREFIX: &str = "skipped_";
 }
@@ -49,6 +62,15 @@ pub const SKIP_REASONS: [&str; 9] = [
     "unreadable_icmp_quote",
 ];
 
+/// The columns only live (eBPF) capture fills; 0 on rows of capture files.
+pub const KERNEL_COLUMNS: [&str; 5] = [
+    col::PACKETS_DEDUPLICATED,
+    col::PACKETS_FILTERED,
+    col::EVENTS_LOST,
+    col::PACKETS_LOST,
+    col::KERNEL_FLOWS_EVICTED,
+];
+
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let i64f = |n: &str| Field::new(n, DataType::Int64, false);
     let mut fields = vec![
@@ -64,6 +86,9 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.extend(SKIP_REASONS.iter().map(|r| i64f(&format!("{}{r}", col::SKIPPED_PREFIX))));
     fields.push(i64f(col::CONNECTIONS_EVICTED));
     fields.push(i64f(col::DNS_PARSE_ERRORS));
+    for c in KERNEL_COLUMNS {
+        fields.push(i64f(c));
+    }
     Arc::new(Schema::new_with_metadata(fields, metadata(Table::CaptureStats)))
 });
 
@@ -95,6 +120,8 @@ pub struct CaptureStatsRecord {
     pub connections_evicted: u64,
     /// DNS parse errors.
     pub dns_parse_errors: u64,
+    /// The [`KERNEL_COLUMNS`], in order.
+    pub kernel: [u64; 5],
 }
 
 fn clamp(v: u64) -> i64 {
@@ -134,8 +161,9 @@ impl CaptureStatsBuilder {
         let values = [r.packets, r.bytes, r.packets_tracked, skipped]
             .into_iter()
             .chain(r.skipped)
-            .chain([r.connections_evicted, r.dns_parse_errors]);
-        let n = 4 + SKIP_REASONS.len() + 2;
+            .chain([r.connections_evicted, r.dns_parse_errors])
+            .chain(r.kernel);
+        let n = 4 + SKIP_REASONS.len() + 2 + KERNEL_COLUMNS.len();
         self.counters.resize_with(n, Int64Builder::new);
         for (b, v) in self.counters.iter_mut().zip(values) {
             b.append_value(clamp(v));
@@ -147,7 +175,7 @@ impl CaptureStatsBuilder {
     /// # Errors
     /// Only on a bug here (columns of different lengths).
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let n = 4 + SKIP_REASONS.len() + 2;
+        let n = 4 + SKIP_REASONS.len() + 2 + KERNEL_COLUMNS.len();
         self.counters.resize_with(n, Int64Builder::new);
         self.rows = 0;
         let mut cols: Vec<ArrayRef> = vec![

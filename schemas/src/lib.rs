@@ -24,7 +24,7 @@ pub use time::{TIMEZONE, timestamp_type, ts_from_ns};
 
 /// Version of the table schemas. Stored in every schema's metadata (key [`SCHEMA_VERSION_KEY`])
 /// and, later, in the Kafka envelope. Bumped whenever a column is added.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Schema metadata key that carries [`SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "podwire.schema_version";

@@ -246,7 +246,7 @@ def test_corrupt_messages_go_to_the_dead_letter_topic(broker, tmp_path):
     standalone(tmp_path / "reference", SCENE, inventory=INVENTORY)
     capture(broker, prefix, SCENE)
     topic = prefix + "connections"
-    good = {"podwire.schema_version": b"1", "podwire.table": b"connections",
+    good = {"podwire.schema_version": b"2", "podwire.table": b"connections",
             "podwire.node": b"node-x", "podwire.producer": b"p", "podwire.seq": b"0",
             "podwire.rows": b"1", "podwire.dropped_batches": b"0", "podwire.dropped_rows": b"0"}
     cases = {

@@ -46,7 +46,7 @@ def test_schema_and_hive_layout(demo_store):
     md = pq.ParquetFile(files[0]).metadata
     assert md.row_group(0).column(0).compression == "ZSTD"
     assert md.row_group(0).column(0).statistics.has_min_max
-    assert md.schema.to_arrow_schema().metadata[b"podwire.schema_version"] == b"1"
+    assert md.schema.to_arrow_schema().metadata[b"podwire.schema_version"] == b"2"
     ts = pq.read_table(files[0], columns=["start_ts"]).column(0).to_pylist()
     assert ts == sorted(ts)
 

@@ -1,0 +1,575 @@
+// SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0)
+//
+// podwire's in-kernel connection counting: TC classifiers (ingress and egress) that parse
+// IPv4/IPv6 TCP/UDP/ICMP and count every packet once per connection.
+//
+// Work split with user space (capture/src/ebpf.rs):
+//  - "Quiet" packets (TCP/UDP with nothing a connection record needs besides its counters) are
+//    only counted, per connection and direction, in the LRU hash `flows`.
+//  - "Event" packets go whole (headers, and DNS payloads) through the ring buffer `events` to
+//    user space, which runs them through the same tracker as the pcap path and does NOT find
+//    them in `flows`' counters: the first packet of a flow, TCP SYN/FIN/RST, the handshake's
+//    final ACK (for the RTT), IP fragments, ICMP, DNS (port 53), and every packet when the
+//    packets table is on. When the ring buffer is full an event packet is counted in `flows`
+//    instead (and counted as lost in `stats`), so no packet goes uncounted.
+//  - A flow touched during a reporting interval (`config.gen`) puts its key once into the ring
+//    buffer ("dirty"); user space then reads just those entries. Idle flows cost nothing.
+//
+// Each packet is counted once per node although it may cross several attached interfaces
+// (see `seen_elsewhere`). Counters in `stats` say what was not turned into records and why.
+//
+// Layouts shared with user space are fixed-size, little-endian, and mirrored in ebpf.rs.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// Observe only: TCX_NEXT / "unspecified", so the next program or the default action decides.
+#define PASS TC_ACT_UNSPEC
+
+#define SNAP_SMALL 128  // bytes of an event packet: headers
+#define SNAP_LARGE 640  // ... of a DNS packet: headers and a UDP-sized DNS message
+
+enum stat {
+	ST_SEEN = 0,       // packets the programs ran on (every interface, both directions)
+	ST_BYTES,          // their bytes (skb->len)
+	ST_COUNTED,        // packets counted in `flows` (quiet)
+	ST_EVENTS,         // packets sent to user space as events
+	ST_DEDUP,          // packets skipped: counted on another interface of this node
+	ST_FILTERED,       // packets outside the capture filter
+	ST_NOT_IP,         // not IPv4/IPv6 (ARP, LLDP, ...)
+	ST_MALFORMED,      // truncated or inconsistent IP/transport headers
+	ST_OTHER_PROTO,    // IP, but not TCP/UDP/ICMP
+	ST_EVENT_LOST,     // TCP/UDP event packets the ring buffer had no room for: counted in
+	                   // `flows` instead (flags, DNS or the handshake RTT may be missing)
+	ST_LOST,           // packets not counted at all: their flow could not be added to a full
+	                   // `flows`, or an ICMP/fragment event found the ring buffer full
+	ST_DIRTY_LOST,     // dirty-flow notices the ring buffer had no room for
+	ST_MAX,
+};
+
+struct config {
+	__u32 gen;    // reporting interval, advanced by user space
+	__u32 flags;  // CFG_*
+};
+#define CFG_ALL_EVENTS 1   // every packet is an event (the packets table is on)
+#define CFG_FILTER_CIDR 2  // only packets with src or dst in `filter_cidrs`
+#define CFG_FILTER_PORT 4  // only TCP/UDP packets with a port in `filter_ports`
+
+#define ROLE_PLAIN 0  // count everything in both directions
+#define ROLE_POD 1    // host side of a pod's veth: ingress = sent by the pod
+#define ROLE_HOST 2   // the node's uplink: pod traffic is counted on the pod veths
+#define ROLE_MASK 3
+#define IF_NO_L2 0x100      // the device has no link-layer header (tun, wireguard)
+#define IF_LOOPBACK 0x200   // loopback: every packet leaves and comes back; counted on egress
+
+struct flow_key {  // 40 bytes
+	__u8 lo[16];   // addresses, IPv4 as ::ffff:a.b.c.d; `lo` is the end that sorts first
+	__u8 hi[16];
+	__u16 lo_port; // host byte order; ICMP has no flows
+	__u16 hi_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct dir_ctr {  // 40 bytes, one direction (0 = sent by `lo`)
+	__u64 packets;
+	__u64 bytes;    // IP bytes
+	__u64 payload;  // transport payload bytes
+	__u32 retrans;
+	__u32 zero_win;
+	__u32 flags;    // TCP flags seen
+	__u32 next_seq; // highest sequence end sent (valid when seq_valid)
+};
+
+struct flow_val {  // 104 bytes
+	struct dir_ctr d[2];
+	__u64 first_ns;  // bpf_ktime_get_ns()
+	__u64 last_ns;
+	__u32 gen;       // interval in which this flow was last announced dirty
+	__u8 seq_valid[2];
+	__u8 want_ack;   // 1 + the side whose next non-SYN packet ends the handshake
+	__u8 pad;
+};
+
+struct ev_hdr {  // 24 bytes, then `cap_len` bytes of packet or a flow_key
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u32 wire_len;
+	__u16 cap_len;
+	__u8 kind;   // EV_*
+	__u8 dir;    // 0 ingress, 1 egress
+	__u32 pad;
+};
+#define EV_PACKET 1
+#define EV_DIRTY 2
+
+struct ev_small { struct ev_hdr h; __u8 data[SNAP_SMALL]; };
+struct ev_large { struct ev_hdr h; __u8 data[SNAP_LARGE]; };
+struct ev_dirty { struct ev_hdr h; struct flow_key key; };
+
+struct lpm_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);  // user space sets the size
+	__type(key, struct flow_key);
+	__type(value, struct flow_val);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);    // ifindex
+	__type(value, __u32);  // ROLE_* | IF_*
+} ifaces SEC(".maps");
+
+// Pod addresses of this node learned from pod veths (sources of packets a pod sent).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u8[16]);
+	__type(value, __u8);
+} local_pods SEC(".maps");
+
+// Pod CIDRs of this node (given by user space), for host interfaces.
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_key);
+	__type(value, __u8);
+} pod_cidrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lpm_key);
+	__type(value, __u8);
+} filter_cidrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);  // host byte order
+	__type(value, __u8);
+} filter_ports SEC(".maps");
+
+static __always_inline void stat_add(__u32 i, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &i);
+	if (v)
+		*v += n;  // per-CPU: no other writer
+}
+
+struct pkt {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport, dport;
+	__u8 proto;      // 6, 17, 1 or 58
+	__u8 tcp_flags;
+	__u8 fragment;   // an IP fragment: user space reassembles
+	__u16 window;
+	__u32 seq;
+	__u64 ip_bytes;
+	__u64 payload;
+};
+
+static __always_inline void v4_mapped(__u8 *out, __u32 addr)
+{
+	__builtin_memset(out, 0, 10);
+	out[10] = 0xff;
+	out[11] = 0xff;
+	__builtin_memcpy(out + 12, &addr, 4);
+}
+
+// Parses the packet; returns the ST_* reason when it is not one podwire counts, else -1.
+static __always_inline int parse(struct __sk_buff *skb, __u32 ifflags, struct pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	void *cur = data;
+	__u16 proto;
+
+	if (ifflags & IF_NO_L2) {
+		proto = skb->protocol;
+	} else {
+		struct ethhdr *eth = cur;
+		if ((void *)(eth + 1) > end)
+			return ST_MALFORMED;
+		proto = eth->h_proto;
+		cur = eth + 1;
+#pragma unroll
+		for (int i = 0; i < 2; i++) {
+			if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+				break;
+			if (cur + 4 > end)
+				return ST_MALFORMED;
+			proto = *(__u16 *)(cur + 2);
+			cur += 4;
+		}
+	}
+
+	__u8 l4;
+	__u64 l4_len;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = cur;
+		if ((void *)(ip + 1) > end)
+			return ST_MALFORMED;
+		__u32 ihl = ip->ihl * 4;
+		__u32 tot = bpf_ntohs(ip->tot_len);
+		if (ihl < 20 || tot < ihl)
+			return ST_MALFORMED;
+		v4_mapped(p->src, ip->saddr);
+		v4_mapped(p->dst, ip->daddr);
+		p->ip_bytes = tot;
+		l4 = ip->protocol;
+		l4_len = tot - ihl;
+		if (ip->frag_off & bpf_htons(0x3fff)) {
+			p->fragment = 1;
+			p->proto = l4;
+			return -1;
+		}
+		cur += ihl;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = cur;
+		if ((void *)(ip6 + 1) > end)
+			return ST_MALFORMED;
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+		__u32 plen = bpf_ntohs(ip6->payload_len);
+		p->ip_bytes = plen + 40;
+		l4 = ip6->nexthdr;
+		l4_len = plen;
+		cur = ip6 + 1;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (l4 == 44) {  // fragment header
+				p->fragment = 1;
+				p->proto = l4;
+				return -1;
+			}
+			if (l4 != 0 && l4 != 43 && l4 != 60 && l4 != 51)
+				break;
+			__u8 *ext = cur;
+			if ((void *)(ext + 2) > end)
+				return ST_MALFORMED;
+			__u32 len = l4 == 51 ? (ext[1] + 2) * 4 : (ext[1] + 1) * 8;
+			if (len > l4_len)
+				return ST_MALFORMED;
+			l4 = ext[0];
+			l4_len -= len;
+			cur += len;
+		}
+	} else {
+		return ST_NOT_IP;
+	}
+
+	p->proto = l4;
+	if (l4 == IPPROTO_TCP) {
+		struct tcphdr *th = cur;
+		if ((void *)(th + 1) > end)
+			return ST_MALFORMED;
+		__u32 doff = th->doff * 4;
+		if (doff < 20 || doff > l4_len)
+			return ST_MALFORMED;
+		p->sport = bpf_ntohs(th->source);
+		p->dport = bpf_ntohs(th->dest);
+		p->tcp_flags = ((__u8 *)th)[13];
+		p->seq = bpf_ntohl(th->seq);
+		p->window = bpf_ntohs(th->window);
+		p->payload = l4_len - doff;
+	} else if (l4 == IPPROTO_UDP) {
+		struct udphdr *uh = cur;
+		if ((void *)(uh + 1) > end)
+			return ST_MALFORMED;
+		if (l4_len < 8)
+			return ST_MALFORMED;
+		p->sport = bpf_ntohs(uh->source);
+		p->dport = bpf_ntohs(uh->dest);
+		p->payload = l4_len - 8;
+	} else if (l4 == IPPROTO_ICMP || l4 == 58) {
+		// always an event
+	} else {
+		return ST_OTHER_PROTO;
+	}
+	return -1;
+}
+
+static __always_inline int addr_lt(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (x[i] != y[i])
+			return x[i] < y[i];
+	}
+	return 0;
+}
+
+static __always_inline int in_lpm(void *map, const __u8 *addr)
+{
+	struct lpm_key k = { .prefixlen = 128 };
+	__builtin_memcpy(k.addr, addr, 16);
+	return bpf_map_lookup_elem(map, &k) != 0;
+}
+
+static __always_inline int is_local_pod(const __u8 *addr)
+{
+	return bpf_map_lookup_elem(&local_pods, addr) != 0 || in_lpm(&pod_cidrs, addr);
+}
+
+// Whether this packet is counted on another attached interface of this node. Pod traffic is
+// counted where it enters the node's pod network: on a pod veth as it leaves its pod, or on
+// the way into a pod when its source is not a pod of this node. Host interfaces count only
+// traffic that no pod veth sees (host-network traffic).
+static __always_inline int seen_elsewhere(__u32 role, int egress, struct pkt *p)
+{
+	if (role == ROLE_POD) {
+		if (!egress) {
+			__u8 one = 1;
+			bpf_map_update_elem(&local_pods, p->src, &one, BPF_ANY);
+			return 0;
+		}
+		return bpf_map_lookup_elem(&local_pods, p->src) != 0;
+	}
+	if (role == ROLE_HOST)
+		return is_local_pod(p->src) || is_local_pod(p->dst);
+	return 0;
+}
+
+static __always_inline int filtered_out(__u32 cfg, struct pkt *p)
+{
+	if ((cfg & CFG_FILTER_CIDR) && !in_lpm(&filter_cidrs, p->src) && !in_lpm(&filter_cidrs, p->dst))
+		return 1;
+	if ((cfg & CFG_FILTER_PORT) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) &&
+	    !bpf_map_lookup_elem(&filter_ports, &p->sport) && !bpf_map_lookup_elem(&filter_ports, &p->dport))
+		return 1;
+	return 0;
+}
+
+// Copies the first bytes of the packet into a ring-buffer record of type TYPE (a constant
+// size, as the verifier wants) and submits it; evaluates to 1 when sent.
+#define SEND_PACKET(TYPE, SNAP, skb, egress, now)                                              \
+	({                                                                                     \
+		int sent_ = 0;                                                                 \
+		__u32 len_ = (skb)->len;                                                       \
+		TYPE *e_ = bpf_ringbuf_reserve(&events, sizeof(TYPE), 0);                      \
+		if (e_) {                                                                      \
+			__u32 n_ = len_ < (SNAP) ? len_ : (SNAP);                              \
+			if (n_ == 0 || bpf_skb_load_bytes((skb), 0, e_->data, n_) < 0) {       \
+				bpf_ringbuf_discard(e_, 0);                                    \
+			} else {                                                               \
+				e_->h = (struct ev_hdr){ .ts_ns = (now), .ifindex = (skb)->ifindex, \
+							 .wire_len = len_, .cap_len = n_,      \
+							 .kind = EV_PACKET, .dir = (egress) }; \
+				bpf_ringbuf_submit(e_, 0);                                     \
+				sent_ = 1;                                                     \
+			}                                                                      \
+		}                                                                              \
+		sent_;                                                                         \
+	})
+
+static __always_inline int send_packet(struct __sk_buff *skb, int egress, int large, __u64 now)
+{
+	if (large)
+		return SEND_PACKET(struct ev_large, SNAP_LARGE, skb, egress, now);
+	return SEND_PACKET(struct ev_small, SNAP_SMALL, skb, egress, now);
+}
+
+static __always_inline int seq_le(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) <= 0;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, int egress)
+{
+	__u64 now = bpf_ktime_get_ns();
+	stat_add(ST_SEEN, 1);
+	stat_add(ST_BYTES, skb->len);
+
+	__u32 ifindex = skb->ifindex;
+	__u32 *ifv = bpf_map_lookup_elem(&ifaces, &ifindex);
+	__u32 ifflags = ifv ? *ifv : 0;
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return PASS;
+
+	struct pkt p = {};
+	int why = parse(skb, ifflags, &p);
+	if (why < 0 && (void *)(long)skb->data_end - (void *)(long)skb->data < SNAP_SMALL &&
+	    skb->len > (__u32)((long)skb->data_end - (long)skb->data)) {
+		// Headers beyond the linear part: make them direct-accessible and parse again.
+		bpf_skb_pull_data(skb, skb->len < SNAP_SMALL ? skb->len : SNAP_SMALL);
+		__builtin_memset(&p, 0, sizeof(p));
+		why = parse(skb, ifflags, &p);
+	} else if (why == ST_MALFORMED && skb->len > (__u32)((long)skb->data_end - (long)skb->data)) {
+		bpf_skb_pull_data(skb, skb->len < SNAP_SMALL ? skb->len : SNAP_SMALL);
+		__builtin_memset(&p, 0, sizeof(p));
+		why = parse(skb, ifflags, &p);
+	}
+	if (why >= 0) {
+		stat_add(why, 1);
+		return PASS;
+	}
+	if (((ifflags & IF_LOOPBACK) && !egress) || seen_elsewhere(ifflags & ROLE_MASK, egress, &p)) {
+		stat_add(ST_DEDUP, 1);
+		return PASS;
+	}
+	if (filtered_out(cfg->flags, &p)) {
+		stat_add(ST_FILTERED, 1);
+		return PASS;
+	}
+
+	int dns = p.sport == 53 || p.dport == 53;
+	if (p.fragment || p.proto == IPPROTO_ICMP || p.proto == 58) {
+		if (send_packet(skb, egress, 1, now))
+			stat_add(ST_EVENTS, 1);
+		else
+			stat_add(ST_LOST, 1);  // no flow to count it on
+		return PASS;
+	}
+
+	struct flow_key k = { .proto = p.proto };
+	int side;
+	if (addr_lt(p.src, p.dst) || (!addr_lt(p.dst, p.src) && p.sport <= p.dport)) {
+		__builtin_memcpy(k.lo, p.src, 16);
+		__builtin_memcpy(k.hi, p.dst, 16);
+		k.lo_port = p.sport;
+		k.hi_port = p.dport;
+		side = 0;
+	} else {
+		__builtin_memcpy(k.lo, p.dst, 16);
+		__builtin_memcpy(k.hi, p.src, 16);
+		k.lo_port = p.dport;
+		k.hi_port = p.sport;
+		side = 1;
+	}
+
+	int event = (cfg->flags & CFG_ALL_EVENTS) || dns;
+	struct flow_val *v = bpf_map_lookup_elem(&flows, &k);
+	if (!v) {
+		struct flow_val init = { .first_ns = now, .last_ns = now, .gen = cfg->gen - 1 };
+		long err = bpf_map_update_elem(&flows, &k, &init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&flows, &k);
+		if (!v) {
+			(void)err;
+			stat_add(ST_LOST, 1);
+			return PASS;
+		}
+		event = 1;
+	}
+	v->last_ns = now;
+
+	struct dir_ctr *d = side ? &v->d[1] : &v->d[0];
+	int retrans = 0, zero_win = 0;
+	if (p.proto == IPPROTO_TCP) {
+		__u8 f = p.tcp_flags;
+		int syn = f & 0x02, fin = f & 0x01, rst = f & 0x04, ack = f & 0x10;
+		if (syn || fin || rst)
+			event = 1;
+		if (syn && ack)
+			v->want_ack = 2 - side;  // 1 + the other side
+		else if (!syn && v->want_ack == 1 + side) {
+			v->want_ack = 0;
+			event = 1;
+		}
+		__u64 seg = p.payload + (syn ? 1 : 0) + (fin ? 1 : 0);
+		if (seg > 0 && !rst) {
+			__u32 e = p.seq + (__u32)seg;
+			__u8 valid = side ? v->seq_valid[1] : v->seq_valid[0];
+			if (valid && seq_le(e, d->next_seq)) {
+				int keepalive = p.payload <= 1 && !syn && !fin && p.seq + 1 == d->next_seq;
+				retrans = !keepalive;
+			} else {
+				d->next_seq = e;
+				if (side)
+					v->seq_valid[1] = 1;
+				else
+					v->seq_valid[0] = 1;
+			}
+		}
+		zero_win = p.window == 0 && !syn && !rst;
+		if (!event)
+			__sync_fetch_and_or(&d->flags, (__u32)f);
+	}
+
+	if (event) {
+		if (send_packet(skb, egress, dns, now)) {
+			stat_add(ST_EVENTS, 1);
+			return PASS;
+		}
+		stat_add(ST_EVENT_LOST, 1);
+		if (p.proto == IPPROTO_TCP)
+			__sync_fetch_and_or(&d->flags, (__u32)p.tcp_flags);
+	}
+
+	// Counted here: a quiet packet, or an event the ring buffer could not take.
+	__sync_fetch_and_add(&d->packets, 1);
+	__sync_fetch_and_add(&d->bytes, p.ip_bytes);
+	__sync_fetch_and_add(&d->payload, p.payload);
+	if (retrans)
+		__sync_fetch_and_add(&d->retrans, 1);
+	if (zero_win)
+		__sync_fetch_and_add(&d->zero_win, 1);
+	stat_add(ST_COUNTED, 1);
+
+	__u32 gen = cfg->gen;
+	if (v->gen != gen) {
+		v->gen = gen;
+		struct ev_dirty *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			stat_add(ST_DIRTY_LOST, 1);
+			return PASS;
+		}
+		e->h = (struct ev_hdr){ .ts_ns = now, .ifindex = ifindex, .wire_len = 0,
+				       .cap_len = sizeof(struct flow_key), .kind = EV_DIRTY, .dir = egress };
+		__builtin_memcpy(&e->key, &k, sizeof(k));
+		bpf_ringbuf_submit(e, 0);
+	}
+	return PASS;
+}
+
+SEC("classifier")
+int podwire_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, 0);
+}
+
+SEC("classifier")
+int podwire_egress(struct __sk_buff *skb)
+{
+	return handle(skb, 1);
+}

@@ -1,0 +1,925 @@
+//! Live capture on Linux: the TC classifiers of `bpf/podwire.bpf.c`, loaded and attached with
+//! aya, feeding the same [`Pipeline`] as capture files.
+//!
+//! The kernel counts "quiet" packets per flow and direction in an LRU hash, and sends user space
+//! only the packets a connection record needs one by one (a flow's first packet, TCP SYN/FIN/RST
+//! and the handshake's last ACK, DNS, ICMP, IP fragments; every packet when the packets table is
+//! on). Those go through the decoder and tracker exactly like packets of a capture file; the
+//! kernel's counters are added to the same connections ([`Pipeline::on_counts`]).
+//!
+//! Reading the counters costs per active flow, not per flow: the programs announce a flow once
+//! per read interval ("dirty") through the ring buffer, and only those entries are read. A flow
+//! whose final row was written is deleted from the kernel table.
+//!
+//! Each packet is counted once per node: see "Counting each packet once" in capture/README.md.
+use crate::decode::{LinkType, Skip};
+use crate::pipeline::{BatchSink, Pipeline};
+use crate::source::Frame;
+use crate::stats::KernelCounters;
+use crate::tracker::FlowCounts;
+use aya::maps::lpm_trie::Key as LpmKey;
+use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf};
+use aya::programs::SchedClassifier;
+use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+use std::collections::HashMap as StdHashMap;
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv6Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The compiled programs (build.rs).
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/podwire.bpf.o"));
+
+// Layouts shared with bpf/podwire.bpf.c.
+const KEY_LEN: usize = 40;
+const VAL_LEN: usize = 104;
+const HDR_LEN: usize = 24;
+const EV_PACKET: u8 = 1;
+const EV_DIRTY: u8 = 2;
+const CFG_ALL_EVENTS: u32 = 1;
+const CFG_FILTER_CIDR: u32 = 2;
+const CFG_FILTER_PORT: u32 = 4;
+const ROLE_POD: u32 = 1;
+const ROLE_HOST: u32 = 2;
+const IF_NO_L2: u32 = 0x100;
+const IF_LOOPBACK: u32 = 0x200;
+
+/// Indexes of the programs' `stats` array.
+mod st {
+    pub(super) const SEEN: usize = 0;
+    pub(super) const DEDUP: usize = 4;
+    pub(super) const FILTERED: usize = 5;
+    pub(super) const NOT_IP: usize = 6;
+    pub(super) const MALFORMED: usize = 7;
+    pub(super) const OTHER_PROTO: usize = 8;
+    pub(super) const EVENT_LOST: usize = 9;
+    pub(super) const LOST: usize = 10;
+    pub(super) const DIRTY_LOST: usize = 11;
+    pub(super) const MAX: usize = 12;
+}
+
+type FlowKey = [u8; KEY_LEN];
+type FlowVal = [u8; VAL_LEN];
+
+/// What an attached interface is on the node; decides where a packet that crosses several
+/// attached interfaces is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Count everything, both directions (a single interface, a test veth).
+    Plain,
+    /// The host side of a pod's veth (`veth*`, `cali*`, `lxc*`): packets entering it come from
+    /// the pod.
+    Pod,
+    /// A node uplink: only traffic no pod veth sees (host network) is counted here.
+    Host,
+}
+
+/// Interfaces to attach to: a name, or a pattern with `*` (matched again every few seconds, so
+/// pods started later are attached too).
+#[derive(Debug, Clone)]
+pub struct InterfaceSpec {
+    /// Name or `*` pattern.
+    pub pattern: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// An IP network, `10.244.1.0/24` or `fd00::/64` (a plain address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// Network address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR (e.g. 10.244.0.0/16)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl Cidr {
+    /// The LPM-trie key: the address as 16 bytes (IPv4 mapped into IPv6, as the programs see
+    /// it) and the prefix over those 128 bits.
+    fn lpm_key(&self) -> LpmKey<[u8; 16]> {
+        match self.addr {
+            IpAddr::V4(v4) => {
+                LpmKey::new(96 + u32::from(self.prefix), v4.to_ipv6_mapped().octets())
+            }
+            IpAddr::V6(v6) => LpmKey::new(u32::from(self.prefix), v6.octets()),
+        }
+    }
+}
+
+/// The capture filter applied in the kernel: only packets with an end in `cidrs` (when not
+/// empty) and, for TCP and UDP, a port in `ports` (when not empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Networks.
+    pub cidrs: Vec<Cidr>,
+    /// Ports.
+    pub ports: Vec<u16>,
+}
+
+impl Filter {
+    /// Reads a filter file: one `cidr NET`, `port N` (or a bare network / port) per line; `#`
+    /// starts a comment.
+    ///
+    /// # Errors
+    /// A line that is neither, with its number.
+    pub fn parse(text: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (kind, value) = line.split_once(char::is_whitespace).unwrap_or(("", line));
+            let value = value.trim();
+            match kind {
+                "port" => f.ports.push(
+                    value
+                        .parse()
+                        .map_err(|_| format!("line {}: `{value}` is not a port", i + 1))?,
+                ),
+                "cidr" => f.cidrs.push(value.parse().map_err(|e| format!("line {}: {e}", i + 1))?),
+                "" if value.parse::<u16>().is_ok() => f.ports.push(value.parse().unwrap_or(0)),
+                "" => f.cidrs.push(value.parse().map_err(|e| format!("line {}: {e}", i + 1))?),
+                other => {
+                    return Err(format!(
+                        "line {}: `{other}`: expected `cidr NETWORK` or `port NUMBER`",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Live capture settings.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Interfaces and their roles.
+    pub interfaces: Vec<InterfaceSpec>,
+    /// This node's pod networks, for host interfaces (`node.spec.podCIDRs`).
+    pub pod_cidrs: Vec<Cidr>,
+    /// The capture filter at start.
+    pub filter: Filter,
+    /// A filter file re-read when it changes (replaces `filter` then).
+    pub filter_file: Option<PathBuf>,
+    /// Size of the kernel's flow table (entries).
+    pub kernel_flows: u32,
+    /// Ring-buffer bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
+    /// How often the kernel's counters are read and the clock advanced.
+    pub read_interval: Duration,
+    /// How often rows made so far are handed to the sink.
+    pub flush_interval: Duration,
+    /// Send every packet to user space (the packets table is on).
+    pub all_events: bool,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            interfaces: Vec::new(),
+            pod_cidrs: Vec::new(),
+            filter: Filter::default(),
+            filter_file: None,
+            kernel_flows: 131_072,
+            ring_bytes: 8 << 20,
+            read_interval: Duration::from_secs(1),
+            flush_interval: Duration::from_secs(10),
+            all_events: false,
+        }
+    }
+}
+
+/// Live capture errors: what is missing and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// Loading or attaching needs privileges the process lacks.
+    #[error(
+        "{what}: permission denied. Live capture loads eBPF programs: run as root, or grant \
+         CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (in Kubernetes: securityContext.capabilities.add, \
+         or privileged: true)"
+    )]
+    Privileges {
+        /// The step that failed.
+        what: String,
+    },
+    /// The kernel refused the programs or a map (too old, or a feature is off).
+    #[error(
+        "{what}: {detail}. Live capture needs Linux ≥ 6.1 with BPF ring buffers, LRU hash and \
+         LPM trie maps and TC/TCX classifiers (CONFIG_BPF_SYSCALL, CONFIG_NET_CLS_BPF)"
+    )]
+    Kernel {
+        /// The step that failed.
+        what: String,
+        /// The kernel's answer.
+        detail: String,
+    },
+    /// An interface named on the command line does not exist.
+    #[error("no interface `{0}` in this network namespace (see `ip link`)")]
+    NoInterface(String),
+    /// A pattern matched no interface at start.
+    #[error(
+        "no interface matches `{0}` in this network namespace (see `ip link`; pod veths are \
+         usually veth*, cali*, lxc* or cni*)"
+    )]
+    NoMatch(String),
+    /// A bad filter file.
+    #[error("filter file `{}`: {msg}", path.display())]
+    FilterFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The binary was built without its eBPF programs (no clang at build time).
+    #[error(
+        "this podwire was built without its eBPF programs (clang or the BPF headers were missing \
+         at build time): apt-get install clang libbpf-dev, then rebuild (cargo build)"
+    )]
+    NotBuilt,
+    /// Nothing to capture on.
+    #[error("no interface to capture on: give --interface, --pod-interface or --host-interface")]
+    NoInterfaces,
+}
+
+fn classify(what: &str, e: &dyn std::fmt::Display) -> LiveError {
+    // aya wraps the errno in several error types; its text is the stable part.
+    let detail = e.to_string();
+    if detail.contains("Operation not permitted") || detail.contains("Permission denied") {
+        LiveError::Privileges { what: what.to_string() }
+    } else {
+        LiveError::Kernel { what: what.to_string(), detail }
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+struct Attached {
+    name: String,
+    ifindex: u32,
+    links: [SchedClassifierLinkId; 2],
+}
+
+/// Per-flow counters read last time (the kernel's counters are totals since the flow entry was
+/// made).
+#[derive(Debug, Clone, Copy, Default)]
+struct Baseline {
+    first_ns: u64,
+    dirs: [[u64; 5]; 2],
+}
+
+/// A loaded and attached live capture. Dropping it detaches the programs.
+pub struct LiveCapture {
+    bpf: Ebpf,
+    ring: RingBuf<MapData>,
+    flows: HashMap<MapData, FlowKey, FlowVal>,
+    stats: PerCpuArray<MapData, u64>,
+    config: Array<MapData, [u8; 8]>,
+    ifaces: HashMap<MapData, u32, u32>,
+    filter_cidrs: LpmTrie<MapData, [u8; 16], u8>,
+    filter_ports: HashMap<MapData, u16, u8>,
+    cfg: LiveConfig,
+    interval_gen: u32,
+    flags: u32,
+    attached: Vec<Attached>,
+    link_types: StdHashMap<u32, LinkType>,
+    baselines: StdHashMap<FlowKey, Baseline>,
+    dirty: HashSet<FlowKey>,
+    kernel: KernelCounters,
+    last_skips: [u64; 3],
+    filter_mtime: Option<SystemTime>,
+    mono_offset_ns: i64,
+}
+
+impl std::fmt::Debug for LiveCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCapture").field("interfaces", &self.interface_names()).finish()
+    }
+}
+
+fn sys_net(name: &str, file: &str) -> Option<String> {
+    std::fs::read_to_string(Path::new("/sys/class/net").join(name).join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn all_interfaces() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `*` matches any run of characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || !name[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// A clock's reading in ns (0 if it cannot be read, which Linux does not do for these clocks).
+#[allow(unsafe_code)]
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes only into it.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    if rc == 0 { ts.tv_sec * 1_000_000_000 + ts.tv_nsec } else { 0 }
+}
+
+fn monotonic_ns() -> i64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC: adds to `bpf_ktime_get_ns()` to give wall time.
+fn mono_offset_ns() -> i64 {
+    let mono = monotonic_ns();
+    clock_ns(libc::CLOCK_REALTIME) - mono
+}
+
+/// Waits until `fd` is readable or `timeout` passes.
+#[allow(unsafe_code)]
+fn wait_readable(fd: i32, timeout: Duration) {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, count 1; poll only writes `revents`.
+    let _ = unsafe { libc::poll(&mut pfd, 1, ms) };
+}
+
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[o..o + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn addr(b: &[u8]) -> IpAddr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    Ipv6Addr::from(a).to_canonical()
+}
+
+fn addr16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The kernel's key for a flow: the ends ordered as the programs order them (addresses as four
+/// native-endian words, then ports).
+fn flow_key(proto: u8, a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
+    let words = |x: &[u8; 16]| -> [u32; 4] {
+        let mut w = [0u32; 4];
+        for (i, c) in x.chunks_exact(4).enumerate() {
+            w[i] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        w
+    };
+    let (aa, ba) = (addr16(a.0), addr16(b.0));
+    let (wa, wb) = (words(&aa), words(&ba));
+    let a_first = wa < wb || (wa == wb && a.1 <= b.1);
+    let ((lo, lp), (hi, hp)) =
+        if a_first { ((aa, a.1), (ba, b.1)) } else { ((ba, b.1), (aa, a.1)) };
+    let mut k = [0u8; KEY_LEN];
+    k[..16].copy_from_slice(&lo);
+    k[16..32].copy_from_slice(&hi);
+    k[32..34].copy_from_slice(&lp.to_le_bytes());
+    k[34..36].copy_from_slice(&hp.to_le_bytes());
+    k[36] = proto;
+    k
+}
+
+fn dir_totals(v: &FlowVal, d: usize) -> [u64; 5] {
+    let o = d * 40;
+    [
+        u64_at(v, o),
+        u64_at(v, o + 8),
+        u64_at(v, o + 16),
+        u64::from(u32_at(v, o + 24)),
+        u64::from(u32_at(v, o + 28)),
+    ]
+}
+
+impl LiveCapture {
+    /// Loads the programs, fills the maps and attaches to the interfaces (ingress and egress).
+    ///
+    /// # Errors
+    /// Missing privileges or kernel features, unknown interfaces, a bad filter file: each says
+    /// what to do.
+    pub fn start(cfg: LiveConfig) -> Result<LiveCapture, LiveError> {
+        if cfg.interfaces.is_empty() {
+            return Err(LiveError::NoInterfaces);
+        }
+        if PROGRAM.is_empty() {
+            return Err(LiveError::NotBuilt);
+        }
+        let ring_bytes = cfg.ring_bytes.max(4096).next_power_of_two();
+        let mut bpf = EbpfLoader::new()
+            .map_max_entries("flows", cfg.kernel_flows.max(1024))
+            .map_max_entries("events", ring_bytes)
+            .load(PROGRAM)
+            .map_err(|e| classify("loading the eBPF programs", &chain(&e)))?;
+        for name in ["podwire_ingress", "podwire_egress"] {
+            let prog: &mut SchedClassifier = bpf
+                .program_mut(name)
+                .ok_or_else(|| LiveError::Kernel {
+                    what: format!("program {name}"),
+                    detail: "missing from the object (a build problem)".into(),
+                })?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| classify(name, &chain(&e)))?;
+            prog.load().map_err(|e| classify(&format!("verifying {name}"), &chain(&e)))?;
+        }
+        let take = |bpf: &mut Ebpf, name: &str| {
+            bpf.take_map(name).ok_or_else(|| LiveError::Kernel {
+                what: format!("map {name}"),
+                detail: "missing from the object (a build problem)".into(),
+            })
+        };
+        let map_err = |name: &'static str| move |e: aya::maps::MapError| classify(name, &chain(&e));
+        let ring = RingBuf::try_from(take(&mut bpf, "events")?).map_err(map_err("events"))?;
+        let flows = HashMap::try_from(take(&mut bpf, "flows")?).map_err(map_err("flows"))?;
+        let stats = PerCpuArray::try_from(take(&mut bpf, "stats")?).map_err(map_err("stats"))?;
+        let config = Array::try_from(take(&mut bpf, "config")?).map_err(map_err("config"))?;
+        let ifaces = HashMap::try_from(take(&mut bpf, "ifaces")?).map_err(map_err("ifaces"))?;
+        let mut pod_cidrs: LpmTrie<MapData, [u8; 16], u8> =
+            LpmTrie::try_from(take(&mut bpf, "pod_cidrs")?).map_err(map_err("pod_cidrs"))?;
+        let filter_cidrs =
+            LpmTrie::try_from(take(&mut bpf, "filter_cidrs")?).map_err(map_err("filter_cidrs"))?;
+        let filter_ports =
+            HashMap::try_from(take(&mut bpf, "filter_ports")?).map_err(map_err("filter_ports"))?;
+        for c in &cfg.pod_cidrs {
+            pod_cidrs.insert(&c.lpm_key(), 1, 0).map_err(map_err("pod_cidrs"))?;
+        }
+        let mut live = LiveCapture {
+            bpf,
+            ring,
+            flows,
+            stats,
+            config,
+            ifaces,
+            filter_cidrs,
+            filter_ports,
+            flags: if cfg.all_events { CFG_ALL_EVENTS } else { 0 },
+            cfg,
+            interval_gen: 1,
+            attached: Vec::new(),
+            link_types: StdHashMap::new(),
+            baselines: StdHashMap::new(),
+            dirty: HashSet::new(),
+            kernel: KernelCounters::default(),
+            last_skips: [0; 3],
+            filter_mtime: None,
+            mono_offset_ns: mono_offset_ns(),
+        };
+        let filter = live.cfg.filter.clone();
+        live.set_filter(&filter)?;
+        if let Some(path) = live.cfg.filter_file.clone() {
+            live.reload_filter(&path, true)?;
+        }
+        live.write_config()?;
+        live.attach_new(true)?;
+        Ok(live)
+    }
+
+    /// Names of the interfaces attached now.
+    pub fn interface_names(&self) -> Vec<String> {
+        self.attached.iter().map(|a| a.name.clone()).collect()
+    }
+
+    fn write_config(&mut self) -> Result<(), LiveError> {
+        let mut v = [0u8; 8];
+        v[..4].copy_from_slice(&self.interval_gen.to_le_bytes());
+        v[4..].copy_from_slice(&self.flags.to_le_bytes());
+        self.config.set(0, v, 0).map_err(|e| classify("writing the config map", &chain(&e)))
+    }
+
+    /// Replaces the capture filter in the kernel (takes effect for the next packet).
+    ///
+    /// # Errors
+    /// A map update the kernel refused.
+    pub fn set_filter(&mut self, f: &Filter) -> Result<(), LiveError> {
+        let err = |e: aya::maps::MapError| classify("updating the filter maps", &chain(&e));
+        // Clear, then fill: during the swap the filter is off for a moment (packets counted,
+        // never dropped from the records).
+        self.flags &= !(CFG_FILTER_CIDR | CFG_FILTER_PORT);
+        self.write_config()?;
+        let old: Vec<_> = self.filter_cidrs.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = self.filter_cidrs.remove(&k);
+        }
+        let old: Vec<_> = self.filter_ports.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = self.filter_ports.remove(&k);
+        }
+        for c in &f.cidrs {
+            self.filter_cidrs.insert(&c.lpm_key(), 1, 0).map_err(err)?;
+        }
+        for p in &f.ports {
+            self.filter_ports.insert(p, 1, 0).map_err(err)?;
+        }
+        if !f.cidrs.is_empty() {
+            self.flags |= CFG_FILTER_CIDR;
+        }
+        if !f.ports.is_empty() {
+            self.flags |= CFG_FILTER_PORT;
+        }
+        self.write_config()?;
+        tracing::info!(cidrs = f.cidrs.len(), ports = f.ports.len(), "Capture filter set.");
+        Ok(())
+    }
+
+    fn reload_filter(&mut self, path: &Path, first: bool) -> Result<(), LiveError> {
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if !first && mtime == self.filter_mtime {
+            return Ok(());
+        }
+        let bad = |msg: String| LiveError::FilterFile { path: path.to_path_buf(), msg };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let f = Filter::parse(&text).map_err(bad)?;
+        self.filter_mtime = mtime;
+        self.set_filter(&f)
+    }
+
+    /// Attaches to interfaces that match the configuration and are not attached yet; forgets
+    /// those that are gone.
+    fn attach_new(&mut self, first: bool) -> Result<(), LiveError> {
+        let names = all_interfaces();
+        self.attached.retain(|a| names.contains(&a.name));
+        let specs = self.cfg.interfaces.clone();
+        for spec in &specs {
+            let matches: Vec<&String> = names.iter().filter(|n| glob(&spec.pattern, n)).collect();
+            if first && matches.is_empty() {
+                return Err(if spec.pattern.contains('*') {
+                    LiveError::NoMatch(spec.pattern.clone())
+                } else {
+                    LiveError::NoInterface(spec.pattern.clone())
+                });
+            }
+            for name in matches {
+                if self.attached.iter().any(|a| &a.name == name) {
+                    continue;
+                }
+                match self.attach_one(name, spec.role) {
+                    Ok(()) => tracing::info!(interface = %name, role = ?spec.role, "Attached."),
+                    Err(e) if first => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(interface = %name, error = %e, "Cannot attach (will retry).")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_one(&mut self, name: &str, role: Role) -> Result<(), LiveError> {
+        let ifindex: u32 = sys_net(name, "ifindex")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| LiveError::NoInterface(name.to_string()))?;
+        // ARPHRD_ETHER (1) and ARPHRD_LOOPBACK (772) carry an Ethernet header in TC.
+        let kind = sys_net(name, "type");
+        let l2 = matches!(kind.as_deref(), Some("1" | "772"));
+        let mut v = match role {
+            Role::Plain => 0,
+            Role::Pod => ROLE_POD,
+            Role::Host => ROLE_HOST,
+        };
+        if !l2 {
+            v |= IF_NO_L2;
+        }
+        if kind.as_deref() == Some("772") {
+            // Every loopback packet is seen leaving and coming back: counted once, on egress.
+            v |= IF_LOOPBACK;
+        }
+        self.ifaces
+            .insert(ifindex, v, 0)
+            .map_err(|e| classify("writing the interface map", &chain(&e)))?;
+        self.link_types.insert(ifindex, if l2 { LinkType::Ethernet } else { LinkType::RawIp });
+        let mut links = Vec::with_capacity(2);
+        for (prog, dir) in
+            [("podwire_ingress", TcAttachType::Ingress), ("podwire_egress", TcAttachType::Egress)]
+        {
+            let p: &mut SchedClassifier =
+                self.bpf.program_mut(prog).and_then(|p| p.try_into().ok()).ok_or_else(|| {
+                    LiveError::Kernel { what: prog.into(), detail: "not loaded".into() }
+                })?;
+            let what = format!("attaching to {name} ({dir:?})");
+            let id = p.attach(name, dir).map_err(|e| classify(&what, &chain(&e)))?;
+            links.push(id);
+        }
+        let egress = links.pop();
+        let ingress = links.pop();
+        if let (Some(i), Some(e)) = (ingress, egress) {
+            self.attached.push(Attached { name: name.to_string(), ifindex, links: [i, e] });
+        }
+        Ok(())
+    }
+
+    /// Detaches every program (nothing stays attached once this returns).
+    pub fn detach(&mut self) {
+        for a in self.attached.drain(..) {
+            let [i, e] = a.links;
+            for (prog, id) in [("podwire_ingress", i), ("podwire_egress", e)] {
+                if let Some(p) = self.bpf.program_mut(prog) {
+                    let p: Result<&mut SchedClassifier, _> = p.try_into();
+                    if let Ok(p) = p
+                        && let Err(err) = p.detach(id)
+                    {
+                        tracing::debug!(interface = %a.name, ifindex = a.ifindex, error = %err, "Detach (interface gone?).");
+                    }
+                }
+            }
+        }
+    }
+
+    fn wall(&self, ktime_ns: u64) -> i64 {
+        i64::try_from(ktime_ns).unwrap_or(i64::MAX).saturating_add(self.mono_offset_ns)
+    }
+
+    /// Takes everything in the ring buffer: packets into the pipeline, dirty flows noted.
+    fn drain_ring<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) -> usize {
+        let mut n = 0;
+        loop {
+            let Some(item) = RingBuf::next(&mut self.ring) else { break };
+            n += 1;
+            let b: &[u8] = &item;
+            if b.len() < HDR_LEN {
+                continue;
+            }
+            let ts =
+                i64::try_from(u64_at(b, 0)).unwrap_or(i64::MAX).saturating_add(self.mono_offset_ns);
+            let ifindex = u32_at(b, 8);
+            let cap = usize::from(u16::from_le_bytes([b[16], b[17]]));
+            let body = &b[HDR_LEN..];
+            match b[18] {
+                EV_PACKET if cap <= body.len() => {
+                    let link = self.link_types.get(&ifindex).copied().unwrap_or(LinkType::Ethernet);
+                    pipeline.on_frame(Frame { ts_ns: ts, link, data: &body[..cap], offset: 0 });
+                }
+                EV_DIRTY if body.len() >= KEY_LEN => {
+                    let mut k = [0u8; KEY_LEN];
+                    k.copy_from_slice(&body[..KEY_LEN]);
+                    self.dirty.insert(k);
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+
+    /// Reads one flow's counters and adds what is new to the pipeline.
+    fn read_flow<S: BatchSink>(&mut self, key: &FlowKey, v: &FlowVal, pipeline: &mut Pipeline<S>) {
+        let first_ns = u64_at(v, 80);
+        let last_ns = u64_at(v, 88);
+        let base = self.baselines.entry(*key).or_default();
+        if base.first_ns != first_ns {
+            if base.first_ns != 0 {
+                // The kernel dropped the flow (LRU) and it came back: what it had counted
+                // since the last read is gone.
+                self.kernel.flows_evicted += 1;
+            }
+            *base = Baseline { first_ns, ..Baseline::default() };
+        }
+        let mut from = [FlowCounts::default(); 2];
+        for (d, f) in from.iter_mut().enumerate() {
+            let now = dir_totals(v, d);
+            let was = base.dirs[d];
+            let delta: Vec<u64> = now.iter().zip(was).map(|(n, w)| n.saturating_sub(w)).collect();
+            *f = FlowCounts {
+                packets: delta[0],
+                bytes: delta[1],
+                payload_bytes: delta[2],
+                retransmits: delta[3],
+                zero_windows: delta[4],
+                flags: (u32_at(v, d * 40 + 32) & 0xff) as u8,
+            };
+            base.dirs[d] = now;
+        }
+        let a = (addr(&key[..16]), u16::from_le_bytes([key[32], key[33]]));
+        let b = (addr(&key[16..32]), u16::from_le_bytes([key[34], key[35]]));
+        let ts = self.wall(last_ns);
+        pipeline.on_counts(ts, key[36], a, b, from);
+    }
+
+    /// Reads the flows announced dirty.
+    fn read_dirty<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
+        let keys: Vec<FlowKey> = self.dirty.drain().collect();
+        for k in keys {
+            if let Ok(v) = self.flows.get(&k, 0) {
+                self.read_flow(&k, &v, pipeline);
+            }
+        }
+    }
+
+    /// Reads every flow of the kernel table (at the end).
+    fn read_all<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
+        let all: Vec<(FlowKey, FlowVal)> = self.flows.iter().filter_map(Result::ok).collect();
+        for (k, v) in all {
+            self.read_flow(&k, &v, pipeline);
+        }
+    }
+
+    fn read_stats<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>, now_ns: i64) {
+        let mut sums = [0u64; st::MAX];
+        for (i, s) in sums.iter_mut().enumerate() {
+            if let Ok(v) = self.stats.get(&(i as u32), 0) {
+                *s = v.iter().sum();
+            }
+        }
+        self.kernel.seen = sums[st::SEEN];
+        self.kernel.deduplicated = sums[st::DEDUP];
+        self.kernel.filtered = sums[st::FILTERED];
+        self.kernel.events_lost = sums[st::EVENT_LOST];
+        self.kernel.packets_lost = sums[st::LOST];
+        self.kernel.dirty_lost = sums[st::DIRTY_LOST];
+        let skips = [sums[st::NOT_IP], sums[st::MALFORMED], sums[st::OTHER_PROTO]];
+        let reasons = [Skip::NotIp, Skip::BadIp, Skip::OtherIpProtocol];
+        let delta: Vec<(Skip, u64)> = reasons
+            .iter()
+            .zip(skips.iter().zip(self.last_skips))
+            .map(|(r, (now, was))| (*r, now.saturating_sub(was)))
+            .collect();
+        self.last_skips = skips;
+        pipeline.on_kernel(self.kernel, &delta, now_ns);
+    }
+
+    /// One read interval's work: advance the interval, take the ring buffer, read the dirty
+    /// flows and the counters, move the clock, and forget finished flows.
+    fn interval<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
+        self.interval_gen = self.interval_gen.wrapping_add(1);
+        if let Err(e) = self.write_config() {
+            tracing::warn!(error = %e, "Cannot advance the read interval.");
+        }
+        self.drain_ring(pipeline);
+        self.read_dirty(pipeline);
+        self.mono_offset_ns = mono_offset_ns();
+        let now = self.wall(0).saturating_add(monotonic_ns());
+        self.read_stats(pipeline, now);
+        pipeline.tick(now);
+        for (p, a, b) in pipeline.take_finished() {
+            let k = flow_key(p, a, b);
+            let _ = self.flows.remove(&k);
+            self.baselines.remove(&k);
+        }
+    }
+
+    /// Runs until `stop` is set (or `until` passes): packets and counters into `pipeline`,
+    /// rows to its sink every flush interval. Detaches the programs, reads what the kernel
+    /// counted last, and returns; the caller finishes the pipeline.
+    pub fn run<S: BatchSink>(
+        &mut self,
+        pipeline: &mut Pipeline<S>,
+        stop: &AtomicBool,
+        until: Option<Instant>,
+        mut progress: impl FnMut(&crate::stats::CaptureStats),
+    ) {
+        pipeline.collect_finished(true);
+        let mut next_read = Instant::now() + self.cfg.read_interval;
+        let mut next_flush = Instant::now() + self.cfg.flush_interval;
+        let mut next_scan = Instant::now() + Duration::from_secs(5);
+        let fd = self.ring.as_raw_fd();
+        while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
+            let now = Instant::now();
+            wait_readable(
+                fd,
+                next_read.saturating_duration_since(now).min(Duration::from_millis(200)),
+            );
+            self.drain_ring(pipeline);
+            let now = Instant::now();
+            if now >= next_read {
+                self.interval(pipeline);
+                progress(pipeline.stats());
+                next_read = now + self.cfg.read_interval;
+            }
+            if now >= next_flush {
+                pipeline.flush();
+                next_flush = now + self.cfg.flush_interval;
+            }
+            if now >= next_scan {
+                if let Some(path) = self.cfg.filter_file.clone()
+                    && let Err(e) = self.reload_filter(&path, false)
+                {
+                    tracing::warn!(error = %e, "Filter file not applied; the previous filter stays.");
+                }
+                if let Err(e) = self.attach_new(false) {
+                    tracing::warn!(error = %e, "Rescanning interfaces failed.");
+                }
+                next_scan = now + Duration::from_secs(5);
+            }
+        }
+        self.detach();
+        // What was in flight when the programs went away.
+        self.drain_ring(pipeline);
+        self.read_all(pipeline);
+        let now = self.wall(0).saturating_add(monotonic_ns());
+        self.read_stats(pipeline, now);
+        self.dirty.clear();
+    }
+
+    /// Kernel-side counters so far.
+    pub fn kernel_counters(&self) -> KernelCounters {
+        self.kernel
+    }
+}
+
+impl Drop for LiveCapture {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("veth*", "veth1234"));
+        assert!(glob("*", "eth0"));
+        assert!(glob("cali*x", "cali12x"));
+        assert!(!glob("veth*", "eth0"));
+        assert!(glob("eth0", "eth0"));
+        assert!(!glob("eth0", "eth01"));
+    }
+
+    #[test]
+    fn cidrs_and_filter_files() {
+        let c: Cidr = "10.244.1.0/24".parse().unwrap();
+        assert_eq!(c.lpm_key().prefix_len(), 120);
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert_eq!("fd00::1".parse::<Cidr>().unwrap().prefix, 128);
+        let f = Filter::parse("# pods\ncidr 10.244.0.0/16\nport 443\n53\n192.168.0.0/16 # lab\n")
+            .unwrap();
+        assert_eq!(f.ports, vec![443, 53]);
+        assert_eq!(f.cidrs.len(), 2);
+        let e = Filter::parse("cidr 10.0.0.0/8\nhost foo\n").unwrap_err();
+        assert!(e.starts_with("line 2"), "{e}");
+    }
+
+    #[test]
+    fn flow_keys_order_the_ends_like_the_kernel() {
+        let a = ("10.0.0.2".parse().unwrap(), 40000);
+        let b = ("10.0.0.1".parse().unwrap(), 80);
+        assert_eq!(flow_key(6, a, b), flow_key(6, b, a));
+        let k = flow_key(17, a, b);
+        assert_eq!(k[36], 17);
+        assert_eq!(addr(&k[..16]), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+}

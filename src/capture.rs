@@ -32,7 +32,13 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     tracker.node = node;
     let mut pipeline = Pipeline::new(PipelineConfig { tracker, ..PipelineConfig::default() }, sink);
     let (capture_error, live_error) = if args.live.enabled() {
-        (None, crate::live::run(&args.live, args.tracker.packets, &mut pipeline).err())
+        let inventory =
+            args.inventory.as_deref().map(crate::live::InventoryFile::load).transpose()?;
+        (
+            None,
+            crate::live::run(&args.live, args.tracker.packets, inventory.as_ref(), &mut pipeline)
+                .err(),
+        )
     } else {
         (read_files(&mut pipeline, &files).map_err(|e| anyhow::anyhow!("{e}"))?, None)
     };

@@ -101,6 +101,11 @@ pub(crate) struct CaptureArgs {
     pub(crate) pcap: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) live: LiveArgs,
+    /// Live capture only: the inventory (`kubectl get pods,services,nodes -A -o json`) that pod
+    /// selectors of the capture filter (--only-namespace, ...) are resolved with; re-read when
+    /// it changes. (Ingest names the pods.)
+    #[arg(long, env = "PODWIRE_INVENTORY")]
+    pub(crate) inventory: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) kafka: crate::kafka::KafkaArgs,
     /// Bytes of messages that may wait for the broker before new batches are dropped.
@@ -428,8 +433,16 @@ pub(crate) struct LiveArgs {
     /// Capture only TCP/UDP packets with one of these ports (applied in the kernel).
     #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_ONLY_PORT")]
     pub(crate) only_port: Vec<u16>,
-    /// A capture filter file (`cidr NET` / `port N` lines), re-read when it changes: the
-    /// filter changes without a restart. Replaces --only-cidr/--only-port.
+    /// Capture only traffic of pods (and service ClusterIPs) in these namespaces: resolved to
+    /// addresses with the inventory, again every 5 s.
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_ONLY_NAMESPACE")]
+    pub(crate) only_namespace: Vec<String>,
+    /// Capture only traffic of these workloads' pods (`NAME` or `Kind/NAME`), via the inventory.
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_ONLY_WORKLOAD")]
+    pub(crate) only_workload: Vec<String>,
+    /// A capture filter file (`cidr NET`, `port N`, `namespace NS`, `workload NAME`,
+    /// `service NAME`, `pod NAME` lines), re-read when it changes: the filter changes without a
+    /// restart. Replaces the --only-* flags.
     #[arg(long, env = "PODWIRE_FILTER_FILE")]
     pub(crate) filter_file: Option<PathBuf>,
     /// Flows the kernel table holds (LRU; evictions before a read are counted as loss).
@@ -444,6 +457,10 @@ pub(crate) struct LiveArgs {
     /// How often rows made so far are written (standalone) or sent (capture).
     #[arg(long, env = "PODWIRE_FLUSH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) flush_interval: Duration,
+    /// Serve Prometheus metrics (packets, connections, kernel loss counters) and /healthz here,
+    /// e.g. 0.0.0.0:9464.
+    #[arg(long, env = "PODWIRE_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// Stop after this long (default: until SIGTERM or Ctrl-C).
     #[arg(long, env = "PODWIRE_DURATION", value_parser = humantime::parse_duration)]
     pub(crate) duration: Option<Duration>,

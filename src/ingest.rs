@@ -9,7 +9,6 @@ use podwire_ingest::metrics::IngestMetrics;
 use podwire_ingest::segment::RollPolicy;
 use podwire_ingest::store::StoreConfig;
 use podwire_schemas::Table;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -54,36 +53,8 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
         .context("cannot start the runtime")?;
     // Metrics and health on their own port.
     if let Some(listen) = args.metrics_listen {
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(listen))
-            .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
-        let addr = listener.local_addr()?;
-        tracing::info!("Metrics at http://{addr}/metrics");
-        println!("metrics on http://{addr}");
-        std::io::stdout().flush()?;
         let m = Arc::clone(&metrics);
-        let app = axum::Router::new()
-            .route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let m = Arc::clone(&m);
-                    async move {
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            m.encode(),
-                        )
-                    }
-                }),
-            )
-            .route("/healthz", axum::routing::get(|| async { "ok\n" }));
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("metrics server failed: {e}");
-            }
-        });
+        runtime.block_on(crate::serve::spawn_metrics(listen, Arc::new(move || m.encode())))?;
     }
     if args.kube {
         let client = runtime

@@ -1,14 +1,104 @@
 //! Live capture for `podwire standalone` and `podwire capture`: the eBPF programs attached to
 //! this machine's interfaces feed the same pipeline as capture files, until SIGTERM, Ctrl-C or
 //! `--duration`.
+//!
+//! Prometheus metrics (`--metrics-listen`), all counters since the start:
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `podwire_capture_packets_total` | | packets accounted for (counted on a connection, or skipped) |
+//! | `podwire_capture_packets_tracked_total` | | packets counted on a connection |
+//! | `podwire_capture_packets_skipped_total` | `reason` | packets not turned into records (not_ip, bad_ip_header, ...) |
+//! | `podwire_capture_connections_total` | `outcome` | connections finished |
+//! | `podwire_capture_connections_evicted_total` | | finished early: the tracker's table was full |
+//! | `podwire_capture_dns_transactions_total` | | DNS transactions |
+//! | `podwire_capture_kernel_packets_seen_total` | | packets the eBPF programs ran on (all interfaces, both directions) |
+//! | `podwire_capture_kernel_packets_deduplicated_total` | | seen on a second interface, counted once |
+//! | `podwire_capture_kernel_packets_filtered_total` | | outside the capture filter |
+//! | `podwire_capture_kernel_events_lost_total` | | counted without details: ring buffer full |
+//! | `podwire_capture_kernel_packets_lost_total` | | not counted: flow table full, or ICMP/fragment with the ring buffer full |
+//! | `podwire_capture_kernel_flows_evicted_total` | | flows the kernel table dropped before they were read |
+//! | `podwire_capture_interfaces` | | interfaces attached now (gauge) |
 use crate::cli::LiveArgs;
-use podwire_capture::ebpf::{Filter, InterfaceSpec, LiveCapture, LiveConfig, Role};
+use podwire_capture::ebpf::{Filter, InterfaceSpec, LiveCapture, LiveConfig, Resolver, Role};
 use podwire_capture::pipeline::{BatchSink, Pipeline};
+use podwire_capture::stats::CaptureStats;
+use podwire_ingest::inventory::{Inventory, SharedInventory};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn config(args: &LiveArgs, packets_table: bool) -> LiveConfig {
+/// An inventory file shared by enrichment and the capture filter's pod selectors, re-read when it
+/// changes (checked when the selectors are resolved, every 5 s).
+#[derive(Debug, Clone)]
+pub(crate) struct InventoryFile {
+    path: PathBuf,
+    pub(crate) shared: SharedInventory,
+    mtime: Arc<std::sync::Mutex<Option<std::time::SystemTime>>>,
+}
+
+impl InventoryFile {
+    pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let inv = Inventory::from_file(path)?;
+        tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        Ok(InventoryFile {
+            path: path.to_path_buf(),
+            shared: SharedInventory::new(inv),
+            mtime: Arc::new(std::sync::Mutex::new(mtime)),
+        })
+    }
+
+    /// Re-reads the file if it changed; a file that does not parse leaves the old inventory.
+    fn refresh(&self) {
+        let now = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let Ok(mut seen) = self.mtime.lock() else { return };
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        match Inventory::from_file(&self.path) {
+            Ok(inv) => {
+                tracing::info!(path = %self.path.display(), addresses = inv.len(), "Inventory reloaded.");
+                self.shared.set(inv);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Inventory file not reloaded; the previous one stays.")
+            }
+        }
+    }
+
+    /// Pod selectors → addresses, with the inventory as of now.
+    fn resolver(&self) -> Resolver {
+        let me = self.clone();
+        Arc::new(move |kind: &str, value: &str| {
+            me.refresh();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            me.shared.get().addresses_where(now, |m| match kind {
+                "namespace" => m.namespace == value,
+                "workload" => {
+                    m.workload == value
+                        || value.split_once('/').is_some_and(|(k, n)| {
+                            m.workload_kind.eq_ignore_ascii_case(k) && m.workload == n
+                        })
+                }
+                "service" => m.service == value,
+                "pod" => m.pod == value,
+                _ => false,
+            })
+        })
+    }
+}
+
+fn config(args: &LiveArgs, packets_table: bool, inventory: Option<&InventoryFile>) -> LiveConfig {
     let mut interfaces = Vec::new();
     let specs = [
         (&args.interface, Role::Plain),
@@ -21,21 +111,134 @@ fn config(args: &LiveArgs, packets_table: bool) -> LiveConfig {
     LiveConfig {
         interfaces,
         pod_cidrs: args.pod_cidr.clone(),
-        filter: Filter { cidrs: args.only_cidr.clone(), ports: args.only_port.clone() },
+        filter: Filter {
+            cidrs: args.only_cidr.clone(),
+            ports: args.only_port.clone(),
+            pods: args
+                .only_namespace
+                .iter()
+                .map(|n| ("namespace".to_string(), n.clone()))
+                .chain(args.only_workload.iter().map(|w| ("workload".to_string(), w.clone())))
+                .collect(),
+        },
         filter_file: args.filter_file.clone(),
         kernel_flows: args.kernel_flows,
         ring_bytes: u32::try_from(args.ring_bytes).unwrap_or(1 << 30),
         read_interval: args.read_interval.max(Duration::from_millis(50)),
         flush_interval: args.flush_interval.max(Duration::from_millis(100)),
         all_events: packets_table,
+        resolver: inventory.map(InventoryFile::resolver),
     }
 }
 
-/// Sets the returned flag on SIGTERM or Ctrl-C.
-fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Label {
+    key: String,
+}
+
+/// The live capture's metrics, set from the pipeline's counters after every read interval.
+#[derive(Debug, Default)]
+struct Metrics {
+    registry: Registry,
+    counters: Vec<Counter>,
+    skipped: Family<Label, Counter>,
+    outcomes: Family<Label, Counter>,
+    interfaces: Gauge,
+    last: std::sync::Mutex<(Vec<u64>, CaptureStats)>,
+}
+
+/// Names and help of the plain counters, in the order of [`Metrics::values`].
+const COUNTERS: [(&str, &str); 10] = [
+    ("packets", "packets accounted for (counted on a connection, or skipped)"),
+    ("packets_tracked", "packets counted on a connection"),
+    ("connections_evicted", "connections finished early: the tracker's table was full"),
+    ("dns_transactions", "DNS transactions"),
+    ("kernel_packets_seen", "packets the eBPF programs ran on (all interfaces, both directions)"),
+    ("kernel_packets_deduplicated", "packets seen on a second interface and counted once"),
+    ("kernel_packets_filtered", "packets outside the capture filter"),
+    ("kernel_events_lost", "packets counted without details: the ring buffer was full"),
+    (
+        "kernel_packets_lost",
+        "packets not counted: flow table full, or ring buffer full for ICMP/fragments",
+    ),
+    ("kernel_flows_evicted", "flows the kernel table dropped before they were read"),
+];
+
+impl Metrics {
+    fn new() -> Self {
+        let mut m = Metrics::default();
+        let sub = m.registry.sub_registry_with_prefix("podwire_capture");
+        for (name, help) in COUNTERS {
+            let c = Counter::default();
+            sub.register(name, help, c.clone());
+            m.counters.push(c);
+        }
+        sub.register(
+            "packets_skipped",
+            "packets not turned into records, by reason",
+            m.skipped.clone(),
+        );
+        sub.register("connections", "connections finished, by outcome", m.outcomes.clone());
+        sub.register("interfaces", "interfaces attached now", m.interfaces.clone());
+        m
+    }
+
+    fn values(s: &CaptureStats) -> Vec<u64> {
+        let k = &s.kernel;
+        vec![
+            s.frames,
+            s.frames_tracked,
+            s.tracker.evicted,
+            s.dns_rows,
+            k.seen,
+            k.deduplicated,
+            k.filtered,
+            k.events_lost,
+            k.packets_lost,
+            k.flows_evicted,
+        ]
+    }
+
+    /// Adds what grew since the last call.
+    fn update(&self, s: &CaptureStats, interfaces: usize) {
+        let Ok(mut last) = self.last.lock() else { return };
+        let now = Self::values(s);
+        for (i, c) in self.counters.iter().enumerate() {
+            let was = last.0.get(i).copied().unwrap_or(0);
+            c.inc_by(now[i].saturating_sub(was));
+        }
+        for (reason, n) in &s.skipped {
+            let was = last.1.skipped.get(reason).copied().unwrap_or(0);
+            self.skipped
+                .get_or_create(&Label { key: reason.name().into() })
+                .inc_by(n - was.min(*n));
+        }
+        for (outcome, n) in &s.outcomes {
+            let was = last.1.outcomes.get(outcome).copied().unwrap_or(0);
+            self.outcomes.get_or_create(&Label { key: (*outcome).into() }).inc_by(n - was.min(*n));
+        }
+        self.interfaces.set(i64::try_from(interfaces).unwrap_or(i64::MAX));
+        *last = (now, s.clone());
+    }
+
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Sets the returned flag on SIGTERM or Ctrl-C; serves the metrics meanwhile when asked.
+fn stop_on_signal(
+    metrics: Option<(std::net::SocketAddr, Arc<Metrics>)>,
+) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if let Some((listen, m)) = metrics {
+        rt.block_on(crate::serve::spawn_metrics(listen, Arc::new(move || m.encode())))?;
+    }
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         rt.block_on(crate::serve::shutdown_signal());
         flag.store(true, Ordering::Relaxed);
@@ -48,10 +251,12 @@ fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
 pub(crate) fn run<S: BatchSink>(
     args: &LiveArgs,
     packets_table: bool,
+    inventory: Option<&InventoryFile>,
     pipeline: &mut Pipeline<S>,
 ) -> anyhow::Result<()> {
-    let stop = stop_on_signal()?;
-    let mut live = LiveCapture::start(config(args, packets_table))?;
+    let metrics = Arc::new(Metrics::new());
+    let stop = stop_on_signal(args.metrics_listen.map(|a| (a, Arc::clone(&metrics))))?;
+    let mut live = LiveCapture::start(config(args, packets_table, inventory))?;
     let names = live.interface_names();
     pipeline.set_source(&format!("ebpf:{}", names.join(",")));
     tracing::info!(interfaces = ?names, "Capturing; stop with Ctrl-C or SIGTERM.");
@@ -61,7 +266,8 @@ pub(crate) fn run<S: BatchSink>(
     }
     let until = args.duration.map(|d| Instant::now() + d);
     let mut last_log = Instant::now();
-    live.run(pipeline, &stop, until, |stats| {
+    live.run(pipeline, &stop, until, |stats, attached| {
+        metrics.update(stats, attached);
         if last_log.elapsed() >= Duration::from_secs(30) {
             last_log = Instant::now();
             let k = &stats.kernel;

@@ -84,3 +84,42 @@ pub(crate) async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+/// Serves `GET /metrics` (OpenMetrics text from `encode`) and `GET /healthz` on `listen`, on the
+/// current Tokio runtime, and prints `metrics on http://ADDR` (the bound address: port 0 picks
+/// one) to stdout for scripts.
+pub(crate) async fn spawn_metrics(
+    listen: std::net::SocketAddr,
+    encode: std::sync::Arc<dyn Fn() -> String + Send + Sync>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--metrics-listen)"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("Metrics at http://{addr}/metrics");
+    println!("metrics on http://{addr}");
+    std::io::stdout().flush()?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = encode();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics server failed: {e}");
+        }
+    });
+    Ok(())
+}

@@ -185,7 +185,11 @@ fn load_inventory(inventory: Option<&Path>) -> anyhow::Result<Inventory> {
 /// Live capture (eBPF) into the store, until stopped.
 fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let enricher = Enricher::new(load_inventory(args.inventory.as_deref())?);
+    let inventory = args.inventory.as_deref().map(crate::live::InventoryFile::load).transpose()?;
+    let enricher = match &inventory {
+        Some(f) => Enricher::shared(f.shared.clone()),
+        None => Enricher::new(Inventory::default()),
+    };
     let store = &args.store;
     std::fs::create_dir_all(store)
         .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
@@ -201,7 +205,8 @@ fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
         .context("cannot start the store thread")?;
     let config = PipelineConfig { tracker, ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
-    let result = crate::live::run(&args.live, args.tracker.packets, &mut pipeline);
+    let result =
+        crate::live::run(&args.live, args.tracker.packets, inventory.as_ref(), &mut pipeline);
     let (sink, stats) = pipeline.finish().context("writing the store failed")?;
     let (written, _) =
         sink.finish().map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;

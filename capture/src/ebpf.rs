@@ -132,19 +132,29 @@ impl Cidr {
     }
 }
 
-/// The capture filter applied in the kernel: only packets with an end in `cidrs` (when not
-/// empty) and, for TCP and UDP, a port in `ports` (when not empty).
+/// The capture filter applied in the kernel: only packets with an end in `cidrs` or in the
+/// addresses the `pods` selectors resolve to (when any is given) and, for TCP and UDP, a port in
+/// `ports` (when not empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Networks.
     pub cidrs: Vec<Cidr>,
     /// Ports.
     pub ports: Vec<u16>,
+    /// Pod selectors: (`namespace` | `workload` | `service` | `pod`, value).
+    pub pods: Vec<(String, String)>,
 }
 
+/// The selector kinds of [`Filter::pods`].
+pub const SELECTOR_KINDS: [&str; 4] = ["namespace", "workload", "service", "pod"];
+
+/// Resolves a pod selector (kind, value) to the addresses that match it now.
+pub type Resolver = std::sync::Arc<dyn Fn(&str, &str) -> Vec<IpAddr> + Send + Sync>;
+
 impl Filter {
-    /// Reads a filter file: one `cidr NET`, `port N` (or a bare network / port) per line; `#`
-    /// starts a comment.
+    /// Reads a filter file: one `cidr NET`, `port N` (or a bare network / port), or a pod selector
+    /// (`namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`) per line; `#` starts a
+    /// comment.
     ///
     /// # Errors
     /// A line that is neither, with its number.
@@ -164,11 +174,13 @@ impl Filter {
                         .map_err(|_| format!("line {}: `{value}` is not a port", i + 1))?,
                 ),
                 "cidr" => f.cidrs.push(value.parse().map_err(|e| format!("line {}: {e}", i + 1))?),
+                k if SELECTOR_KINDS.contains(&k) => f.pods.push((k.to_string(), value.to_string())),
                 "" if value.parse::<u16>().is_ok() => f.ports.push(value.parse().unwrap_or(0)),
                 "" => f.cidrs.push(value.parse().map_err(|e| format!("line {}: {e}", i + 1))?),
                 other => {
                     return Err(format!(
-                        "line {}: `{other}`: expected `cidr NETWORK` or `port NUMBER`",
+                        "line {}: `{other}`: expected `cidr NETWORK`, `port NUMBER`, or a pod \
+                         selector `namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`",
                         i + 1
                     ));
                 }
@@ -179,7 +191,7 @@ impl Filter {
 }
 
 /// Live capture settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LiveConfig {
     /// Interfaces and their roles.
     pub interfaces: Vec<InterfaceSpec>,
@@ -199,6 +211,9 @@ pub struct LiveConfig {
     pub flush_interval: Duration,
     /// Send every packet to user space (the packets table is on).
     pub all_events: bool,
+    /// Resolves pod selectors of the filter (needs an inventory); re-run every 5 s, so the
+    /// filter follows pods as they come and go.
+    pub resolver: Option<Resolver>,
 }
 
 impl Default for LiveConfig {
@@ -213,6 +228,7 @@ impl Default for LiveConfig {
             read_interval: Duration::from_secs(1),
             flush_interval: Duration::from_secs(10),
             all_events: false,
+            resolver: None,
         }
     }
 }
@@ -264,6 +280,12 @@ pub enum LiveError {
          at build time): apt-get install clang libbpf-dev, then rebuild (cargo build)"
     )]
     NotBuilt,
+    /// Pod selectors without an inventory to resolve them.
+    #[error(
+        "the capture filter selects pods ({0}) but there is no inventory to find their addresses: \
+         give --inventory"
+    )]
+    NoResolver(String),
     /// Nothing to capture on.
     #[error("no interface to capture on: give --interface, --pod-interface or --host-interface")]
     NoInterfaces,
@@ -325,6 +347,19 @@ pub struct LiveCapture {
     last_skips: [u64; 3],
     filter_mtime: Option<SystemTime>,
     mono_offset_ns: i64,
+    /// The filter in force (as given) and the addresses its pod selectors resolved to.
+    filter: Filter,
+    resolved: Vec<IpAddr>,
+}
+
+impl std::fmt::Debug for LiveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveConfig")
+            .field("interfaces", &self.interfaces)
+            .field("filter", &self.filter)
+            .field("resolver", &self.resolver.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for LiveCapture {
@@ -528,6 +563,8 @@ impl LiveCapture {
             last_skips: [0; 3],
             filter_mtime: None,
             mono_offset_ns: mono_offset_ns(),
+            filter: Filter::default(),
+            resolved: Vec::new(),
         };
         let filter = live.cfg.filter.clone();
         live.set_filter(&filter)?;
@@ -556,6 +593,20 @@ impl LiveCapture {
     /// # Errors
     /// A map update the kernel refused.
     pub fn set_filter(&mut self, f: &Filter) -> Result<(), LiveError> {
+        let resolved = self.resolve(f)?;
+        self.filter = f.clone();
+        self.resolved = resolved.clone();
+        let mut f = f.clone();
+        f.cidrs.extend(
+            resolved
+                .iter()
+                .map(|ip| Cidr { addr: *ip, prefix: if ip.is_ipv4() { 32 } else { 128 } }),
+        );
+        if !f.pods.is_empty() && f.cidrs.is_empty() {
+            // Selectors that match no pod (yet): capture nothing rather than everything.
+            f.cidrs.push(Cidr { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 128 });
+        }
+        let f = &f;
         let err = |e: aya::maps::MapError| classify("updating the filter maps", &chain(&e));
         // Clear, then fill: during the swap the filter is off for a moment (packets counted,
         // never dropped from the records).
@@ -582,7 +633,39 @@ impl LiveCapture {
             self.flags |= CFG_FILTER_PORT;
         }
         self.write_config()?;
-        tracing::info!(cidrs = f.cidrs.len(), ports = f.ports.len(), "Capture filter set.");
+        tracing::info!(
+            cidrs = f.cidrs.len(),
+            ports = f.ports.len(),
+            pod_addresses = self.resolved.len(),
+            "Capture filter set."
+        );
+        Ok(())
+    }
+
+    /// The addresses the filter's pod selectors match now.
+    fn resolve(&self, f: &Filter) -> Result<Vec<IpAddr>, LiveError> {
+        if f.pods.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(r) = &self.cfg.resolver else {
+            let sel: Vec<String> = f.pods.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            return Err(LiveError::NoResolver(sel.join(", ")));
+        };
+        let mut ips: Vec<IpAddr> = f.pods.iter().flat_map(|(k, v)| r(k, v)).collect();
+        ips.sort();
+        ips.dedup();
+        Ok(ips)
+    }
+
+    /// Re-resolves the pod selectors; re-applies the filter when their addresses changed.
+    fn refresh_selectors(&mut self) -> Result<(), LiveError> {
+        if self.filter.pods.is_empty() {
+            return Ok(());
+        }
+        let f = self.filter.clone();
+        if self.resolve(&f)? != self.resolved {
+            self.set_filter(&f)?;
+        }
         Ok(())
     }
 
@@ -652,6 +735,12 @@ impl LiveCapture {
             .insert(ifindex, v, 0)
             .map_err(|e| classify("writing the interface map", &chain(&e)))?;
         self.link_types.insert(ifindex, if l2 { LinkType::Ethernet } else { LinkType::RawIp });
+        // TCX (kernel ≥ 6.6) needs nothing; older kernels attach through a clsact qdisc.
+        use aya::util::KernelVersion;
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        if !tcx && let Err(e) = aya::programs::tc::qdisc_add_clsact(name) {
+            tracing::debug!(interface = %name, error = %e, "clsact qdisc (already there?).");
+        }
         let mut links = Vec::with_capacity(2);
         for (prog, dir) in
             [("podwire_ingress", TcAttachType::Ingress), ("podwire_egress", TcAttachType::Egress)]
@@ -821,14 +910,15 @@ impl LiveCapture {
     }
 
     /// Runs until `stop` is set (or `until` passes): packets and counters into `pipeline`,
-    /// rows to its sink every flush interval. Detaches the programs, reads what the kernel
+    /// rows to its sink every flush interval; `progress` gets the counters and the number of
+    /// attached interfaces after every read interval. Detaches the programs, reads what the kernel
     /// counted last, and returns; the caller finishes the pipeline.
     pub fn run<S: BatchSink>(
         &mut self,
         pipeline: &mut Pipeline<S>,
         stop: &AtomicBool,
         until: Option<Instant>,
-        mut progress: impl FnMut(&crate::stats::CaptureStats),
+        mut progress: impl FnMut(&crate::stats::CaptureStats, usize),
     ) {
         pipeline.collect_finished(true);
         let mut next_read = Instant::now() + self.cfg.read_interval;
@@ -845,7 +935,7 @@ impl LiveCapture {
             let now = Instant::now();
             if now >= next_read {
                 self.interval(pipeline);
-                progress(pipeline.stats());
+                progress(pipeline.stats(), self.attached.len());
                 next_read = now + self.cfg.read_interval;
             }
             if now >= next_flush {
@@ -860,6 +950,9 @@ impl LiveCapture {
                 }
                 if let Err(e) = self.attach_new(false) {
                     tracing::warn!(error = %e, "Rescanning interfaces failed.");
+                }
+                if let Err(e) = self.refresh_selectors() {
+                    tracing::warn!(error = %e, "Pod selectors not refreshed.");
                 }
                 next_scan = now + Duration::from_secs(5);
             }

@@ -1113,6 +1113,61 @@ mod tests {
     }
 
     #[test]
+    fn kernel_counts_join_the_connection_the_events_made() {
+        // The live path: the kernel sends the SYN, SYN-ACK, handshake ACK and FINs, and counts
+        // the data segments itself; the row must be the sum, oriented by the events.
+        let mut t = Tracker::new(TrackerConfig::default());
+        feed(&mut t, 1.0, &tcp(C, S, 40000, 80, "S", 100, 0));
+        feed(&mut t, 1.1, &tcp(S, C, 80, 40000, "SA", 500, 0));
+        feed(&mut t, 1.2, &tcp(C, S, 40000, 80, "A", 101, 0));
+        let server = (IpAddr::from(S), 80);
+        let client = (IpAddr::from(C), 40000);
+        let from_server = FlowCounts {
+            packets: 3,
+            bytes: 3 * 1040,
+            payload_bytes: 3000,
+            flags: flag::ACK | flag::PSH,
+            ..FlowCounts::default()
+        };
+        let from_client = FlowCounts {
+            packets: 2,
+            bytes: 80,
+            retransmits: 1,
+            flags: flag::ACK,
+            ..FlowCounts::default()
+        };
+        // Given as (a, b) = (server, client): the order of the kernel's key, not the initiator.
+        t.on_counts(1_500_000_000, TCP, server, client, [from_server, from_client]);
+        feed(&mut t, 2.0, &tcp(C, S, 40000, 80, "FA", 101, 0));
+        feed(&mut t, 2.1, &tcp(S, C, 80, 40000, "FA", 3501, 0));
+        t.sweep(true);
+        let f = finals(&t);
+        assert_eq!(f.len(), 1, "{:?}", t.out);
+        let r = f[0];
+        assert_eq!((r.src_ip, r.src_port), client);
+        assert_eq!((r.src.packets, r.dst.packets), (2 + 2, 2 + 3));
+        assert_eq!((r.src.payload_bytes, r.dst.payload_bytes), (0, 3000));
+        assert_eq!(r.dst.bytes, 2 * 40 + 3 * 1040);
+        assert_eq!(r.src.retransmits, 1);
+        assert_ne!(r.dst_flags & flag::PSH, 0);
+        assert_eq!(r.outcome, outcome::CLOSED);
+        assert_eq!(r.handshake_rtt_ns, Some(200_000_000));
+        // Counts for a flow with no events (its first packet's event was lost): a connection
+        // oriented by its ports, like one picked up mid-stream.
+        t.on_counts(
+            3_000_000_000,
+            TCP,
+            server,
+            (IpAddr::from(C), 40001),
+            [from_server, from_client],
+        );
+        t.sweep(true);
+        let r = t.out.last().expect("a row");
+        assert_eq!((r.src_port, r.dst_port, r.outcome), (40001, 80, outcome::MIDSTREAM));
+        assert_eq!((r.src.packets, r.dst.packets), (2, 3));
+    }
+
+    #[test]
     fn refused_no_answer_and_reset_by() {
         let mut t = Tracker::new(TrackerConfig::default());
         feed(&mut t, 1.0, &tcp(C, S, 40001, 81, "S", 1, 0));

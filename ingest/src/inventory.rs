@@ -323,6 +323,19 @@ impl Inventory {
         self.by_ip.is_empty()
     }
 
+    /// The addresses whose identity at `ts_ns` ([`Self::lookup`]) satisfies `pred`: pod
+    /// targeting resolves `namespace`/`workload`/`service`/`pod` selectors to addresses with it.
+    pub fn addresses_where(&self, ts_ns: i64, pred: impl Fn(&EndpointMeta) -> bool) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .by_ip
+            .keys()
+            .filter(|ip| self.lookup(**ip, ts_ns).is_some_and(&pred))
+            .copied()
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Who held `ip` at `ts_ns`: the identity valid then (the latest-starting one if several);
     /// when none was valid then, the one whose validity is nearest in time (an inventory is a
     /// snapshot, and a capture may predate it). Pods win over services and nodes at the same

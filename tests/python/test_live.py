@@ -74,9 +74,14 @@ group by all order by all
 def scene(tmp_path_factory):
     require_tools()
     out = tmp_path_factory.mktemp("live-scene")
+    run_scene(out)
+    return out
+
+
+def run_scene(out, *live_flags):
     live = (f"{BIN} standalone --pod-interface 'veth-*' --host-interface ext0 "
             f"--pod-cidr 10.244.1.0/24 --inventory {out}/inventory-live.json "
-            f"--store {out}/live --node node-a --flush-interval 1s")
+            f"--store {out}/live --node node-a --flush-interval 1s " + " ".join(live_flags))
     env = {**os.environ, "PWSCENE_OUT": str(out), "PWSCENE_LIVE": live}
     r = subprocess.run(["bash", SCENE], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, f"make-scene.sh failed:\n{r.stdout}\n{r.stderr}"
@@ -84,7 +89,6 @@ def scene(tmp_path_factory):
                         f"{out}/inventory-live.json", "--store", f"{out}/pcap", "--node", "node-a"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    return out
 
 
 def test_live_rows_equal_the_pcap_path_on_the_same_traffic(scene):
@@ -136,6 +140,19 @@ def test_live_dns_equals_the_pcap_path(scene):
     assert any(r[4] == "NXDOMAIN" for r in live)
 
 
+def test_pod_targeting_by_namespace(tmp_path):
+    """Only the `batch` namespace's pod (report, 10.244.1.12), resolved with the inventory."""
+    require_tools()
+    run_scene(tmp_path, "--only-namespace", "batch")
+    live = duckdb.sql(CONN_SQL.format(f"{tmp_path}/live")).fetchall()
+    pcap = duckdb.sql(CONN_SQL.format(f"{tmp_path}/pcap")).fetchall()
+    want = [r for r in pcap if "10.244.1.12" in (r[1], r[3])]
+    assert len(want) >= 4 and live == want, f"live {live}\nwant {want}"
+    filtered = duckdb.sql(f"""select sum(packets_filtered)
+        from read_parquet('{tmp_path}/live/capture_stats/*/*/*.parquet')""").fetchall()[0][0]
+    assert filtered > 20, filtered
+
+
 def test_each_packet_counted_once_and_nothing_lost(scene):
     stats = duckdb.sql(f"""
         select sum(packets_tracked), sum(packets_deduplicated), sum(packets_lost), sum(events_lost),
@@ -175,7 +192,7 @@ def in_ns(*cmd, **kw):
 def start_live(store, *extra):
     p = subprocess.Popen(["ip", "netns", "exec", NS, BIN, "standalone", "--interface", "lo",
                           "--store", str(store), "--node", "n1", "--flush-interval", "1s", *extra],
-                         stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
 
     def read():
@@ -213,12 +230,27 @@ def ports_seen(store):
     ).fetchall()}
 
 
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in the metrics:\n{text}")
+
+
 def test_sigterm_detaches_and_writes(netns, tmp_path):
     store = tmp_path / "store"
-    p, lines, t = start_live(store)
+    p, lines, t = start_live(store, "--metrics-listen", "127.0.0.1:0", "--read-interval", "200ms")
     assert podwire_programs(), "no podwire program loaded while capturing"
+    url = p.stdout.readline().strip().removeprefix("metrics on ")
     tcp_exchange(7001)
-    time.sleep(0.3)
+    time.sleep(1.0)
+    text = in_ns("curl", "-sf", f"{url}/metrics", capture_output=True, text=True, check=True).stdout
+    assert metric(text, "podwire_capture_interfaces") == 1
+    # Loopback: every packet leaves and comes back; counted once (on egress).
+    seen = metric(text, "podwire_capture_kernel_packets_seen_total")
+    assert seen >= 14 and metric(text, "podwire_capture_kernel_packets_deduplicated_total") == seen / 2
+    assert metric(text, "podwire_capture_packets_tracked_total") == seen / 2
+    assert metric(text, "podwire_capture_kernel_packets_lost_total") == 0
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0, "".join(lines)
     t.join(5)

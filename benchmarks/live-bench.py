@@ -7,7 +7,7 @@ million packets in user space and in the kernel programs, beside `tcpdump -w /de
 Needs root, iproute2, netsniff-ng (trafgen), tcpdump, bpftool, python3 duckdb.
 
 Setup: namespaces pwbench-tx and pwbench-rx joined by a veth pair (10.77.0.1 / 10.77.0.2).
-trafgen (one CPU, qdisc bypass) sends 60-byte UDP frames from 256 source ports (256 flows) to
+trafgen (one CPU unless --gen-cpus, qdisc bypass) sends 60-byte UDP frames from 256 source ports (256 flows) to
 10.77.0.3 behind the receiver, which does not forward them (dropped silently after the TC
 ingress hook, so no replies). The capture runs in the receiver namespace on `vb` (ingress):
 
@@ -96,9 +96,12 @@ def trafgen_conf(dst_mac):
 """
 
 
+GEN_CPUS = 1
+
+
 def send(conf, packets):
     t0 = time.time()
-    netns(TX, "trafgen", "--dev", "va", "--conf", conf, "--num", str(packets), "--cpus", "1",
+    netns(TX, "trafgen", "--dev", "va", "--conf", conf, "--num", str(packets), "--cpus", str(GEN_CPUS),
           "--no-sock-mem")
     return time.time() - t0
 
@@ -134,7 +137,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--podwire", default="target/release/podwire")
     ap.add_argument("--packets", type=int, default=20_000_000)
+    ap.add_argument("--gen-cpus", type=int, default=1, help="trafgen processes (CPUs)")
     args = ap.parse_args()
+    global GEN_CPUS
+    GEN_CPUS = args.gen_cpus
     assert os.geteuid() == 0, "run as root"
     podwire = os.path.abspath(args.podwire)
     import duckdb  # noqa: E402 (only needed here)

@@ -440,8 +440,12 @@ pub(crate) struct LiveArgs {
     /// Capture only traffic of these workloads' pods (`NAME` or `Kind/NAME`), via the inventory.
     #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_ONLY_WORKLOAD")]
     pub(crate) only_workload: Vec<String>,
+    /// Capture only traffic of pods with these labels (`app=web`; `app=web,tier=front` needs
+    /// both; repeat the flag for either), via the inventory.
+    #[arg(long, env = "PODWIRE_ONLY_LABEL")]
+    pub(crate) only_label: Vec<String>,
     /// A capture filter file (`cidr NET`, `port N`, `namespace NS`, `workload NAME`,
-    /// `service NAME`, `pod NAME` lines), re-read when it changes: the filter changes without a
+    /// `service NAME`, `pod NAME`, `label K=V[,K=V]` lines), re-read when it changes: the filter changes without a
     /// restart. Replaces the --only-* flags.
     #[arg(long, env = "PODWIRE_FILTER_FILE")]
     pub(crate) filter_file: Option<PathBuf>,

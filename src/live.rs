@@ -82,17 +82,25 @@ impl InventoryFile {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-            me.shared.get().addresses_where(now, |m| match kind {
-                "namespace" => m.namespace == value,
-                "workload" => {
-                    m.workload == value
-                        || value.split_once('/').is_some_and(|(k, n)| {
-                            m.workload_kind.eq_ignore_ascii_case(k) && m.workload == n
-                        })
+            me.shared.get().addresses_where(now, |id| {
+                let m = &id.meta;
+                match kind {
+                    "namespace" => m.namespace == value,
+                    "workload" => {
+                        m.workload == value
+                            || value.split_once('/').is_some_and(|(k, n)| {
+                                m.workload_kind.eq_ignore_ascii_case(k) && m.workload == n
+                            })
+                    }
+                    "service" => m.service == value,
+                    "pod" => m.pod == value,
+                    // `app=web,tier=front`: every pair must match (a Kubernetes equality selector).
+                    "label" => value.split(',').all(|pair| match pair.split_once('=') {
+                        Some((k, v)) => id.labels.get(k.trim()).is_some_and(|l| l == v.trim()),
+                        None => id.labels.contains_key(pair.trim()),
+                    }),
+                    _ => false,
                 }
-                "service" => m.service == value,
-                "pod" => m.pod == value,
-                _ => false,
             })
         })
     }
@@ -119,6 +127,7 @@ fn config(args: &LiveArgs, packets_table: bool, inventory: Option<&InventoryFile
                 .iter()
                 .map(|n| ("namespace".to_string(), n.clone()))
                 .chain(args.only_workload.iter().map(|w| ("workload".to_string(), w.clone())))
+                .chain(args.only_label.iter().map(|l| ("label".to_string(), l.clone())))
                 .collect(),
         },
         filter_file: args.filter_file.clone(),

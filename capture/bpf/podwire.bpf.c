@@ -133,11 +133,16 @@ struct {
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
 
+struct stats_v {
+	__u64 v[ST_MAX];
+};
+
+// One entry per CPU: all counters in one lookup per packet.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, ST_MAX);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct stats_v);
 } stats SEC(".maps");
 
 struct {
@@ -185,13 +190,6 @@ struct {
 	__type(key, __u16);  // host byte order
 	__type(value, __u8);
 } filter_ports SEC(".maps");
-
-static __always_inline void stat_add(__u32 i, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &i);
-	if (v)
-		*v += n;  // per-CPU: no other writer
-}
 
 struct pkt {
 	__u8 src[16];
@@ -416,13 +414,16 @@ static __always_inline int seq_le(__u32 a, __u32 b)
 static __always_inline int handle(struct __sk_buff *skb, int egress)
 {
 	__u64 now = bpf_ktime_get_ns();
-	stat_add(ST_SEEN, 1);
-	stat_add(ST_BYTES, skb->len);
+	__u32 zero = 0;
+	struct stats_v *st = bpf_map_lookup_elem(&stats, &zero);
+	if (!st)
+		return PASS;
+	st->v[ST_SEEN]++;
+	st->v[ST_BYTES] += skb->len;
 
 	__u32 ifindex = skb->ifindex;
 	__u32 *ifv = bpf_map_lookup_elem(&ifaces, &ifindex);
 	__u32 ifflags = ifv ? *ifv : 0;
-	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return PASS;
@@ -441,24 +442,25 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 		why = parse(skb, ifflags, &p);
 	}
 	if (why >= 0) {
-		stat_add(why, 1);
+		if (why < ST_MAX)
+			st->v[why]++;
 		return PASS;
 	}
 	if (((ifflags & IF_LOOPBACK) && !egress) || seen_elsewhere(ifflags & ROLE_MASK, egress, &p)) {
-		stat_add(ST_DEDUP, 1);
+		st->v[ST_DEDUP]++;
 		return PASS;
 	}
 	if (filtered_out(cfg->flags, &p)) {
-		stat_add(ST_FILTERED, 1);
+		st->v[ST_FILTERED]++;
 		return PASS;
 	}
 
 	int dns = p.sport == 53 || p.dport == 53;
 	if (p.fragment || p.proto == IPPROTO_ICMP || p.proto == 58) {
 		if (send_packet(skb, egress, 1, now))
-			stat_add(ST_EVENTS, 1);
+			st->v[ST_EVENTS]++;
 		else
-			stat_add(ST_LOST, 1);  // no flow to count it on
+			st->v[ST_LOST]++;  // no flow to count it on
 		return PASS;
 	}
 
@@ -486,7 +488,7 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 		v = bpf_map_lookup_elem(&flows, &k);
 		if (!v) {
 			(void)err;
-			stat_add(ST_LOST, 1);
+			st->v[ST_LOST]++;
 			return PASS;
 		}
 		event = 1;
@@ -528,10 +530,10 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 
 	if (event) {
 		if (send_packet(skb, egress, dns, now)) {
-			stat_add(ST_EVENTS, 1);
+			st->v[ST_EVENTS]++;
 			return PASS;
 		}
-		stat_add(ST_EVENT_LOST, 1);
+		st->v[ST_EVENT_LOST]++;
 		if (p.proto == IPPROTO_TCP)
 			__sync_fetch_and_or(&d->flags, (__u32)p.tcp_flags);
 	}
@@ -544,14 +546,14 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 		__sync_fetch_and_add(&d->retrans, 1);
 	if (zero_win)
 		__sync_fetch_and_add(&d->zero_win, 1);
-	stat_add(ST_COUNTED, 1);
+	st->v[ST_COUNTED]++;
 
 	__u32 gen = cfg->gen;
 	if (v->gen != gen) {
 		v->gen = gen;
 		struct ev_dirty *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (!e) {
-			stat_add(ST_DIRTY_LOST, 1);
+			st->v[ST_DIRTY_LOST]++;
 			return PASS;
 		}
 		e->h = (struct ev_hdr){ .ts_ns = now, .ifindex = ifindex, .wire_len = 0,

@@ -141,20 +141,20 @@ pub struct Filter {
     pub cidrs: Vec<Cidr>,
     /// Ports.
     pub ports: Vec<u16>,
-    /// Pod selectors: (`namespace` | `workload` | `service` | `pod`, value).
+    /// Pod selectors: (`namespace` | `workload` | `service` | `pod` | `label`, value).
     pub pods: Vec<(String, String)>,
 }
 
 /// The selector kinds of [`Filter::pods`].
-pub const SELECTOR_KINDS: [&str; 4] = ["namespace", "workload", "service", "pod"];
+pub const SELECTOR_KINDS: [&str; 5] = ["namespace", "workload", "service", "pod", "label"];
 
 /// Resolves a pod selector (kind, value) to the addresses that match it now.
 pub type Resolver = std::sync::Arc<dyn Fn(&str, &str) -> Vec<IpAddr> + Send + Sync>;
 
 impl Filter {
     /// Reads a filter file: one `cidr NET`, `port N` (or a bare network / port), or a pod selector
-    /// (`namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`) per line; `#` starts a
-    /// comment.
+    /// (`namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`, `label K=V[,K=V]`) per
+    /// line; `#` starts a comment.
     ///
     /// # Errors
     /// A line that is neither, with its number.
@@ -180,7 +180,8 @@ impl Filter {
                 other => {
                     return Err(format!(
                         "line {}: `{other}`: expected `cidr NETWORK`, `port NUMBER`, or a pod \
-                         selector `namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`",
+                         selector `namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`, \
+                         `label K=V`",
                         i + 1
                     ));
                 }
@@ -331,7 +332,7 @@ pub struct LiveCapture {
     bpf: Ebpf,
     ring: RingBuf<MapData>,
     flows: HashMap<MapData, FlowKey, FlowVal>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, [u64; st::MAX]>,
     config: Array<MapData, [u8; 8]>,
     ifaces: HashMap<MapData, u32, u32>,
     filter_cidrs: LpmTrie<MapData, [u8; 16], u8>,
@@ -867,9 +868,11 @@ impl LiveCapture {
 
     fn read_stats<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>, now_ns: i64) {
         let mut sums = [0u64; st::MAX];
-        for (i, s) in sums.iter_mut().enumerate() {
-            if let Ok(v) = self.stats.get(&(i as u32), 0) {
-                *s = v.iter().sum();
+        if let Ok(per_cpu) = self.stats.get(&0, 0) {
+            for cpu in per_cpu.iter() {
+                for (s, v) in sums.iter_mut().zip(cpu) {
+                    *s += v;
+                }
             }
         }
         self.kernel.seen = sums[st::SEEN];

@@ -1145,7 +1145,8 @@ mod tests {
         assert_eq!(f.len(), 1, "{:?}", t.out);
         let r = f[0];
         assert_eq!((r.src_ip, r.src_port), client);
-        assert_eq!((r.src.packets, r.dst.packets), (2 + 2, 2 + 3));
+        // Events: SYN, ACK, FIN from the client; SYN-ACK, FIN from the server.
+        assert_eq!((r.src.packets, r.dst.packets), (3 + 2, 2 + 3));
         assert_eq!((r.src.payload_bytes, r.dst.payload_bytes), (0, 3000));
         assert_eq!(r.dst.bytes, 2 * 40 + 3 * 1040);
         assert_eq!(r.src.retransmits, 1);

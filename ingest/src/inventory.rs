@@ -40,6 +40,8 @@ pub struct Identity {
     pub from_ns: i64,
     /// End of validity (`i64::MAX` while it lasts).
     pub to_ns: i64,
+    /// The pod's labels (empty for services and nodes): for pod targeting by label.
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 /// The objects an [`Inventory`] is built from, borrowed (from a parsed file, or from the live
@@ -195,7 +197,12 @@ impl Inventory {
                 if let Ok(ip) = ip.parse::<IpAddr>() {
                     inv.add(
                         ip,
-                        Identity { meta: meta.clone(), from_ns: i64::MIN, to_ns: i64::MAX },
+                        Identity {
+                            meta: meta.clone(),
+                            from_ns: i64::MIN,
+                            to_ns: i64::MAX,
+                            labels: Arc::default(),
+                        },
                     );
                 }
             }
@@ -208,7 +215,15 @@ impl Inventory {
                     && let Ok(ip) = a.address.parse::<IpAddr>()
                 {
                     let meta = EndpointMeta { node: name.clone(), ..Default::default() };
-                    inv.add(ip, Identity { meta, from_ns: i64::MIN, to_ns: i64::MAX });
+                    inv.add(
+                        ip,
+                        Identity {
+                            meta,
+                            from_ns: i64::MIN,
+                            to_ns: i64::MAX,
+                            labels: Arc::default(),
+                        },
+                    );
                 }
             }
         }
@@ -247,7 +262,12 @@ impl Inventory {
                         for ip in ep.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
                             inv.add(
                                 ip,
-                                Identity { meta: meta.clone(), from_ns: i64::MIN, to_ns: i64::MAX },
+                                Identity {
+                                    meta: meta.clone(),
+                                    from_ns: i64::MIN,
+                                    to_ns: i64::MAX,
+                                    labels: Arc::default(),
+                                },
                             );
                         }
                     }
@@ -297,9 +317,11 @@ impl Inventory {
             };
             // Seen deleted: gone from then at the latest.
             let to_ns = deleted_ns.map_or(to_ns, |d| to_ns.min(d));
+            let labels = Arc::new(pod.metadata.labels.clone().unwrap_or_default());
             for ip in ips {
                 if let Ok(ip) = ip.parse::<IpAddr>() {
-                    inv.add(ip, Identity { meta: meta.clone(), from_ns, to_ns });
+                    let labels = Arc::clone(&labels);
+                    inv.add(ip, Identity { meta: meta.clone(), from_ns, to_ns, labels });
                 }
             }
         }
@@ -323,13 +345,13 @@ impl Inventory {
         self.by_ip.is_empty()
     }
 
-    /// The addresses whose identity at `ts_ns` ([`Self::lookup`]) satisfies `pred`: pod
-    /// targeting resolves `namespace`/`workload`/`service`/`pod` selectors to addresses with it.
-    pub fn addresses_where(&self, ts_ns: i64, pred: impl Fn(&EndpointMeta) -> bool) -> Vec<IpAddr> {
+    /// The addresses whose identity at `ts_ns` ([`Self::identity`]) satisfies `pred`: pod
+    /// targeting resolves `namespace`/`workload`/`service`/`pod`/`label` selectors with it.
+    pub fn addresses_where(&self, ts_ns: i64, pred: impl Fn(&Identity) -> bool) -> Vec<IpAddr> {
         let mut v: Vec<IpAddr> = self
             .by_ip
             .keys()
-            .filter(|ip| self.lookup(**ip, ts_ns).is_some_and(&pred))
+            .filter(|ip| self.identity(**ip, ts_ns).is_some_and(&pred))
             .copied()
             .collect();
         v.sort();
@@ -341,6 +363,11 @@ impl Inventory {
     /// snapshot, and a capture may predate it). Pods win over services and nodes at the same
     /// address.
     pub fn lookup(&self, ip: IpAddr, ts_ns: i64) -> Option<&EndpointMeta> {
+        self.identity(ip, ts_ns).map(|id| &id.meta)
+    }
+
+    /// The identity [`Self::lookup`] takes the metadata from.
+    pub fn identity(&self, ip: IpAddr, ts_ns: i64) -> Option<&Identity> {
         let ids = self.by_ip.get(&ip)?;
         let distance = |id: &Identity| -> i64 {
             if ts_ns < id.from_ns {
@@ -353,7 +380,6 @@ impl Inventory {
         };
         ids.iter()
             .min_by_key(|id| (distance(id), id.meta.pod.is_empty(), std::cmp::Reverse(id.from_ns)))
-            .map(|id| &id.meta)
     }
 }
 

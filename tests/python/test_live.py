@@ -16,7 +16,8 @@ Checked:
 - each packet counted once although pod-to-pod packets cross two attached veths, and the
   duplicates are accounted for in capture_stats; nothing lost;
 - the programs are gone after the capture stops (SIGINT), and after SIGTERM;
-- the in-kernel filter, changed through a filter file while the capture runs;
+- the in-kernel filter: by namespace and by label (resolved with the inventory), and changed
+  through a filter file while the capture runs;
 - an unknown interface is a clear error.
 
 Needs root (CI runs as root), iproute2, tcpdump, tshark, dnsmasq, curl, dig, ethtool, bpftool:
@@ -140,10 +141,12 @@ def test_live_dns_equals_the_pcap_path(scene):
     assert any(r[4] == "NXDOMAIN" for r in live)
 
 
-def test_pod_targeting_by_namespace(tmp_path):
-    """Only the `batch` namespace's pod (report, 10.244.1.12), resolved with the inventory."""
+@pytest.mark.parametrize("selector", [["--only-namespace", "batch"],
+                                      ["--only-label", "app=report,job-name=report-29000000"]])
+def test_pod_targeting(tmp_path, selector):
+    """Only the report pod (namespace batch, 10.244.1.12), resolved with the inventory."""
     require_tools()
-    run_scene(tmp_path, "--only-namespace", "batch")
+    run_scene(tmp_path, *selector)
     live = duckdb.sql(CONN_SQL.format(f"{tmp_path}/live")).fetchall()
     pcap = duckdb.sql(CONN_SQL.format(f"{tmp_path}/pcap")).fetchall()
     want = [r for r in pcap if "10.244.1.12" in (r[1], r[3])]
@@ -294,4 +297,18 @@ def test_unknown_interface_is_a_clear_error(tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "no interface `nosuch0`" in r.stderr and "ip link" in r.stderr, r.stderr
+    assert not podwire_programs()
+
+
+def test_missing_privileges_are_named(tmp_path):
+    require_tools()
+    store = tmp_path / "s"
+    os.chmod(tmp_path, 0o777)
+    # Root without any capability (setpriv clears them for the command).
+    r = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", BIN, "standalone",
+                        "--interface", "lo", "--store", str(store)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    for needed in ["permission denied", "CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"]:
+        assert needed in r.stderr, r.stderr
     assert not podwire_programs()

@@ -329,3 +329,59 @@ def test_full_disk_is_retried_without_committing(broker, tmp_path):
         assert_same_tables(mnt / "store", tmp_path / "reference")
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_live_capture_to_kafka(broker, tmp_path):
+    """The node agent live: `podwire capture --interface lo` (eBPF, filtered in the kernel to one
+    port, so the broker's own loopback traffic is left out) → tansu → ingest → Parquet."""
+    import socket
+    import threading
+    assert os.geteuid() == 0, "the live capture needs root (eBPF): run as root"
+    prefix = f"live{random.randrange(1 << 30)}."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cap = subprocess.Popen(
+        [BIN, "capture", "--interface", "lo", "--only-port", str(port), "--kafka", broker.address,
+         "--node", "node-live", "--topic-prefix", prefix, "--topic-partitions", "1",
+         "--kafka-option", "batch.num.messages=1", "--flush-interval", "500ms",
+         "--read-interval", "200ms", "--duration", "8s"],
+        stderr=subprocess.PIPE, text=True)
+    err = []
+    while not any("capturing on" in line for line in err):
+        line = cap.stderr.readline()
+        assert line or cap.poll() is None, "".join(err)
+        err.append(line)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", port))
+    srv.listen()
+
+    def serve():
+        for _ in range(3):
+            c, _ = srv.accept()
+            c.sendall(c.recv(100) * 3)
+            c.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(b"hello")
+        c.recv(100)
+        c.close()
+    t.join(10)
+    srv.close()
+    rest = cap.stderr.read()
+    assert cap.wait(timeout=60) == 0, "".join(err) + rest
+    assert "0 dropped" in rest, rest
+    ing = Ingest(broker, tmp_path / "store", "glive", prefix, "--roll-age", "500ms")
+    wait_for(lambda: count(tmp_path / "store", "connections") >= 3, what="the live connections")
+    ing.stop()
+    files = glob.glob(f"{tmp_path}/store/connections/**/*.parquet", recursive=True)
+    got = duckdb.connect().execute(
+        f"SELECT dst_port, src_payload_bytes, dst_payload_bytes, outcome, node FROM read_parquet({files!r})"
+    ).fetchall()
+    assert got == [(port, 5, 15, "closed", "node-live")] * 3, got
+    stats = glob.glob(f"{tmp_path}/store/capture_stats/**/*.parquet", recursive=True)
+    filtered = duckdb.connect().execute(
+        f"SELECT sum(packets_filtered), min(source) FROM read_parquet({stats!r})").fetchone()
+    assert filtered[0] > 0 and filtered[1] == "ebpf:lo", filtered

@@ -28,7 +28,11 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     };
     let sink = KafkaSink::new(config)?;
     tracing::info!(brokers = %k.brokers, node = %node, producer = sink.producer_id(), "Sending batches to Kafka.");
-    let mut tracker = tracker_config(&args.tracker);
+    let mut tracker = if args.live.enabled() {
+        crate::live::tracker_config(&args.tracker)
+    } else {
+        tracker_config(&args.tracker)
+    };
     tracker.node = node;
     let mut pipeline = Pipeline::new(PipelineConfig { tracker, ..PipelineConfig::default() }, sink);
     let (capture_error, live_error) = if args.live.enabled() {

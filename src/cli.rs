@@ -379,6 +379,11 @@ pub(crate) struct TrackerArgs {
     /// Finish an idle TCP connection after this long without packets.
     #[arg(long, env = "PODWIRE_TCP_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     pub(crate) tcp_timeout: Duration,
+    /// Keep a closed TCP connection this long for late packets (final ACKs, retransmitted FINs)
+    /// before its final row is written [default: 10s for capture files, 2s live, so rows are
+    /// queryable sooner].
+    #[arg(long, env = "PODWIRE_TCP_CLOSE_LINGER", value_parser = humantime::parse_duration)]
+    pub(crate) tcp_close_linger: Option<Duration>,
     /// Most connections tracked at once; when full, the least recently seen are finished early
     /// (counted as evicted). Memory grows with this, never with packets.
     #[arg(long, env = "PODWIRE_MAX_CONNECTIONS", default_value_t = 500_000)]
@@ -459,7 +464,7 @@ pub(crate) struct LiveArgs {
     #[arg(long, env = "PODWIRE_READ_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) read_interval: Duration,
     /// How often rows made so far are written (standalone) or sent (capture).
-    #[arg(long, env = "PODWIRE_FLUSH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "PODWIRE_FLUSH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub(crate) flush_interval: Duration,
     /// Serve Prometheus metrics (packets, connections, kernel loss counters) and /healthz here,
     /// e.g. 0.0.0.0:9464.

@@ -25,6 +25,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         active_timeout: std::time::Duration::from_secs(60),
         udp_timeout: std::time::Duration::from_secs(120),
         tcp_timeout: std::time::Duration::from_secs(900),
+        tcp_close_linger: None,
         max_connections: 500_000,
     };
     let report =

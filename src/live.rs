@@ -106,6 +106,19 @@ impl InventoryFile {
     }
 }
 
+/// The tracker settings of a live capture: `node` defaults to the hostname, and a closed TCP
+/// connection lingers 2 s (not the 10 s of files), so its row is written sooner.
+pub(crate) fn tracker_config(t: &crate::cli::TrackerArgs) -> podwire_capture::tracker::TrackerConfig {
+    let mut c = crate::standalone::tracker_config(t);
+    if c.node.is_empty() {
+        c.node = crate::capture::hostname();
+    }
+    if t.tcp_close_linger.is_none() {
+        c.tcp_close_linger_ns = 2_000_000_000;
+    }
+    c
+}
+
 fn config(args: &LiveArgs, packets_table: bool, inventory: Option<&InventoryFile>) -> LiveConfig {
     let mut interfaces = Vec::new();
     let specs = [

@@ -133,6 +133,7 @@ pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
         active_timeout_ns: ns(t.active_timeout),
         udp_idle_timeout_ns: ns(t.udp_timeout),
         tcp_idle_timeout_ns: ns(t.tcp_timeout),
+        tcp_close_linger_ns: ns(t.tcp_close_linger.unwrap_or(std::time::Duration::from_secs(10))),
         max_connections: t.max_connections.max(16),
         packets_table: t.packets,
         ..TrackerConfig::default()
@@ -193,10 +194,7 @@ fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
     let store = &args.store;
     std::fs::create_dir_all(store)
         .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
-    let mut tracker = tracker_config(&args.tracker);
-    if tracker.node.is_empty() {
-        tracker.node = crate::capture::hostname();
-    }
+    let tracker = crate::live::tracker_config(&args.tracker);
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

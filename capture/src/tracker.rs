@@ -465,14 +465,24 @@ impl Tracker {
                 _ => false,
             };
             if !(stale || reuse) {
-                found = Some(count_packet(c, pkt, ts_ns, sport));
+                let was_closed = c.closed_ns.is_some();
+                let (conn_id, side, new_row) = count_packet(c, pkt, ts_ns, sport);
+                found = Some((conn_id, side, new_row, !was_closed && c.closed_ns.is_some()));
             }
         }
         let (conn_id, side) = match found {
-            Some((conn_id, side, new_row)) => {
-                if new_row {
-                    // The row just opened is due before the connection's timer: move it up.
-                    let due_ns = ts_ns.saturating_add(self.config.active_timeout_ns);
+            Some((conn_id, side, new_row, just_closed)) => {
+                // A row just opened, or the connection just closed: its deadline (interim row,
+                // or the end of the close linger) may come before its timer: move it up, so a
+                // live capture writes the final row a linger after the close.
+                let due_ns = if just_closed {
+                    Some(ts_ns.saturating_add(self.config.tcp_close_linger_ns).saturating_add(1))
+                } else if new_row {
+                    Some(ts_ns.saturating_add(self.config.active_timeout_ns))
+                } else {
+                    None
+                };
+                if let Some(due_ns) = due_ns {
                     let slot = slot.and_then(|i| u32::try_from(i).ok()).unwrap_or(u32::MAX);
                     if let Some(c) = self.conns.at_mut(slot)
                         && due_ns < c.timer_due

@@ -108,7 +108,9 @@ impl InventoryFile {
 
 /// The tracker settings of a live capture: `node` defaults to the hostname, and a closed TCP
 /// connection lingers 2 s (not the 10 s of files), so its row is written sooner.
-pub(crate) fn tracker_config(t: &crate::cli::TrackerArgs) -> podwire_capture::tracker::TrackerConfig {
+pub(crate) fn tracker_config(
+    t: &crate::cli::TrackerArgs,
+) -> podwire_capture::tracker::TrackerConfig {
     let mut c = crate::standalone::tracker_config(t);
     if c.node.is_empty() {
         c.node = crate::capture::hostname();

@@ -3,7 +3,7 @@
 use crate::cli::IngestArgs;
 use anyhow::Context as _;
 use podwire_ingest::enrich::Enricher;
-use podwire_ingest::inventory::{Inventory, SharedInventory};
+use podwire_ingest::inventory::SharedInventory;
 use podwire_ingest::kafka::{Ingest, KafkaIngestConfig};
 use podwire_ingest::metrics::IngestMetrics;
 use podwire_ingest::segment::RollPolicy;
@@ -13,14 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
-    let inventory = match &args.inventory {
-        Some(path) => {
-            let inv = Inventory::from_file(path)?;
-            tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
-            inv
-        }
-        None => Inventory::default(),
-    };
+    let inventory = crate::standalone::load_inventory(args.inventory.as_deref())?;
     let shared = SharedInventory::new(inventory);
     let enricher = Enricher::shared(shared.clone());
     std::fs::create_dir_all(&args.store)

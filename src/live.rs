@@ -45,8 +45,7 @@ pub(crate) struct InventoryFile {
 
 impl InventoryFile {
     pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        let inv = Inventory::from_file(path)?;
-        tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
+        let inv = crate::standalone::load_inventory(Some(path))?;
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         Ok(InventoryFile {
             path: path.to_path_buf(),

@@ -171,7 +171,7 @@ pub(crate) fn run(args: &StandaloneArgs) -> anyhow::Result<Report> {
     run_files(&args.pcap, args.inventory.as_deref(), &args.store, &args.tracker, false)
 }
 
-fn load_inventory(inventory: Option<&Path>) -> anyhow::Result<Inventory> {
+pub(crate) fn load_inventory(inventory: Option<&Path>) -> anyhow::Result<Inventory> {
     // Without an inventory, enrichment still names external ends by their DNS name.
     Ok(match inventory {
         Some(path) => {

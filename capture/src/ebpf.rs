@@ -784,11 +784,9 @@ impl LiveCapture {
     }
 
     /// Takes everything in the ring buffer: packets into the pipeline, dirty flows noted.
-    fn drain_ring<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) -> usize {
-        let mut n = 0;
+    fn drain_ring<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
         loop {
             let Some(item) = RingBuf::next(&mut self.ring) else { break };
-            n += 1;
             let b: &[u8] = &item;
             if b.len() < HDR_LEN {
                 continue;
@@ -811,7 +809,6 @@ impl LiveCapture {
                 _ => {}
             }
         }
-        n
     }
 
     /// Reads one flow's counters and adds what is new to the pipeline.
@@ -831,7 +828,7 @@ impl LiveCapture {
         for (d, f) in from.iter_mut().enumerate() {
             let now = dir_totals(v, d);
             let was = base.dirs[d];
-            let delta: Vec<u64> = now.iter().zip(was).map(|(n, w)| n.saturating_sub(w)).collect();
+            let delta: [u64; 5] = std::array::from_fn(|i| now[i].saturating_sub(was[i]));
             *f = FlowCounts {
                 packets: delta[0],
                 bytes: delta[1],
@@ -967,11 +964,6 @@ impl LiveCapture {
         let now = self.wall(0).saturating_add(monotonic_ns());
         self.read_stats(pipeline, now);
         self.dirty.clear();
-    }
-
-    /// Kernel-side counters so far.
-    pub fn kernel_counters(&self) -> KernelCounters {
-        self.kernel
     }
 }
 

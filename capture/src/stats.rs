@@ -59,7 +59,8 @@ impl KernelCounters {
         [self.deduplicated, self.filtered, self.events_lost, self.packets_lost, self.flows_evicted]
     }
 
-    fn minus(&self, base: &KernelCounters) -> KernelCounters {
+    /// The counters gained since `base`.
+    pub fn since(&self, base: &KernelCounters) -> KernelCounters {
         KernelCounters {
             seen: self.seen - base.seen,
             deduplicated: self.deduplicated - base.deduplicated,
@@ -69,11 +70,6 @@ impl KernelCounters {
             dirty_lost: self.dirty_lost - base.dirty_lost,
             flows_evicted: self.flows_evicted - base.flows_evicted,
         }
-    }
-
-    /// The counters gained since `base`.
-    pub fn since(&self, base: &KernelCounters) -> KernelCounters {
-        self.minus(base)
     }
 }
 

@@ -87,10 +87,16 @@ the rest goes on. Rows are written per offset range and hour as
 STORE/<table>/date=…/hour=…/<topic>-<partition>-<first offset>-<last offset>-<n>.parquet; the range
 is recorded in STORE/_ingest/ first and the offset committed only after the files are fsynced, so
 killing ingest at any moment and restarting it neither loses nor doubles a row. A store that
-fails (disk full, unreachable) is retried with backoff, offsets uncommitted.
+fails (disk full, bucket unreachable) is retried with backoff, offsets uncommitted.
+
+An S3-compatible bucket works as the store (`--store s3://bucket/prefix`): each file is one upload,
+committed once the upload completed; the ledger lives in the bucket too. Credentials and endpoint
+come from the environment as the AWS tools read them: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_SESSION_TOKEN, AWS_REGION; AWS_ENDPOINT for MinIO/Ceph/…, AWS_ALLOW_HTTP=true for plain http.
 
 Examples:
   podwire ingest --kafka kafka:9092 --store /data/store --inventory pods.json
+  AWS_REGION=eu-west-1 podwire ingest --kafka kafka:9092 --store s3://flows/podwire --kube
   podwire ingest --kafka kafka:9092 --store /data/store --metrics-listen 0.0.0.0:9464 --roll-age 10s";
 
 #[derive(Debug, Args)]
@@ -150,9 +156,10 @@ impl TableArg {
 pub(crate) struct IngestArgs {
     #[command(flatten)]
     pub(crate) kafka: crate::kafka::KafkaArgs,
-    /// The store folder (created if missing).
+    /// The store: a folder (created if missing) or `s3://bucket/prefix` (settings from the
+    /// AWS_* environment variables, see below).
     #[arg(long, env = "PODWIRE_STORE")]
-    pub(crate) store: PathBuf,
+    pub(crate) store: String,
     /// Pod metadata: the output of `kubectl get pods,services,nodes -A -o json` (or -o yaml).
     #[arg(long, env = "PODWIRE_INVENTORY")]
     pub(crate) inventory: Option<PathBuf>,
@@ -202,7 +209,9 @@ loopback without a token logs a warning: anyone who can reach the port can read 
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The store folder written by `podwire standalone` or `podwire ingest`.
+    /// The store written by `podwire standalone` or `podwire ingest`: a folder, or
+    /// `s3://bucket/prefix` (settings from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT, AWS_ALLOW_HTTP).
     #[arg(long, env = "PODWIRE_STORE")]
     pub(crate) store: PathBuf,
     /// Address and port to listen on (port 0 picks a free one; the address is logged and
@@ -287,7 +296,8 @@ pub(crate) enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub(crate) struct QueryArgs {
-    /// The store folder written by `podwire standalone`.
+    /// The store written by `podwire standalone` or `podwire ingest`: a folder, or
+    /// `s3://bucket/prefix` (settings from the AWS_* environment variables, as for `serve`).
     #[arg(long, env = "PODWIRE_STORE")]
     pub(crate) store: PathBuf,
     /// Only entries at or after this time.
@@ -400,7 +410,8 @@ pub(crate) struct StandaloneArgs {
     /// Pod metadata: the output of `kubectl get pods,services,nodes -A -o json` (or -o yaml).
     #[arg(long, env = "PODWIRE_INVENTORY")]
     pub(crate) inventory: Option<PathBuf>,
-    /// The store folder (created if missing).
+    /// The store: a folder (created if missing) or `s3://bucket/prefix` (settings from the AWS_*
+    /// environment variables, as for `ingest`).
     #[arg(long, env = "PODWIRE_STORE")]
     pub(crate) store: PathBuf,
     #[command(flatten)]

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::SharedInventory;
 use podwire_ingest::kafka::{Ingest, KafkaIngestConfig};
+use podwire_ingest::location::Location;
 use podwire_ingest::metrics::IngestMetrics;
 use podwire_ingest::segment::RollPolicy;
 use podwire_ingest::store::StoreConfig;
@@ -16,8 +17,8 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let inventory = crate::standalone::load_inventory(args.inventory.as_deref())?;
     let shared = SharedInventory::new(inventory);
     let enricher = Enricher::shared(shared.clone());
-    std::fs::create_dir_all(&args.store)
-        .with_context(|| format!("cannot create the store folder `{}`", args.store.display()))?;
+    let location = Location::parse(&args.store)?;
+    location.create().with_context(|| format!("cannot create the store folder `{location}`"))?;
     let k = &args.kafka;
     let tables: Vec<Table> = if args.tables.is_empty() {
         Table::ALL.to_vec()
@@ -33,7 +34,7 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
         topic_prefix: k.topic_prefix.clone(),
         tables,
         roll: RollPolicy { max_bytes: args.roll_bytes, max_age: args.roll_age },
-        store: StoreConfig::new(&args.store, "ingest"),
+        store: StoreConfig::at(location.clone()),
         max_message_bytes: k.max_message_bytes,
         options: k.options.clone(),
     };
@@ -74,7 +75,7 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
         tracing::info!("Stopping: writing and committing what is buffered.");
         s.store(true, Relaxed);
     });
-    tracing::info!(brokers = %k.brokers, group = %args.group, store = %args.store.display(), "Ingesting.");
+    tracing::info!(brokers = %k.brokers, group = %args.group, store = %location, "Ingesting.");
     let stats = Ingest::new(&config, &enricher, &metrics, &stop)?.run()?;
     tracing::info!(
         messages = stats.messages,

@@ -14,14 +14,16 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
     if format == Format::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet needs --output FILE");
     }
-    if !args.store.is_dir() {
+    if !podwire_query::catalog::is_bucket(&args.store) && !args.store.is_dir() {
         anyhow::bail!(
             "no store at `{}` (write one with `podwire standalone`)",
             args.store.display()
         );
     }
     let store = Store::open(&args.store)?;
+    // Timers and sockets: an `s3://` store's client needs them.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
         .build()
         .context("cannot start the query runtime")?;
     let out: Box<dyn Write + Send> = match &args.output {

@@ -6,7 +6,7 @@ use podwire_query::{Store, StoreOptions};
 use std::io::Write as _;
 
 pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    if !args.store.is_dir() {
+    if !podwire_query::catalog::is_bucket(&args.store) && !args.store.is_dir() {
         anyhow::bail!(
             "no store at `{}` (write one with `podwire standalone` or `podwire demo`)",
             args.store.display()

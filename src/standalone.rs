@@ -9,10 +9,15 @@ use podwire_capture::stats::CaptureStats;
 use podwire_capture::tracker::TrackerConfig;
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::Inventory;
-use podwire_ingest::store::{StoreConfig, StoreWriter, WriteStats};
+use podwire_ingest::location::Location;
+use podwire_ingest::metrics::IngestMetrics;
+use podwire_ingest::segment::RollPolicy;
+use podwire_ingest::store::{StoreConfig, WriteStats};
+use podwire_ingest::writer::InProcess;
 use podwire_schemas::Table;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// Batches in flight between the capture thread and the store thread: the bound keeps memory
@@ -22,8 +27,9 @@ const IN_FLIGHT: usize = 4;
 /// What the store thread hands back: what it wrote, and the connection batches if asked for.
 type Stored = (WriteStats, Vec<RecordBatch>);
 
-/// Hands batches to a thread that enriches them and writes the store, so Parquet encoding runs
-/// beside capture instead of after it.
+/// The in-process bus: hands batches to a thread that puts them through ingest's own path
+/// (`podwire_ingest::writer::InProcess`: enrichment, offset-range segments, the store's files),
+/// so Parquet encoding runs beside capture and `standalone` writes exactly as `ingest` does.
 pub(crate) struct StoreSink {
     tx: Option<std::sync::mpsc::SyncSender<(Table, RecordBatch)>>,
     thread: Option<std::thread::JoinHandle<Result<Stored, String>>>,
@@ -32,11 +38,12 @@ pub(crate) struct StoreSink {
 }
 
 impl StoreSink {
-    /// `flush_every`: write what is buffered at least this often (live capture), else only when
-    /// files fill up and at the end.
+    /// `name` prefixes the files. `flush_every`: write what is buffered at least this often
+    /// (live capture); else segments roll by size only, so the same input writes the same files.
     fn start(
         enricher: Enricher,
-        mut writer: StoreWriter,
+        store: StoreConfig,
+        name: String,
         keep: bool,
         flush_every: Option<Duration>,
     ) -> std::io::Result<Self> {
@@ -45,53 +52,55 @@ impl StoreSink {
         let slot = std::sync::Arc::clone(&error);
         let thread = std::thread::Builder::new().name("store".into()).spawn(move || {
             let mut kept = Vec::new();
-            let run = || -> Result<WriteStats, String> {
-                let mut last_flush = Instant::now();
-                let mut pending = false;
+            let metrics = IngestMetrics::new();
+            let stop = AtomicBool::new(false);
+            let roll = RollPolicy {
+                max_bytes: RollPolicy::default().max_bytes,
+                max_age: flush_every.unwrap_or(Duration::MAX),
+            };
+            let mut bus = InProcess::new(&name, store, roll, Some(&enricher), &metrics, &stop);
+            let mut run = || -> Result<(), String> {
                 loop {
                     let next = match flush_every {
-                        Some(every) => {
-                            let wait = every.saturating_sub(last_flush.elapsed());
-                            match rx.recv_timeout(wait) {
-                                Ok(m) => Some(m),
-                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                            }
-                        }
+                        Some(every) => match rx.recv_timeout(every) {
+                            Ok(m) => Some(m),
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                        },
                         None => match rx.recv() {
                             Ok(m) => Some(m),
                             Err(_) => break,
                         },
                     };
-                    if let Some((table, batch)) = next {
-                        let batch = enricher.enrich(table, &batch).map_err(|e| e.to_string())?;
-                        if keep && table == Table::Connections {
-                            kept.push(batch.clone());
+                    match next {
+                        Some((table, batch)) => {
+                            let enriched = bus.send(table, batch).map_err(|e| e.to_string())?;
+                            if keep && table == Table::Connections {
+                                kept.extend(enriched);
+                            }
                         }
-                        writer.write(table, &batch).map_err(|e| e.to_string())?;
-                        pending = true;
-                    }
-                    if let Some(every) = flush_every
-                        && last_flush.elapsed() >= every
-                    {
-                        if pending {
-                            writer.flush().map_err(|e| e.to_string())?;
-                            pending = false;
-                        }
-                        last_flush = Instant::now();
+                        None => bus.tick().map_err(|e| e.to_string())?,
                     }
                 }
-                writer.finish().map_err(|e| e.to_string())
+                Ok(())
             };
-            match run() {
-                Ok(stats) => Ok((stats, kept)),
-                Err(e) => {
-                    if let Ok(mut slot) = slot.lock() {
-                        *slot = Some(e.clone());
-                    }
-                    Err(e)
+            let result = run().and_then(|()| {
+                let (stats, written) = bus.finish().map_err(|e| e.to_string())?;
+                if stats.dead_letters > 0 {
+                    return Err(format!(
+                        "{} batches could not be enriched and were not written (a bug in podwire: \
+                         see the errors above)",
+                        stats.dead_letters
+                    ));
                 }
+                Ok((written, kept))
+            });
+            if let Err(e) = &result
+                && let Ok(mut slot) = slot.lock()
+            {
+                *slot = Some(e.clone());
             }
+            result
         })?;
         Ok(StoreSink { tx: Some(tx), thread: Some(thread), error })
     }
@@ -192,15 +201,19 @@ fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
         None => Enricher::new(Inventory::default()),
     };
     let store = &args.store;
-    std::fs::create_dir_all(store)
-        .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
+    let location = store_location(store)?;
     let tracker = crate::live::tracker_config(&args.tracker);
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let writer = StoreWriter::new(StoreConfig::new(store, &format!("live-{epoch}")));
-    let sink = StoreSink::start(enricher, writer, false, Some(args.live.flush_interval))
-        .context("cannot start the store thread")?;
+    let sink = StoreSink::start(
+        enricher,
+        StoreConfig::at(location),
+        format!("live-{epoch}"),
+        false,
+        Some(args.live.flush_interval),
+    )
+    .context("cannot start the store thread")?;
     let config = PipelineConfig { tracker, ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
     let result =
@@ -223,11 +236,15 @@ pub(crate) fn run_files(
     let started = Instant::now();
     let files = open_files(pcaps)?;
     let enricher = Enricher::new(load_inventory(inventory)?);
-    std::fs::create_dir_all(store)
-        .with_context(|| format!("cannot create the store folder `{}`", store.display()))?;
-    let writer = StoreWriter::new(StoreConfig::new(store, &file_prefix(&files)));
-    let sink = StoreSink::start(enricher, writer, keep_connections, None)
-        .context("cannot start the store thread")?;
+    let location = store_location(store)?;
+    let sink = StoreSink::start(
+        enricher,
+        StoreConfig::at(location),
+        file_prefix(&files),
+        keep_connections,
+        None,
+    )
+    .context("cannot start the store thread")?;
     let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
 
@@ -246,6 +263,13 @@ pub(crate) fn run_files(
             .context("the capture stopped early (the rows read before the error were written)"));
     }
     Ok(Report { connections: keep })
+}
+
+/// The store a `--store` names: a folder (created here) or `s3://bucket/prefix`.
+fn store_location(store: &Path) -> anyhow::Result<Location> {
+    let location = Location::parse(&store.to_string_lossy())?;
+    location.create().with_context(|| format!("cannot create the store folder `{location}`"))?;
+    Ok(location)
 }
 
 /// Logs what a run read and wrote, and prints the summary unless quiet.

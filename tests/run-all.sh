@@ -2,7 +2,7 @@
 # All of podwire's tests, on a fresh Debian machine with the Rust toolchain: installs what they
 # need (tshark, tcpdump, a JVM, cmake and the headers librdkafka builds with; clang and libbpf
 # headers for the eBPF programs, bpftool, dnsmasq, curl, dig, ethtool for the live test; pyarrow, duckdb,
-# polars, matplotlib, nbclient, pyspark, pytest, confluent-kafka; the tansu Kafka broker), then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark), the HTTP API tests
+# polars, matplotlib, nbclient, pyspark, pytest, confluent-kafka, moto[server] (an S3 server on loopback); the tansu Kafka broker), then runs the Rust tests, the Python reader tests (pyarrow, DuckDB, Spark), the HTTP API tests
 # (podwire serve on loopback) and the notebook. Run as root (CI does); the shared captures must sit at ../shared beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,10 +39,10 @@ fi
 tshark --version | head -n 1
 
 step "python packages"
-if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark, openapi_spec_validator, confluent_kafka' 2>/dev/null; then
+if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark, openapi_spec_validator, confluent_kafka, moto.server, flask, boto3' 2>/dev/null; then
     python3 -m pip install -q --disable-pip-version-check \
         pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel pyspark openapi-spec-validator \
-        confluent-kafka
+        confluent-kafka 'moto[server]'
 fi
 # nbclient runs the notebook on the `python3` kernel of this interpreter.
 python3 -m ipykernel install --user --name python3 >/dev/null

@@ -31,6 +31,24 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// An object store (S3-compatible bucket) call failed, or its settings are not usable.
+    #[error("object store `{url}`: {what}")]
+    ObjectStore {
+        /// The bucket URL, or the object's.
+        url: String,
+        /// What happened.
+        what: String,
+    },
+    /// A segment could not be written (or committed) in the attempts allowed.
+    #[error("writing {partition} failed after {attempts} attempts: {what}")]
+    Roll {
+        /// The log partition.
+        partition: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        what: String,
+    },
     /// The Kafka consumer or the dead-letter producer failed.
     #[error("kafka: {0}")]
     Kafka(String),
@@ -51,9 +69,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for errors that may go away on retry (I/O on the store).
+    /// True for errors that may go away on retry (I/O on the store, local or bucket).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io { .. })
+        matches!(self, Error::Io { .. } | Error::ObjectStore { .. })
     }
 }
 

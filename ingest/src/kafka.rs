@@ -16,8 +16,10 @@
 use crate::enrich::Enricher;
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
-use crate::segment::{Ledger, LogPartition, RollPolicy, Segment};
+use crate::segment::{LogPartition, RollPolicy};
 use crate::store::StoreConfig;
+pub use crate::writer::RunStats;
+use crate::writer::{DeadLetter, Limiter, Log, Raw, Writer};
 use podwire_schemas::Table;
 use podwire_schemas::wire::{self, WireError};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -28,10 +30,10 @@ use rdkafka::message::{
 };
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Ingest settings.
 #[derive(Debug, Clone)]
@@ -76,24 +78,6 @@ pub mod dlq_header {
     pub const PARTITION: &str = "podwire.dlq.partition";
     /// Its offset.
     pub const OFFSET: &str = "podwire.dlq.offset";
-}
-
-/// Logs at most every 10 s per kind, so an outage is a line per interval.
-#[derive(Debug, Default)]
-struct Limiter(Mutex<HashMap<&'static str, Instant>>);
-
-impl Limiter {
-    fn allow(&self, kind: &'static str) -> bool {
-        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        match m.get(kind) {
-            Some(t) if now.duration_since(*t) < Duration::from_secs(10) => false,
-            _ => {
-                m.insert(kind, now);
-                true
-            }
-        }
-    }
 }
 
 struct ConsumerCtx {
@@ -171,15 +155,6 @@ impl ProducerContext for ProducerCtx {
     }
 }
 
-/// A rejected message, kept until its segment rolls.
-struct DeadLetter {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Vec<u8>)>,
-    reason: String,
-    offset: i64,
-}
-
 /// The metrics label of a wire error.
 fn reason_label(e: &WireError) -> &'static str {
     match e {
@@ -192,37 +167,21 @@ fn reason_label(e: &WireError) -> &'static str {
     }
 }
 
-/// What a run did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RunStats {
-    /// Messages accepted.
-    pub messages: u64,
-    /// Messages sent to the dead letters.
-    pub dead_letters: u64,
-    /// Segments written and committed.
-    pub segments: u64,
-}
-
 /// The consumer loop. See the module documentation.
 pub struct Ingest<'a> {
     config: &'a KafkaIngestConfig,
-    enricher: &'a Enricher,
     metrics: &'a IngestMetrics,
     stop: &'a AtomicBool,
     consumer: BaseConsumer<ConsumerCtx>,
     dlq: BaseProducer<ProducerCtx>,
-    ledger: Ledger,
     topics: HashMap<String, Table>,
-    segments: BTreeMap<LogPartition, Segment>,
-    dead: BTreeMap<LogPartition, Vec<DeadLetter>>,
-    /// Next expected sequence per (producer, table).
-    next_seq: HashMap<(String, Table), u64>,
+    /// Segments, enrichment and files: shared with the in-process bus.
+    writer: Writer<'a>,
     /// The next offset to take per assigned partition (its committed offset at assignment,
     /// then one past the last message taken); `None` when nothing was ever committed.
     expected: HashMap<LogPartition, Option<i64>>,
     /// Seeks back to `expected` made for the same offset (to give up on offsets that are gone).
     seeks: HashMap<LogPartition, (i64, u32)>,
-    stats: RunStats,
 }
 
 impl<'a> Ingest<'a> {
@@ -276,20 +235,31 @@ impl<'a> Ingest<'a> {
             .map_err(|e| Error::Kafka(format!("subscribing to {names:?}: {e}")))?;
         Ok(Ingest {
             config,
-            enricher,
             metrics,
             stop,
             consumer,
             dlq,
-            ledger: Ledger::new(&config.store.root),
             topics,
-            segments: BTreeMap::new(),
-            dead: BTreeMap::new(),
-            next_seq: HashMap::new(),
+            writer: Writer::new(
+                config.store.clone(),
+                config.roll,
+                true,
+                Some(enricher),
+                metrics,
+                stop,
+            ),
             expected: HashMap::new(),
             seeks: HashMap::new(),
-            stats: RunStats::default(),
         })
+    }
+
+    /// The transport's side of a roll, over this consumer and dead-letter producer.
+    fn log<'c>(
+        consumer: &'c BaseConsumer<ConsumerCtx>,
+        dlq: &'c BaseProducer<ProducerCtx>,
+        config: &KafkaIngestConfig,
+    ) -> KafkaLog<'c> {
+        KafkaLog { consumer, dlq, topic: config.dead_letter_topic() }
     }
 
     /// Runs until `stop` is set, then writes and commits what it can and returns.
@@ -300,20 +270,10 @@ impl<'a> Ingest<'a> {
         while !self.stop.load(Relaxed) {
             self.step(Duration::from_millis(100))?;
         }
-        // Write what is buffered; a segment forced to a range it has not reached yet is left to
-        // the next run, which replays it whole.
-        let keys: Vec<LogPartition> = self.segments.keys().cloned().collect();
-        for lp in keys {
-            let complete = self
-                .segments
-                .get(&lp)
-                .is_some_and(|s| s.forced_end.is_none() || s.due(&self.config.roll));
-            if complete {
-                self.roll(&lp, true)?;
-            }
-        }
+        let mut log = Self::log(&self.consumer, &self.dlq, self.config);
+        let (stats, _) = self.writer.finish(&mut log)?;
         self.consumer.unsubscribe();
-        Ok(self.stats)
+        Ok(stats)
     }
 
     /// One poll, and the rolls that are due.
@@ -335,18 +295,8 @@ impl<'a> Ingest<'a> {
             }
             Some(Ok(m)) => self.take(m)?,
         }
-        let due: Vec<LogPartition> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.due(&self.config.roll))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for lp in due {
-            self.roll(&lp, false)?;
-        }
-        let buffered: u64 = self.segments.values().map(Segment::rows).sum();
-        self.metrics.buffered(buffered);
-        Ok(())
+        let mut log = Self::log(&self.consumer, &self.dlq, self.config);
+        self.writer.roll_due(&mut log)
     }
 
     fn drop_revoked(&mut self) {
@@ -361,10 +311,7 @@ impl<'a> Ingest<'a> {
         for lp in revoked {
             self.expected.remove(&lp);
             self.seeks.remove(&lp);
-            if let Some(s) = self.segments.remove(&lp) {
-                tracing::info!(partition = %lp, rows = s.rows(), "dropping the open segment of a revoked partition; its next owner replays it");
-            }
-            self.dead.remove(&lp);
+            self.writer.drop_partition(&lp);
         }
     }
 
@@ -451,20 +398,13 @@ impl<'a> Ingest<'a> {
         if !self.in_order(&lp, m.offset) {
             return Ok(());
         }
+        let mut log = Self::log(&self.consumer, &self.dlq, self.config);
+        if !self.writer.prepare(&lp, table, m.offset, &mut log)? {
+            // Asked to stop while the store was unreachable: the message is not taken.
+            return Ok(());
+        }
         if let Some(e) = self.expected.get_mut(&lp) {
             *e = Some(m.offset + 1);
-        }
-        if self.segments.get(&lp).is_some_and(|s| s.ends_before(m.offset)) {
-            self.roll(&lp, false)?;
-        }
-        if !self.segments.contains_key(&lp) {
-            let range = self.ledger.range(&lp)?;
-            let seg = Segment::open(lp.clone(), table, m.offset, range);
-            if seg.forced_end.is_some() {
-                let r = seg.range();
-                tracing::info!(partition = %lp, start = r.start, end = r.end, "replaying a range that was being written when the last run stopped");
-            }
-            self.segments.insert(lp.clone(), seg);
         }
         let headers: Vec<(&str, &[u8])> =
             m.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
@@ -472,155 +412,62 @@ impl<'a> Ingest<'a> {
             .map_err(|e| (reason_label(&e), e.to_string()))
             .and_then(|(env, batches)| {
                 if env.table == table {
-                    Ok((env, batches))
+                    Ok((Some(env), batches))
                 } else {
                     Err(("table", format!("a {} batch on topic {}", env.table.name(), m.topic)))
                 }
-            })
-            .and_then(|(env, batches)| {
-                let enriched = batches
-                    .iter()
-                    .map(|b| self.enricher.enrich(table, b))
-                    .collect::<Result<Vec<_>>>()
-                    .map_err(|e| ("enrich", e.to_string()))?;
-                Ok((env, enriched))
             });
-        match decoded {
-            Ok((env, batches)) => {
-                self.check_sequence(&env);
-                self.metrics.message(table.name(), env.rows);
-                self.stats.messages += 1;
-                if let Some(s) = self.segments.get_mut(&lp) {
-                    s.push(m.offset, &batches)?;
-                }
-            }
-            Err((label, reason)) => {
-                self.metrics.dead_letter(label);
-                self.stats.dead_letters += 1;
-                tracing::warn!(partition = %lp, offset = m.offset, reason = %reason, "message sent to the dead-letter topic");
-                if let Some(s) = self.segments.get_mut(&lp) {
-                    s.push(m.offset, &[])?;
-                }
-                self.dead.entry(lp).or_default().push(DeadLetter {
-                    key: m.key,
-                    value: m.value,
-                    headers: m.headers,
-                    reason,
-                    offset: m.offset,
-                });
-            }
-        }
+        drop(headers);
+        let raw = Raw { key: m.key, value: m.value, headers: m.headers };
+        self.writer.take(&lp, table, m.offset, decoded, raw)?;
         Ok(())
     }
+}
 
-    fn check_sequence(&mut self, env: &wire::Envelope) {
-        self.metrics.producer_dropped(&env.node, env.dropped_rows);
-        let next = self.next_seq.entry((env.producer.clone(), env.table)).or_insert(env.seq);
-        if env.seq > *next {
-            let missing = env.seq - *next;
-            self.metrics.gap(env.table.name(), missing);
-            tracing::warn!(
-                node = %env.node,
-                producer = %env.producer,
-                table = env.table.name(),
-                missing,
-                producer_dropped_rows = env.dropped_rows,
-                "batches missing from the producer's sequence (lost before Kafka)"
-            );
-        }
-        // A replayed (older) message leaves the expectation where it is.
-        if env.seq >= *next {
-            *next = env.seq + 1;
-        }
+/// [`Log`] over Kafka: commits offsets, produces dead letters.
+struct KafkaLog<'c> {
+    consumer: &'c BaseConsumer<ConsumerCtx>,
+    dlq: &'c BaseProducer<ProducerCtx>,
+    topic: String,
+}
+
+impl Log for KafkaLog<'_> {
+    fn dead_letters(
+        &mut self,
+        lp: &LogPartition,
+        dead: &[DeadLetter],
+    ) -> std::result::Result<(), String> {
+        self.send_dead_letters(lp, dead)
     }
 
-    /// Sleeps `d` unless asked to stop; false when asked to stop.
-    fn backoff(&self, attempt: u32) -> bool {
-        let d = Duration::from_millis(200u64 << attempt.min(7)); // 0.2 s … 25.6 s
-        let until = Instant::now() + d;
-        while Instant::now() < until {
-            if self.stop.load(Relaxed) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        true
+    fn commit(&mut self, lp: &LogPartition, next: i64) -> std::result::Result<(), String> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&lp.topic, lp.partition, Offset::Offset(next))
+            .map_err(|e| e.to_string())?;
+        self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| e.to_string())
     }
 
-    /// Writes the segment of `lp`, flushes its dead letters and commits. Retries until it
-    /// succeeds or a stop is asked for; at shutdown, three attempts.
-    fn roll(&mut self, lp: &LogPartition, at_shutdown: bool) -> Result<()> {
-        let Some(seg) = self.segments.remove(lp) else { return Ok(()) };
-        let dead = self.dead.remove(lp).unwrap_or_default();
-        let crate::segment::Range { start, end, .. } = seg.range();
-        let mut attempt = 0u32;
-        let mut written = None;
-        let mut dead_sent = dead.is_empty();
-        loop {
-            let result = (|| -> std::result::Result<(), (&'static str, String)> {
-                if !dead_sent {
-                    self.send_dead_letters(lp, &dead).map_err(|e| ("dead letters", e))?;
-                    dead_sent = true;
-                }
-                if written.is_none() {
-                    let w = seg
-                        .write(&self.config.store, &self.ledger)
-                        .map_err(|e| ("store", e.to_string()))?;
-                    self.metrics.written(seg.table.name(), w.files, w.rows, w.bytes);
-                    written = Some(w);
-                }
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&lp.topic, lp.partition, Offset::Offset(end + 1))
-                    .map_err(|e| ("commit", e.to_string()))?;
-                self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| ("commit", e.to_string()))
-            })();
-            match result {
-                Ok(()) => {
-                    self.metrics.committed(seg.newest_us());
-                    self.stats.segments += 1;
-                    let w = written.unwrap_or_default();
-                    tracing::debug!(partition = %lp, start, end, rows = w.rows, files = w.files, "segment committed");
-                    return Ok(());
-                }
-                Err((what, e)) => {
-                    match what {
-                        "store" => self.metrics.store_error(),
-                        "commit" => self.metrics.commit_error(),
-                        _ => {}
-                    }
-                    if attempt == 0 || self.consumer.context().limiter.allow("roll") {
-                        tracing::error!(partition = %lp, start, end, attempt, "{what} failed, retrying (offsets stay uncommitted): {e}");
-                    }
-                    attempt += 1;
-                    if at_shutdown && attempt >= 3 {
-                        tracing::error!(partition = %lp, start, end, "giving up at shutdown; the next run replays this range");
-                        return Ok(());
-                    }
-                    if !self.backoff(attempt) && !at_shutdown {
-                        tracing::info!(partition = %lp, start, end, "stopping with this range uncommitted; the next run replays it");
-                        return Ok(());
-                    }
-                    // Ownership may have moved meanwhile (a rebalance served by librdkafka's
-                    // background thread is seen at the next poll): a commit then fails with a
-                    // generation error, and the next owner replays the range.
-                    if let Err(e) = self.consumer.assignment() {
-                        tracing::debug!("assignment: {e}");
-                    }
-                }
-            }
+    fn between_retries(&mut self) {
+        // Ownership may have moved meanwhile (a rebalance served by librdkafka's background
+        // thread is seen at the next poll): a commit then fails with a generation error, and
+        // the next owner replays the range.
+        if let Err(e) = self.consumer.assignment() {
+            tracing::debug!("assignment: {e}");
         }
     }
+}
 
+impl KafkaLog<'_> {
     fn send_dead_letters(
         &self,
         lp: &LogPartition,
         dead: &[DeadLetter],
     ) -> std::result::Result<(), String> {
-        let topic = self.config.dead_letter_topic();
+        let topic = &self.topic;
         let failed_before = self.dlq.context().failed.load(Relaxed);
         for d in dead {
-            let mut h = OwnedHeaders::new_with_capacity(d.headers.len() + 4);
-            for (k, v) in &d.headers {
+            let mut h = OwnedHeaders::new_with_capacity(d.raw.headers.len() + 4);
+            for (k, v) in &d.raw.headers {
                 h = h.insert(Header { key: k, value: Some(v.as_slice()) });
             }
             let partition = lp.partition.to_string();
@@ -633,11 +480,11 @@ impl<'a> Ingest<'a> {
             ] {
                 h = h.insert(Header { key: k, value: Some(v.as_bytes()) });
             }
-            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).headers(h);
-            if let Some(k) = &d.key {
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(h);
+            if let Some(k) = &d.raw.key {
                 record = record.key(k.as_slice());
             }
-            if let Some(v) = &d.value {
+            if let Some(v) = &d.raw.value {
                 record = record.payload(v.as_slice());
             }
             let mut record = record;

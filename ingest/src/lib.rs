@@ -4,16 +4,20 @@
 //!   json|yaml`, as a time-aware IP → identity index.
 //! - [`enrich`]: fills the `src_*`/`dst_*` enrichment columns of a batch from the index.
 //! - [`store`]: the Parquet store: Hive-partitioned by date and hour, ZSTD, sorted by time,
-//!   files written to a temporary name, fsynced and renamed.
+//!   files written to a temporary name, fsynced and renamed (or uploaded whole to a bucket).
+//! - [`writer`]: offset-range segments to the store, for both transports (Kafka, in-process).
+//! - [`location`]: a store's root, a local folder or an S3-compatible `s3://bucket/prefix`.
 pub mod enrich;
 pub mod error;
 pub mod inventory;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kube_watch;
+pub mod location;
 pub mod metrics;
 pub mod segment;
 pub mod store;
+pub mod writer;
 
 pub use error::{Error, Result};
 

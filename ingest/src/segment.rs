@@ -19,6 +19,7 @@
 //! (Resetting the consumer group's offsets to an earlier point replays into new ranges and
 //! does duplicate rows; that is an operator's explicit choice.)
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::store::{StoreConfig, Written, split_by_hour, write_sorted};
 use arrow::array::RecordBatch;
 use podwire_schemas::Table;
@@ -41,20 +42,21 @@ impl std::fmt::Display for LogPartition {
     }
 }
 
-/// The per-partition record of the range being written, under `STORE/_ingest/`.
+/// The per-partition record of the range being written, under `STORE/_ingest/` (in the store,
+/// so that an ingest with no disk of its own, writing to a bucket, keeps it too).
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    dir: PathBuf,
+    location: Location,
 }
 
 impl Ledger {
-    /// The ledger of the store at `root`.
-    pub fn new(root: &Path) -> Self {
-        Ledger { dir: root.join("_ingest") }
+    /// The ledger of the store at `location`.
+    pub fn new(location: &Location) -> Self {
+        Ledger { location: location.clone() }
     }
 
-    fn path(&self, p: &LogPartition) -> PathBuf {
-        self.dir.join(format!("{}-{}.range", p.topic, p.partition))
+    fn name(p: &LogPartition) -> String {
+        format!("_ingest/{}-{}.range", p.topic, p.partition)
     }
 
     /// The last range recorded for `p`, if any.
@@ -62,11 +64,20 @@ impl Ledger {
     /// # Errors
     /// When the entry exists but cannot be read or parsed (a corrupt ledger is not guessed at).
     pub fn range(&self, p: &LogPartition) -> Result<Option<Range>> {
-        let path = self.path(p);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::Io { path, source }),
+        let name = Self::name(p);
+        let text = match &self.location {
+            Location::Local(root) => {
+                let path = root.join(&name);
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(source) => return Err(Error::Io { path, source }),
+                }
+            }
+            Location::Bucket(b) => match b.get(&name)? {
+                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                None => return Ok(None),
+            },
         };
         let mut it = text.split_whitespace().map(str::parse::<i64>);
         match (it.next(), it.next(), it.next()) {
@@ -76,7 +87,7 @@ impl Ledger {
                 Ok(Some(Range { generation, start, end }))
             }
             _ => Err(Error::Ledger {
-                path,
+                path: PathBuf::from(format!("{}/{name}", self.location)),
                 what: format!(
                     "expected `GENERATION START END`, found {text:?}; delete it only if no ingest runs"
                 ),
@@ -89,21 +100,27 @@ impl Ledger {
     /// # Errors
     /// When the entry cannot be written.
     pub fn record(&self, p: &LogPartition, r: Range) -> Result<()> {
+        let line = format!("{} {} {}\n", r.generation, r.start, r.end);
+        let root = match &self.location {
+            Location::Local(root) => root,
+            Location::Bucket(b) => return b.put(&Self::name(p), line.into_bytes()),
+        };
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
         };
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let path = self.path(p);
+        let dir = root.join("_ingest");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = root.join(Self::name(p));
         let tmp = path.with_extension("range.tmp");
         {
             use std::io::Write as _;
             let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-            writeln!(f, "{} {} {}", r.generation, r.start, r.end).map_err(io(&tmp))?;
+            f.write_all(line.as_bytes()).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
+        if let Ok(d) = std::fs::File::open(&dir) {
             let _ = d.sync_all();
         }
         Ok(())
@@ -256,13 +273,15 @@ impl Segment {
         )
     }
 
-    /// Steps 1 and 2 of the module documentation: ledger, then files. The segment stays intact
+    /// Steps 1 and 2 of the module documentation: ledger (when there is one), then files. The segment stays intact
     /// so a failed write can be retried; the caller commits `range().1 + 1` after success.
     ///
     /// # Errors
     /// When the ledger or a file cannot be written.
-    pub fn write(&self, store: &StoreConfig, ledger: &Ledger) -> Result<Written> {
-        ledger.record(&self.source, self.range())?;
+    pub fn write(&self, store: &StoreConfig, ledger: Option<&Ledger>) -> Result<Written> {
+        if let Some(ledger) = ledger {
+            ledger.record(&self.source, self.range())?;
+        }
         let stem = self.stem();
         let mut total = Written::default();
         for (hour, batches) in &self.hours {
@@ -286,7 +305,7 @@ mod tests {
     #[test]
     fn ledger_round_trip_and_corruption_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::new(dir.path());
+        let l = Ledger::new(&Location::Local(dir.path().into()));
         assert_eq!(l.range(&lp()).unwrap(), None);
         let r = Range { generation: 2, start: 10, end: 20 };
         l.record(&lp(), r).unwrap();

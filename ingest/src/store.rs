@@ -2,16 +2,17 @@
 //! and Spark without podwire code:
 //!
 //! ```text
-//! STORE/<table>/date=YYYY-MM-DD/hour=HH/<prefix>-<seq>.parquet
+//! STORE/<table>/date=YYYY-MM-DD/hour=HH/<stem>-<n>.parquet
 //! ```
 //!
 //! Partitions come from each table's event-time column (UTC). Files are ZSTD-compressed, carry
 //! page-level statistics, are sorted by event time then `conn_id` (`Table::sort_columns`,
-//! declared in the footer's sorting columns)
-//! and are written to a hidden temporary name, fsynced and renamed: a reader never sees half a
-//! file. Rows are buffered per partition and a file is rolled every `max_rows_per_file` rows, so
-//! memory is bounded by the number of open partitions times that.
+//! declared in the footer's sorting columns), hold at most `max_rows_per_file` rows, and are
+//! written to a hidden temporary name, fsynced and renamed (in a bucket: uploaded whole, see
+//! [`crate::location`]): a reader never sees half a file. What is buffered before a write, and
+//! the file names, are the segments' business ([`crate::writer`], [`crate::segment`]).
 use crate::error::{Error, Result};
+use crate::location::Location;
 use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{
     SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
@@ -25,7 +26,7 @@ use parquet::schema::types::ColumnPath;
 use podwire_schemas::Table;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const HOUR_US: i64 = 3_600_000_000;
 
@@ -40,10 +41,8 @@ const PRUNED_STRINGS: [&str; 7] =
 /// Store writer settings.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The store's root folder.
-    pub root: PathBuf,
-    /// File name prefix; the same input with the same prefix rewrites the same files.
-    pub prefix: String,
+    /// The store's root: a folder or a bucket.
+    pub location: Location,
     /// Rows per file before it is rolled.
     pub max_rows_per_file: usize,
     /// Rows per Parquet row group.
@@ -53,23 +52,20 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Defaults for a store at `root`.
-    pub fn new(root: &Path, prefix: &str) -> Self {
+    /// Defaults for a store in the folder `root`.
+    pub fn new(root: &Path) -> Self {
+        Self::at(Location::Local(root.into()))
+    }
+
+    /// Defaults for a store at `location`.
+    pub fn at(location: Location) -> Self {
         StoreConfig {
-            root: root.into(),
-            prefix: prefix.into(),
+            location,
             max_rows_per_file: 1 << 20,
             row_group_rows: 128 * 1024,
             zstd_level: 1,
         }
     }
-}
-
-#[derive(Debug, Default)]
-struct Partition {
-    batches: Vec<RecordBatch>,
-    rows: usize,
-    files: u32,
 }
 
 /// What the writer wrote.
@@ -81,14 +77,6 @@ pub struct WriteStats {
     pub rows: BTreeMap<&'static str, u64>,
     /// Bytes written.
     pub bytes: u64,
-}
-
-/// Writes batches into the store.
-#[derive(Debug)]
-pub struct StoreWriter {
-    config: StoreConfig,
-    open: BTreeMap<(Table, i64), Partition>,
-    stats: WriteStats,
 }
 
 /// Splits a batch by the hour bucket (UTC) of its event time: the store's partitions.
@@ -119,72 +107,9 @@ pub fn partition_path(hour_bucket: i64) -> String {
     format!("date={}/hour={:02}", dt.strftime("%Y-%m-%d"), dt.hour())
 }
 
-impl StoreWriter {
-    /// A writer; creates nothing until the first batch.
-    pub fn new(config: StoreConfig) -> Self {
-        StoreWriter { config, open: BTreeMap::new(), stats: WriteStats::default() }
-    }
-
-    /// Takes one batch of `table`, splitting it by hour partition.
-    ///
-    /// # Errors
-    /// When the batch lacks its time column, or a rolled file cannot be written.
-    pub fn write(&mut self, table: Table, batch: &RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        for (hour, part) in split_by_hour(table, batch)? {
-            let p = self.open.entry((table, hour)).or_default();
-            p.rows += part.num_rows();
-            p.batches.push(part);
-            if p.rows >= self.config.max_rows_per_file {
-                self.flush_partition(table, hour)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes every buffered partition.
-    ///
-    /// # Errors
-    /// When a file cannot be written.
-    pub fn flush(&mut self) -> Result<()> {
-        let keys: Vec<(Table, i64)> = self.open.keys().copied().collect();
-        for (table, hour) in keys {
-            self.flush_partition(table, hour)?;
-        }
-        Ok(())
-    }
-
-    /// Flushes and returns what was written.
-    ///
-    /// # Errors
-    /// When a file cannot be written.
-    pub fn finish(mut self) -> Result<WriteStats> {
-        self.flush()?;
-        Ok(self.stats)
-    }
-
-    fn flush_partition(&mut self, table: Table, hour: i64) -> Result<()> {
-        let Some(p) = self.open.get_mut(&(table, hour)) else { return Ok(()) };
-        if p.rows == 0 {
-            return Ok(());
-        }
-        let batches = std::mem::take(&mut p.batches);
-        p.rows = 0;
-        let first = p.files;
-        let stem = self.config.prefix.clone();
-        let written = write_sorted(&self.config, table, hour, &stem, first, batches)?;
-        if let Some(p) = self.open.get_mut(&(table, hour)) {
-            p.files += written.files;
-        }
-        self.stats.add(table, &written);
-        Ok(())
-    }
-}
-
 impl WriteStats {
-    fn add(&mut self, table: Table, w: &Written) {
+    /// Adds what one write wrote.
+    pub fn add(&mut self, table: Table, w: &Written) {
         *self.files.entry(table.name()).or_default() += u64::from(w.files);
         *self.rows.entry(table.name()).or_default() += w.rows;
         self.bytes += w.bytes;
@@ -251,7 +176,7 @@ pub fn write_sorted(
     Ok(written)
 }
 
-/// Writes one file: a hidden temporary name, fsync, rename, fsync of the folder. Returns its size.
+/// Writes one file (locally: [`write_local`]; in a bucket: one upload). Returns its size.
 fn write_file(
     config: &StoreConfig,
     table: Table,
@@ -260,13 +185,34 @@ fn write_file(
     sort_idx: &[usize],
     rows: &RecordBatch,
 ) -> Result<u64> {
-    let schema = rows.schema();
-    let dir = config.root.join(table.name()).join(partition_path(hour));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let io = |source| Error::Io { path: tmp.clone(), source };
-    let file = File::create(&tmp).map_err(io)?;
+    let props = file_properties(config, &rows.schema(), sort_idx);
+    let dir = config.location_dir(table, hour);
+    match &config.location {
+        Location::Local(root) => write_local(&root.join(&dir), name, props, rows),
+        Location::Bucket(bucket) => {
+            let mut writer = ArrowWriter::try_new(Vec::new(), rows.schema(), Some(props))?;
+            writer.write(rows)?;
+            let bytes = writer.into_inner()?;
+            let len = bytes.len() as u64;
+            bucket.put(&format!("{dir}/{name}"), bytes)?;
+            Ok(len)
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The folder of an hour partition of `table`, relative to the root.
+    fn location_dir(&self, table: Table, hour: i64) -> String {
+        format!("{}/{}", table.name(), partition_path(hour))
+    }
+}
+
+/// The Parquet settings of a store file.
+fn file_properties(
+    config: &StoreConfig,
+    schema: &arrow::datatypes::Schema,
+    sort_idx: &[usize],
+) -> WriterProperties {
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(config.zstd_level).unwrap_or_default(),
@@ -301,8 +247,18 @@ fn write_file(
             );
         }
     }
+    props.build()
+}
+
+/// A local file: a hidden temporary name, fsync, rename, fsync of the folder.
+fn write_local(dir: &Path, name: &str, props: WriterProperties, rows: &RecordBatch) -> Result<u64> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io = |source| Error::Io { path: tmp.clone(), source };
+    let file = File::create(&tmp).map_err(io)?;
     let result = (|| -> Result<u64> {
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props.build()))?;
+        let mut writer = ArrowWriter::try_new(file, rows.schema(), Some(props))?;
         writer.write(rows)?;
         let file = writer.into_inner()?;
         file.sync_all().map_err(io)?;
@@ -316,7 +272,7 @@ fn write_file(
         let _ = std::fs::remove_file(&tmp);
     }
     let bytes = result?;
-    if let Ok(d) = File::open(&dir) {
+    if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(bytes)
@@ -325,83 +281,6 @@ fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podwire_schemas::connections::{
-        ConnectionRecord, ConnectionsBuilder, DirCounters, by, outcome, protocol,
-    };
-
-    fn row(start_s: i64) -> ConnectionRecord {
-        ConnectionRecord {
-            start_ns: start_s * 1_000_000_000,
-            end_ns: start_s * 1_000_000_000,
-            conn_id: start_s,
-            row_seq: 0,
-            is_final: true,
-            protocol: protocol::UDP,
-            src_ip: "10.0.0.1".parse().unwrap(),
-            src_port: 1,
-            dst_ip: "10.0.0.2".parse().unwrap(),
-            dst_port: 2,
-            src: DirCounters::default(),
-            dst: DirCounters::default(),
-            outcome: outcome::NO_ANSWER,
-            src_flags: 0,
-            dst_flags: 0,
-            handshake_rtt_ns: None,
-            closed_by: by::NONE,
-            reset_by: by::NONE,
-            icmp_error: None,
-            icmp_errors: 0,
-            icmp_error_src: None,
-            vlan: String::new(),
-            tunnel: String::new(),
-            dst_dns_name: None,
-            node: "n".into(),
-            src_meta: Default::default(),
-            dst_meta: Default::default(),
-        }
-    }
-
-    #[test]
-    fn splits_by_hour_rolls_by_size_sorts_and_renames() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::new(dir.path(), "t");
-        config.max_rows_per_file = 3;
-        let mut w = StoreWriter::new(config);
-        let mut b = ConnectionsBuilder::default();
-        // Hour 0: 5 rows, out of order; hour 1: 1 row.
-        for s in [30, 10, 3_700, 20, 50, 40] {
-            b.append(&row(s));
-        }
-        w.write(Table::Connections, &b.finish().unwrap()).unwrap();
-        let stats = w.finish().unwrap();
-        assert_eq!(stats.rows["connections"], 6);
-        let h0 = dir.path().join("connections/date=1970-01-01/hour=00");
-        let h1 = dir.path().join("connections/date=1970-01-01/hour=01");
-        let mut files: Vec<_> =
-            std::fs::read_dir(&h0).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        assert_eq!(files.len(), 2, "5 rows at 3 per file: rolled once: {files:?}");
-        assert!(files.iter().all(|f| f.extension().unwrap() == "parquet"), "no temp files left");
-        assert_eq!(std::fs::read_dir(&h1).unwrap().count(), 1);
-        let mut seen = Vec::new();
-        for f in files {
-            let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                File::open(f).unwrap(),
-            )
-            .unwrap()
-            .build()
-            .unwrap();
-            for batch in r {
-                let ts = crate::event_times(Table::Connections, &batch.unwrap()).unwrap().clone();
-                let v: Vec<i64> = ts.values().to_vec();
-                assert!(v.windows(2).all(|w| w[0] <= w[1]), "sorted by time: {v:?}");
-                seen.extend(v);
-            }
-        }
-        seen.sort_unstable();
-        assert_eq!(seen, vec![10_000_000, 20_000_000, 30_000_000, 40_000_000, 50_000_000]);
-    }
-
     #[test]
     fn partition_paths_are_utc_hours() {
         assert_eq!(partition_path(0), "date=1970-01-01/hour=00");

@@ -1,7 +1,8 @@
 //! Writes a large, realistic `connections` store for query benchmarks, through the project's own
-//! row builder (`podwire_schemas::connections::ConnectionsBuilder`) and store writer
-//! (`podwire_ingest::store::StoreWriter`), so the files are exactly what `podwire standalone`
-//! writes: same schema, sorting, partitioning, compression and statistics.
+//! row builder (`podwire_schemas::connections::ConnectionsBuilder`) and the in-process bus of
+//! `podwire standalone` (`podwire_ingest::writer::InProcess`, without enrichment: the rows come
+//! named), so the files are exactly what `standalone` and `ingest` write: same schema, sorting,
+//! partitioning, compression and statistics; one file per hour.
 //!
 //!     cargo run --release -p podwire-benchmarks --bin gen_store -- \
 //!         --rows 10000000 --days 14 --seed 1 --out /work/bench-store
@@ -15,7 +16,10 @@
 //! long connections with interim rows. Deterministic for a given seed.
 use anyhow::Context as _;
 use clap::Parser;
-use podwire_ingest::store::{StoreConfig, StoreWriter};
+use podwire_ingest::metrics::IngestMetrics;
+use podwire_ingest::segment::RollPolicy;
+use podwire_ingest::store::StoreConfig;
+use podwire_ingest::writer::InProcess;
 use podwire_schemas::connections::{
     ConnectionRecord, ConnectionsBuilder, DirCounters, by, flag, outcome, protocol,
 };
@@ -1678,7 +1682,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let prefix = format!("gen-{:016x}", mix(args.seed));
-    let mut writer = StoreWriter::new(StoreConfig::new(&args.out, &prefix));
+    let (metrics, stop) = (IngestMetrics::new(), std::sync::atomic::AtomicBool::new(false));
+    let roll = RollPolicy { max_bytes: usize::MAX, max_age: std::time::Duration::MAX };
+    let mut writer =
+        InProcess::new(&prefix, StoreConfig::new(&args.out), roll, None, &metrics, &stop);
     let mut g = Gen {
         rng: Rng::new(args.seed, 3),
         seed: args.seed,
@@ -1707,7 +1714,7 @@ fn main() -> anyhow::Result<()> {
         }
         done += made;
         let batch = g.cur.finish()?;
-        writer.write(Table::Connections, &batch)?;
+        writer.send(Table::Connections, batch)?;
         writer.flush()?;
         std::mem::swap(&mut g.cur, &mut g.next);
         while args.rows > 0 && done * 10 >= next_report * args.rows && next_report <= 10 {
@@ -1718,9 +1725,9 @@ fn main() -> anyhow::Result<()> {
     }
     if !g.cur.is_empty() {
         let batch = g.cur.finish()?;
-        writer.write(Table::Connections, &batch)?;
+        writer.send(Table::Connections, batch)?;
     }
-    let stats = writer.finish()?;
+    let (_, stats) = writer.finish()?;
     let secs = started.elapsed().as_secs_f64();
     let rows = stats.rows.get("connections").copied().unwrap_or(0);
     eprintln!(

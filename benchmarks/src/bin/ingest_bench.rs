@@ -131,8 +131,8 @@ fn main() -> anyhow::Result<()> {
     drop(input);
     let _ = std::fs::remove_dir_all(&args.out);
     std::fs::create_dir_all(&args.out)?;
-    let store = StoreConfig::new(&args.out, "bench");
-    let ledger = Ledger::new(&args.out);
+    let store = StoreConfig::new(&args.out);
+    let ledger = Ledger::new(&args.out.as_path().into());
     let policy = RollPolicy { max_bytes: 128 << 20, max_age: Duration::from_secs(3600) };
     let lp = LogPartition { topic: "podwire.connections".into(), partition: 0 };
     let (mut t_decode, mut t_enrich, mut t_write) =
@@ -157,7 +157,7 @@ fn main() -> anyhow::Result<()> {
         });
         seg.push(offset as i64, &enriched)?;
         if seg.due(&policy) || offset + 1 == messages.len() {
-            let w = seg.write(&store, &ledger)?;
+            let w = seg.write(&store, Some(&ledger))?;
             rows_written += w.rows;
             files_written += w.files;
             segment = None;

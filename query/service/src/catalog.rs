@@ -24,29 +24,70 @@ pub const DATE: &str = "date";
 /// The partition column holding the hour of the day, `00`–`23` (UTC).
 pub const HOUR: &str = "hour";
 
-/// Registers every table of the store at `root` in `ctx`, under its name.
+/// Registers every table of the store at `root` in `ctx`, under its name. `root` is a folder, or
+/// `s3://bucket/prefix` (an S3-compatible bucket configured from the `AWS_*` environment
+/// variables, registered with the session's object stores).
 ///
 /// # Errors
-/// [`Error::Store`] when the path cannot be made absolute or into a URL.
+/// [`Error::Store`] when the path cannot be made absolute or into a URL, or the bucket's client
+/// cannot be built.
 pub fn register_store(ctx: &SessionContext, root: &Path) -> Result<()> {
+    let base = store_url(ctx, root)?;
     for table in Table::ALL {
-        ctx.register_table(table.name(), listing_table(root, table)?)
+        ctx.register_table(table.name(), listing_table(root, &base, table)?)
             .map_err(|e| store_error(root, e.to_string()))?;
     }
     Ok(())
 }
 
-/// The listing table of one table of the store.
-///
-/// # Errors
-/// [`Error::Store`] when the path cannot be made absolute or into a URL.
-pub fn listing_table(root: &Path, table: Table) -> Result<Arc<ListingTable>> {
-    let dir = std::path::absolute(root.join(table.name()))
-        .map_err(|e| store_error(root, e.to_string()))?;
+/// Whether `root` names a bucket (`s3://…`) rather than a folder.
+pub fn is_bucket(root: &Path) -> bool {
+    root.to_str().is_some_and(|r| r.starts_with("s3://"))
+}
+
+/// The store's root as a directory URL (trailing `/`); a bucket's client is registered in `ctx`.
+fn store_url(ctx: &SessionContext, root: &Path) -> Result<url::Url> {
+    if let Some(text) = root.to_str().filter(|_| is_bucket(root)) {
+        let mut url = url::Url::parse(text).map_err(|e| store_error(root, e.to_string()))?;
+        let bucket = url.host_str().unwrap_or_default().to_string();
+        if bucket.is_empty() {
+            return Err(store_error(root, "no bucket name (s3://BUCKET/PREFIX)".into()));
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .build()
+            .map_err(|e| {
+                store_error(
+                    root,
+                    format!(
+                        "{e}; set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, and \
+                         AWS_ENDPOINT (with AWS_ALLOW_HTTP=true for plain http) for S3-compatible servers"
+                    ),
+                )
+            })?;
+        let bucket_url = url::Url::parse(&format!("s3://{bucket}"))
+            .map_err(|e| store_error(root, e.to_string()))?;
+        ctx.runtime_env().register_object_store(&bucket_url, Arc::new(s3));
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        return Ok(url);
+    }
+    let dir = std::path::absolute(root).map_err(|e| store_error(root, e.to_string()))?;
     // Built from the path, not parsed from text, so that a folder name with `*` or `[` is not
     // taken for a glob; a directory URL (trailing `/`) lists even before the folder exists.
-    let url = url::Url::from_directory_path(&dir)
-        .map_err(|()| store_error(root, "not an absolute path".into()))?;
+    url::Url::from_directory_path(&dir)
+        .map_err(|()| store_error(root, "not an absolute path".into()))
+}
+
+/// The listing table of one table of the store whose root URL is `base`.
+///
+/// # Errors
+/// [`Error::Store`] when the table's URL cannot be made.
+pub fn listing_table(root: &Path, base: &url::Url, table: Table) -> Result<Arc<ListingTable>> {
+    let url =
+        base.join(&format!("{}/", table.name())).map_err(|e| store_error(root, e.to_string()))?;
     let url = ListingTableUrl::try_new(url, None).map_err(|e| store_error(root, e.to_string()))?;
     // Every file is sorted by the table's sort columns (the store writer's contract). Declared,
     // it lets a KFL query (`ORDER BY` the same columns) merge files that do not overlap instead

@@ -73,7 +73,7 @@ impl Store {
     /// As [`Store::open`].
     pub fn open_with(root: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        if root.exists() && !root.is_dir() {
+        if !catalog::is_bucket(&root) && root.exists() && !root.is_dir() {
             return Err(Error::Store {
                 path: root.display().to_string(),
                 reason: "not a folder".into(),
@@ -106,6 +106,22 @@ impl Store {
     /// The store folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether the store can be read now (the health check): its folder listed, or its bucket
+    /// prefix listed through the session's client.
+    ///
+    /// # Errors
+    /// What the listing said.
+    pub async fn check(&self) -> std::result::Result<(), String> {
+        if !catalog::is_bucket(&self.root) {
+            return std::fs::read_dir(&self.root).map(|_| ()).map_err(|e| e.to_string());
+        }
+        let url =
+            datafusion::datasource::listing::ListingTableUrl::parse(self.root.to_string_lossy())
+                .map_err(|e| e.to_string())?;
+        let store = self.ctx.runtime_env().object_store(&url).map_err(|e| e.to_string())?;
+        store.list_with_delimiter(Some(url.prefix())).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// The DataFusion session (tables registered, nothing else).

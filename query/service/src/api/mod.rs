@@ -476,13 +476,13 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let root = state.store.root();
-    match std::fs::read_dir(root) {
-        Ok(_) => axum::Json(json!({ "status": "ok", "store": root.display().to_string() }))
+    match state.store.check().await {
+        Ok(()) => axum::Json(json!({ "status": "ok", "store": root.display().to_string() }))
             .into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "STORE_UNREADABLE",
-            format!("cannot read the store folder `{}`: {e}", root.display()),
+            format!("cannot read the store `{}`: {e}", root.display()),
         )
         .into_response(),
     }

@@ -1,0 +1,606 @@
+//! The store side of ingest, one code path for its two transports: Kafka ([`crate::kafka`],
+//! `podwire ingest`) and the in-process bus ([`InProcess`], `podwire standalone`).
+//!
+//! Messages of a log partition are enriched and buffered in an offset-range [`Segment`]; a
+//! segment that is due (size, age, or the range a replay must reproduce) is written — ledger,
+//! then files — and only then does the transport commit past it ([`Log::commit`]). Rejected
+//! messages are handed to the transport ([`Log::dead_letters`]) before their offsets are
+//! committed. A failed write or commit is retried with backoff until it succeeds or a stop is
+//! asked for; nothing newer of that partition is committed meanwhile.
+use crate::enrich::Enricher;
+use crate::error::{Error, Result};
+use crate::metrics::IngestMetrics;
+use crate::segment::{Ledger, LogPartition, Range, RollPolicy, Segment};
+use crate::store::{StoreConfig, WriteStats};
+use arrow::array::RecordBatch;
+use podwire_schemas::Table;
+use podwire_schemas::wire::Envelope;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// A message as it came from the log, kept for the dead letters if it is rejected.
+#[derive(Debug, Default, Clone)]
+pub struct Raw {
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub value: Option<Vec<u8>>,
+    /// Its headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A rejected message, kept until its segment rolls.
+#[derive(Debug)]
+pub struct DeadLetter {
+    /// The message.
+    pub raw: Raw,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Its offset.
+    pub offset: i64,
+}
+
+/// What a message decoded to: its envelope (when it came through a log with headers) and
+/// batches, or why it was rejected (a metrics label and a reason).
+pub type Decoded =
+    std::result::Result<(Option<Envelope>, Vec<RecordBatch>), (&'static str, String)>;
+
+/// The transport's side of a roll.
+pub trait Log {
+    /// Makes the rejected messages of `lp` durable elsewhere (Kafka: the dead-letter topic).
+    ///
+    /// # Errors
+    /// When they could not be; the roll is retried.
+    fn dead_letters(&mut self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<(), String>;
+
+    /// Records that `lp` resumes at `next` (Kafka: commits the offset).
+    ///
+    /// # Errors
+    /// When the commit failed; the roll is retried.
+    fn commit(&mut self, lp: &LogPartition, next: i64) -> Result<(), String>;
+
+    /// Called between two attempts of a failed roll.
+    fn between_retries(&mut self) {}
+}
+
+/// Logs at most every 10 s per kind, so an outage is a line per interval.
+#[derive(Debug, Default)]
+pub struct Limiter(Mutex<HashMap<&'static str, Instant>>);
+
+impl Limiter {
+    /// Whether a line of `kind` may be logged now.
+    pub fn allow(&self, kind: &'static str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        match m.get(kind) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(10) => false,
+            _ => {
+                m.insert(kind, now);
+                true
+            }
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunStats {
+    /// Messages accepted.
+    pub messages: u64,
+    /// Messages rejected (sent to the dead letters).
+    pub dead_letters: u64,
+    /// Segments written and committed.
+    pub segments: u64,
+}
+
+/// Segments of every log partition, written to one store.
+pub struct Writer<'a> {
+    store: StoreConfig,
+    roll: RollPolicy,
+    ledger: Option<Ledger>,
+    enricher: Option<&'a Enricher>,
+    metrics: &'a IngestMetrics,
+    stop: &'a AtomicBool,
+    segments: BTreeMap<LogPartition, Segment>,
+    dead: BTreeMap<LogPartition, Vec<DeadLetter>>,
+    /// Next expected sequence per (producer, table).
+    next_seq: HashMap<(String, Table), u64>,
+    stats: RunStats,
+    written: WriteStats,
+    limiter: Limiter,
+    /// Attempts of a roll before it fails the run; `None`: retried until it succeeds.
+    max_attempts: Option<u32>,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer to `store`. With `ledger`, each range is recorded in the store before its files
+    /// (a log that replays from committed offsets needs it); without, ranges start at
+    /// generation 0 (an input read again from its start). Without an `enricher` rows are written
+    /// as they come (already named).
+    pub fn new(
+        store: StoreConfig,
+        roll: RollPolicy,
+        ledger: bool,
+        enricher: Option<&'a Enricher>,
+        metrics: &'a IngestMetrics,
+        stop: &'a AtomicBool,
+    ) -> Self {
+        Writer {
+            ledger: ledger.then(|| Ledger::new(&store.location)),
+            store,
+            roll,
+            enricher,
+            metrics,
+            stop,
+            segments: BTreeMap::new(),
+            dead: BTreeMap::new(),
+            next_seq: HashMap::new(),
+            stats: RunStats::default(),
+            written: WriteStats::default(),
+            limiter: Limiter::default(),
+            max_attempts: None,
+        }
+    }
+
+    /// Fails the run after `attempts` failed attempts of a roll instead of retrying forever
+    /// (the in-process bus: nothing would replay what it gave up).
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Makes `lp` ready for the message at `offset`: rolls a segment forced to end before it,
+    /// opens one from the ledger. False when asked to stop while the ledger was unreadable (the
+    /// message is then not taken).
+    ///
+    /// # Errors
+    /// A corrupt ledger entry (retrying cannot fix it).
+    pub fn prepare(
+        &mut self,
+        lp: &LogPartition,
+        table: Table,
+        offset: i64,
+        log: &mut impl Log,
+    ) -> Result<bool> {
+        if self.segments.get(lp).is_some_and(|s| s.ends_before(offset)) {
+            self.roll(lp, log, false)?;
+        }
+        if self.segments.contains_key(lp) {
+            return Ok(true);
+        }
+        let Some(range) = self.ledger_range(lp)? else { return Ok(false) };
+        let seg = Segment::open(lp.clone(), table, offset, range);
+        if seg.forced_end.is_some() {
+            let r = seg.range();
+            tracing::info!(partition = %lp, start = r.start, end = r.end, "replaying a range that was being written when the last run stopped");
+        }
+        self.segments.insert(lp.clone(), seg);
+        Ok(true)
+    }
+
+    /// The ledger's last range for `lp` (none without a ledger), retried with backoff while
+    /// the store cannot be read; `None` when asked to stop meanwhile.
+    fn ledger_range(&self, lp: &LogPartition) -> Result<Option<Option<Range>>> {
+        let Some(ledger) = &self.ledger else { return Ok(Some(None)) };
+        let mut attempt = 0u32;
+        loop {
+            match ledger.range(lp) {
+                Ok(r) => return Ok(Some(r)),
+                Err(e) if e.is_retryable() => {
+                    self.metrics.store_error();
+                    if attempt == 0 || self.limiter.allow("ledger") {
+                        tracing::error!(partition = %lp, attempt, "reading the ledger failed, retrying: {e}");
+                    }
+                    attempt += 1;
+                    if !self.backoff(attempt) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes the message at `offset` of `lp` (after [`Self::prepare`]): enriched and buffered,
+    /// or, rejected, kept for the dead letters. Returns the enriched batches.
+    ///
+    /// # Errors
+    /// When a batch lacks its time column.
+    pub fn take(
+        &mut self,
+        lp: &LogPartition,
+        table: Table,
+        offset: i64,
+        decoded: Decoded,
+        raw: Raw,
+    ) -> Result<Vec<RecordBatch>> {
+        let enriched = decoded.and_then(|(env, batches)| match self.enricher {
+            None => Ok((env, batches)),
+            Some(e) => batches
+                .iter()
+                .map(|b| e.enrich(table, b))
+                .collect::<Result<Vec<_>>>()
+                .map(|b| (env, b))
+                .map_err(|e| ("enrich", e.to_string())),
+        });
+        match enriched {
+            Ok((env, batches)) => {
+                if let Some(env) = &env {
+                    self.check_sequence(env);
+                }
+                let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                self.metrics.message(table.name(), rows);
+                self.stats.messages += 1;
+                if let Some(s) = self.segments.get_mut(lp) {
+                    s.push(offset, &batches)?;
+                }
+                Ok(batches)
+            }
+            Err((label, reason)) => {
+                self.metrics.dead_letter(label);
+                self.stats.dead_letters += 1;
+                tracing::warn!(partition = %lp, offset, reason = %reason, "message rejected (to the dead letters)");
+                if let Some(s) = self.segments.get_mut(lp) {
+                    s.push(offset, &[])?;
+                }
+                self.dead.entry(lp.clone()).or_default().push(DeadLetter { raw, reason, offset });
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn check_sequence(&mut self, env: &Envelope) {
+        self.metrics.producer_dropped(&env.node, env.dropped_rows);
+        let next = self.next_seq.entry((env.producer.clone(), env.table)).or_insert(env.seq);
+        if env.seq > *next {
+            let missing = env.seq - *next;
+            self.metrics.gap(env.table.name(), missing);
+            tracing::warn!(
+                node = %env.node,
+                producer = %env.producer,
+                table = env.table.name(),
+                missing,
+                producer_dropped_rows = env.dropped_rows,
+                "batches missing from the producer's sequence (lost before Kafka)"
+            );
+        }
+        // A replayed (older) message leaves the expectation where it is.
+        if env.seq >= *next {
+            *next = env.seq + 1;
+        }
+    }
+
+    /// Rolls every segment that is due, and updates the buffered-rows gauge.
+    ///
+    /// # Errors
+    /// As [`Self::roll`].
+    pub fn roll_due(&mut self, log: &mut impl Log) -> Result<()> {
+        let due: Vec<LogPartition> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.due(&self.roll))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for lp in due {
+            self.roll(&lp, log, false)?;
+        }
+        self.metrics.buffered(self.segments.values().map(Segment::rows).sum());
+        Ok(())
+    }
+
+    /// Writes what is buffered at the end of a run and returns what the run did. A segment
+    /// forced to a range it has not reached yet is left to the next run, which replays it whole.
+    ///
+    /// # Errors
+    /// As [`Self::roll`].
+    pub fn finish(&mut self, log: &mut impl Log) -> Result<(RunStats, WriteStats)> {
+        let keys: Vec<LogPartition> = self.segments.keys().cloned().collect();
+        for lp in keys {
+            let complete =
+                self.segments.get(&lp).is_some_and(|s| s.forced_end.is_none() || s.due(&self.roll));
+            if complete {
+                self.roll(&lp, log, true)?;
+            }
+        }
+        Ok((self.stats, self.written.clone()))
+    }
+
+    /// Rolls every open segment now, whatever the policy says.
+    ///
+    /// # Errors
+    /// As [`Self::roll`].
+    pub fn roll_all(&mut self, log: &mut impl Log) -> Result<()> {
+        let keys: Vec<LogPartition> = self.segments.keys().cloned().collect();
+        for lp in keys {
+            self.roll(&lp, log, false)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the open segment of a partition this process no longer owns: its next owner
+    /// replays it from the committed offset.
+    pub fn drop_partition(&mut self, lp: &LogPartition) {
+        if let Some(s) = self.segments.remove(lp) {
+            tracing::info!(partition = %lp, rows = s.rows(), "dropping the open segment of a revoked partition; its next owner replays it");
+        }
+        self.dead.remove(lp);
+    }
+
+    /// Sleeps before attempt `attempt` unless asked to stop; false when asked to stop.
+    fn backoff(&self, attempt: u32) -> bool {
+        let d = Duration::from_millis(200u64 << attempt.min(7)); // 0.2 s … 25.6 s
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stop.load(Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// Writes the segment of `lp`, hands its dead letters over and commits. Retries until it
+    /// succeeds or a stop is asked for; at shutdown, three attempts.
+    ///
+    /// # Errors
+    /// [`Error::Roll`] after the attempts set by [`Self::with_max_attempts`]; never otherwise.
+    pub fn roll(&mut self, lp: &LogPartition, log: &mut impl Log, at_shutdown: bool) -> Result<()> {
+        let Some(seg) = self.segments.remove(lp) else { return Ok(()) };
+        let dead = self.dead.remove(lp).unwrap_or_default();
+        let Range { start, end, .. } = seg.range();
+        let mut attempt = 0u32;
+        let mut written = None;
+        let mut dead_sent = dead.is_empty();
+        loop {
+            let result = (|| -> std::result::Result<(), (&'static str, String)> {
+                if !dead_sent {
+                    log.dead_letters(lp, &dead).map_err(|e| ("dead letters", e))?;
+                    dead_sent = true;
+                }
+                if written.is_none() {
+                    let w = seg
+                        .write(&self.store, self.ledger.as_ref())
+                        .map_err(|e| ("store", e.to_string()))?;
+                    self.metrics.written(seg.table.name(), w.files, w.rows, w.bytes);
+                    self.written.add(seg.table, &w);
+                    written = Some(w);
+                }
+                log.commit(lp, end + 1).map_err(|e| ("commit", e))
+            })();
+            match result {
+                Ok(()) => {
+                    self.metrics.committed(seg.newest_us());
+                    self.stats.segments += 1;
+                    let w = written.unwrap_or_default();
+                    tracing::debug!(partition = %lp, start, end, rows = w.rows, files = w.files, "segment committed");
+                    return Ok(());
+                }
+                Err((what, e)) => {
+                    match what {
+                        "store" => self.metrics.store_error(),
+                        "commit" => self.metrics.commit_error(),
+                        _ => {}
+                    }
+                    if attempt == 0 || self.limiter.allow("roll") {
+                        tracing::error!(partition = %lp, start, end, attempt, "{what} failed, retrying (offsets stay uncommitted): {e}");
+                    }
+                    attempt += 1;
+                    if self.max_attempts.is_some_and(|m| attempt >= m) {
+                        return Err(Error::Roll {
+                            partition: lp.to_string(),
+                            attempts: attempt,
+                            what: format!("{what}: {e}"),
+                        });
+                    }
+                    if at_shutdown && attempt >= 3 {
+                        tracing::error!(partition = %lp, start, end, "giving up at shutdown; the next run replays this range");
+                        return Ok(());
+                    }
+                    if !self.backoff(attempt) && !at_shutdown {
+                        tracing::info!(partition = %lp, start, end, "stopping with this range uncommitted; the next run replays it");
+                        return Ok(());
+                    }
+                    log.between_retries();
+                }
+            }
+        }
+    }
+}
+
+/// The in-process bus of `podwire standalone`: capture's batches go through the same segments,
+/// enrichment and files as ingest's Kafka messages, one log partition per table
+/// (`<name>.<table>`, offsets counting batches from 0).
+///
+/// Nothing is committed anywhere: an input is read again from its start, and since file names
+/// derive from the name and the offset range, a run on the same input with a size-only roll
+/// policy rewrites the same files instead of adding copies.
+pub struct InProcess<'a> {
+    writer: Writer<'a>,
+    name: String,
+    next: HashMap<Table, i64>,
+}
+
+/// [`Log`] of the in-process bus: nothing to commit to; a rejected batch (enrichment failed: a
+/// bug) is logged and counted.
+struct NoLog;
+
+impl Log for NoLog {
+    fn dead_letters(&mut self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<(), String> {
+        for d in dead {
+            tracing::error!(partition = %lp, offset = d.offset, reason = %d.reason, "batch not written");
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, _: &LogPartition, _: i64) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<'a> InProcess<'a> {
+    /// A bus named `name` (the files' prefix) into `store`.
+    pub fn new(
+        name: &str,
+        store: StoreConfig,
+        roll: RollPolicy,
+        enricher: Option<&'a Enricher>,
+        metrics: &'a IngestMetrics,
+        stop: &'a AtomicBool,
+    ) -> Self {
+        InProcess {
+            writer: Writer::new(store, roll, false, enricher, metrics, stop).with_max_attempts(3),
+            name: name.to_string(),
+            next: HashMap::new(),
+        }
+    }
+
+    /// Sends one batch of `table`; returns it enriched.
+    ///
+    /// # Errors
+    /// When a batch lacks its time column.
+    pub fn send(&mut self, table: Table, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let lp = LogPartition { topic: format!("{}.{}", self.name, table.name()), partition: 0 };
+        let next = self.next.entry(table).or_insert(0);
+        let offset = *next;
+        *next += 1;
+        self.writer.prepare(&lp, table, offset, &mut NoLog)?;
+        let enriched =
+            self.writer.take(&lp, table, offset, Ok((None, vec![batch])), Raw::default())?;
+        self.writer.roll_due(&mut NoLog)?;
+        Ok(enriched)
+    }
+
+    /// Writes the segments that are due by age.
+    ///
+    /// # Errors
+    /// As [`Writer::roll`].
+    pub fn tick(&mut self) -> Result<()> {
+        self.writer.roll_due(&mut NoLog)
+    }
+
+    /// Writes everything buffered now.
+    ///
+    /// # Errors
+    /// As [`Writer::roll`].
+    pub fn flush(&mut self) -> Result<()> {
+        self.writer.roll_all(&mut NoLog)
+    }
+
+    /// Writes everything buffered; what was written.
+    ///
+    /// # Errors
+    /// As [`Writer::roll`].
+    pub fn finish(mut self) -> Result<(RunStats, WriteStats)> {
+        self.writer.finish(&mut NoLog)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podwire_schemas::connections::{
+        ConnectionRecord, ConnectionsBuilder, DirCounters, by, outcome, protocol,
+    };
+    use std::fs::File;
+
+    fn row(start_s: i64) -> ConnectionRecord {
+        ConnectionRecord {
+            start_ns: start_s * 1_000_000_000,
+            end_ns: start_s * 1_000_000_000,
+            conn_id: start_s,
+            row_seq: 0,
+            is_final: true,
+            protocol: protocol::UDP,
+            src_ip: "10.0.0.1".parse().unwrap(),
+            src_port: 1,
+            dst_ip: "10.0.0.2".parse().unwrap(),
+            dst_port: 2,
+            src: DirCounters::default(),
+            dst: DirCounters::default(),
+            outcome: outcome::NO_ANSWER,
+            src_flags: 0,
+            dst_flags: 0,
+            handshake_rtt_ns: None,
+            closed_by: by::NONE,
+            reset_by: by::NONE,
+            icmp_error: None,
+            icmp_errors: 0,
+            icmp_error_src: None,
+            vlan: String::new(),
+            tunnel: String::new(),
+            dst_dns_name: None,
+            node: "n".into(),
+            src_meta: Default::default(),
+            dst_meta: Default::default(),
+        }
+    }
+
+    fn batch(starts: &[i64]) -> RecordBatch {
+        let mut b = ConnectionsBuilder::default();
+        for s in starts {
+            b.append(&row(*s));
+        }
+        b.finish().unwrap()
+    }
+
+    fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut f: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        f.sort();
+        f
+    }
+
+    #[test]
+    fn the_bus_splits_by_hour_sorts_rolls_files_and_rewrites_the_same_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = IngestMetrics::new();
+        let stop = AtomicBool::new(false);
+        let run = || {
+            let mut config = StoreConfig::new(dir.path());
+            config.max_rows_per_file = 3;
+            let roll = RollPolicy { max_bytes: usize::MAX, max_age: Duration::MAX };
+            let mut bus = InProcess::new("t", config, roll, None, &metrics, &stop);
+            // Hour 0: 5 rows, out of order, in two batches; hour 1: 1 row.
+            bus.send(Table::Connections, batch(&[30, 10, 3_700])).unwrap();
+            bus.send(Table::Connections, batch(&[20, 50, 40])).unwrap();
+            bus.finish().unwrap()
+        };
+        let (stats, written) = run();
+        assert_eq!((stats.messages, stats.segments, stats.dead_letters), (2, 1, 0));
+        assert_eq!(written.rows["connections"], 6);
+        let h0 = dir.path().join("connections/date=1970-01-01/hour=00");
+        let h1 = dir.path().join("connections/date=1970-01-01/hour=01");
+        let first = files(&h0);
+        assert_eq!(first.len(), 2, "5 rows at 3 per file: {first:?}");
+        assert!(first.iter().all(|f| f.extension().unwrap() == "parquet"), "no temp files left");
+        let name = first[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(name, format!("t.connections-0-g0-{:020}-{:020}-00000.parquet", 0, 1));
+        assert_eq!(files(&h1).len(), 1);
+        assert!(!dir.path().join("_ingest").exists(), "no ledger for the in-process bus");
+        let mut seen = Vec::new();
+        for f in &first {
+            let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                File::open(f).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            for batch in r {
+                let ts = crate::event_times(Table::Connections, &batch.unwrap()).unwrap().clone();
+                let v: Vec<i64> = ts.values().to_vec();
+                assert!(v.windows(2).all(|w| w[0] <= w[1]), "sorted by time: {v:?}");
+                seen.extend(v);
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, vec![10_000_000, 20_000_000, 30_000_000, 40_000_000, 50_000_000]);
+        // The same input again: the same files, replaced, none added.
+        run();
+        assert_eq!(files(&h0), first);
+    }
+}

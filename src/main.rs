@@ -12,6 +12,11 @@ mod standalone;
 
 use clap::Parser;
 
+/// jemalloc: the Parquet reader and writer allocate large buffers per column chunk, which glibc
+/// maps and unmaps every time (see the workspace Cargo.toml).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     cli::init_logging(cli.log_format, cli.quiet);

@@ -9,6 +9,10 @@ use podwire_capture::source::PcapFile;
 use podwire_schemas::Table;
 use std::time::Instant;
 
+/// The allocator `podwire` uses (the workspace Cargo.toml says why).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Counts rows and drops the batches.
 #[derive(Default)]
 struct Count(usize);

@@ -29,6 +29,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The allocator `podwire` uses (the workspace Cargo.toml says why).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Writes a realistic podwire `connections` store (Hive-partitioned Parquet) for benchmarks.
 ///
 /// The store starts at 2026-11-01T00:00:00Z and covers DAYS days, one hour folder per hour. Rows
@@ -235,6 +239,7 @@ const fn spec(
 }
 
 use Kind::{DaemonSet as DS, Deployment as D, StatefulSet as SS};
+
 
 /// Workloads: platform first, then the business (a shop).
 const SPECS: &[Spec] = &[

@@ -20,6 +20,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The allocator `podwire` uses (the workspace Cargo.toml says why).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Ingest throughput (decode + enrich + Parquet) on one thread.
 #[derive(Debug, Parser)]
 #[command(name = "ingest_bench")]

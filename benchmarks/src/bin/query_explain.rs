@@ -15,6 +15,10 @@ use futures::StreamExt as _;
 use podwire_query::{Format, QueryRequest, Store};
 use std::time::Instant;
 
+/// The allocator `podwire` uses (the workspace Cargo.toml says why).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// EXPLAIN ANALYZE or time a KFL query with podwire's query service.
 #[derive(Debug, Parser)]
 #[command(name = "query_explain")]

@@ -68,27 +68,31 @@ pub async fn write_stream<W: Write + Send>(
             out.flush()?;
         }
         Format::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut out = out;
             // The header, even when no row comes.
-            writer.write(&csv_batch(&RecordBatch::new_empty(schema))?)?;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                writer.write(&csv_batch(&batch)?)?;
-            }
-            writer.into_inner().flush()?;
+            let mut header = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            header.write(&csv_batch(&RecordBatch::new_empty(schema))?)?;
+            drop(header);
+            rows = write_formatted(stream, &mut out, |batch| {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(false).build(Vec::new());
+                w.write(&csv_batch(batch)?)?;
+                Ok(w.into_inner())
+            })
+            .await?;
+            out.flush()?;
         }
         Format::Json => {
-            let mut writer = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::LineDelimited>(out);
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                rows += batch.num_rows() as u64;
-                writer.write(&batch)?;
-            }
-            writer.finish()?;
-            writer.into_inner().flush()?;
+            let mut out = out;
+            rows = write_formatted(stream, &mut out, |batch| {
+                let mut w = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(Vec::new());
+                w.write(batch)?;
+                w.finish()?;
+                Ok(w.into_inner())
+            })
+            .await?;
+            out.flush()?;
         }
         Format::Parquet => {
             let props = WriterProperties::builder()
@@ -102,6 +106,41 @@ pub async fn write_stream<W: Write + Send>(
             }
             writer.close()?;
         }
+    }
+    Ok(rows)
+}
+
+/// Batches being formatted at once, on the runtime's blocking threads, while the query goes on:
+/// turning a large result into text is otherwise one core's work after the query's (a 1.2 M-row
+/// CSV took as long as the query itself; benchmarks/README.md).
+const FORMAT_AHEAD: usize = 4;
+
+/// Writes the batches of `stream` formatted by `format`, in order; returns the number of rows.
+/// At most [`FORMAT_AHEAD`] batches (and their text) are held at once.
+async fn write_formatted<W: Write>(
+    mut stream: SendableRecordBatchStream,
+    out: &mut W,
+    format: fn(&RecordBatch) -> Result<Vec<u8>>,
+) -> Result<u64> {
+    let mut rows = 0u64;
+    let mut pending = std::collections::VecDeque::new();
+    let mut done = false;
+    loop {
+        while !done && pending.len() < FORMAT_AHEAD {
+            match stream.next().await {
+                Some(batch) => {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    pending.push_back(tokio::task::spawn_blocking(move || format(&batch)));
+                }
+                None => done = true,
+            }
+        }
+        let Some(next) = pending.pop_front() else { break };
+        let text = next
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(format!("formatting failed: {e}"))))??;
+        out.write_all(&text)?;
     }
     Ok(rows)
 }

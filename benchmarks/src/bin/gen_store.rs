@@ -240,7 +240,6 @@ const fn spec(
 
 use Kind::{DaemonSet as DS, Deployment as D, StatefulSet as SS};
 
-
 /// Workloads: platform first, then the business (a shop).
 const SPECS: &[Spec] = &[
     spec("kube-system", "coredns", D, 2, 53, Role::Dns),

@@ -84,7 +84,7 @@ const INGEST_HELP: &str = "\
 Every message is checked (headers, schema version, Arrow stream, schema, row count); one that fails
 goes to PREFIX + dead-letter with the reason in the `podwire.dlq.reason` header, is counted, and
 the rest goes on. Rows are written per offset range and hour as
-STORE/<table>/date=…/hour=…/<topic>-<partition>-<first offset>-<last offset>-<n>.parquet; the range
+STORE/<table>/date=…/hour=…/<topic>-<partition>-g<generation>-<first offset>-<last offset>-<n>.parquet; the range
 is recorded in STORE/_ingest/ first and the offset committed only after the files are fsynced, so
 killing ingest at any moment and restarting it neither loses nor doubles a row. A store that
 fails (disk full, bucket unreachable) is retried with backoff, offsets uncommitted.

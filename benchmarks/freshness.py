@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
 from kafka_broker import Broker  # noqa: E402
+from loopback import free_port  # noqa: E402
 
 import duckdb  # noqa: E402
 
@@ -46,9 +47,7 @@ def main():
     store = f"/tmp/podwire-freshness-{os.getpid()}"
     broker = Broker()
     prefix = f"fresh{random.randrange(1 << 30)}."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cap = subprocess.Popen(
         [bin_, "capture", "--interface", "lo", "--only-port", str(port), "--kafka", broker.address,
          "--node", "bench", "--topic-prefix", prefix, "--topic-partitions", "1",

@@ -186,7 +186,8 @@ fn write_file(
     rows: &RecordBatch,
 ) -> Result<u64> {
     let props = file_properties(config, &rows.schema(), sort_idx);
-    let dir = config.location_dir(table, hour);
+    // The hour partition's folder, relative to the root.
+    let dir = format!("{}/{}", table.name(), partition_path(hour));
     match &config.location {
         Location::Local(root) => write_local(&root.join(&dir), name, props, rows),
         Location::Bucket(bucket) => {
@@ -197,13 +198,6 @@ fn write_file(
             bucket.put(&format!("{dir}/{name}"), bytes)?;
             Ok(len)
         }
-    }
-}
-
-impl StoreConfig {
-    /// The folder of an hour partition of `table`, relative to the root.
-    fn location_dir(&self, table: Table, hour: i64) -> String {
-        format!("{}/{}", table.name(), partition_path(hour))
     }
 }
 

@@ -350,9 +350,7 @@ def test_live_capture_to_kafka(broker, tmp_path):
     import threading
     assert os.geteuid() == 0, "the live capture needs root (eBPF): run as root"
     prefix = f"live{random.randrange(1 << 30)}."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cap = subprocess.Popen(
         [BIN, "capture", "--interface", "lo", "--only-port", str(port), "--kafka", broker.address,
          "--node", "node-live", "--topic-prefix", prefix, "--topic-partitions", "1",

@@ -51,7 +51,7 @@ const VARIED_STRINGS: [&str; 5] = ["_ip", "dns_name", "query_name", "answers", "
 /// already small bit-packed ids, ZSTD saves 7-40 % of them, and a reader pays for it on every
 /// column chunk (parquet 59 creates two ZSTD contexts per chunk, then decompresses); `conn_id`
 /// is a hash, which ZSTD shrinks by 4 %. Measured on the 10 M-row benchmark store
-/// (`benchmarks/README.md`): files 11 % larger, selective filters about a third faster.
+/// (`benchmarks/README.md`): files 11 % larger, selective filters about a quarter faster.
 fn compressed(field: &arrow::datatypes::Field) -> bool {
     let name = field.name();
     match field.data_type() {

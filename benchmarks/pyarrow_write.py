@@ -1,7 +1,7 @@
 """The reference for ingest's write stage: Arrow's C++ Parquet writer (pyarrow) on the rows
-ingest_bench writes, with the store's settings (dictionary on the same columns, ZSTD level 1 on
-the same columns, statistics, 128 Ki-row row groups), on one thread. No sort, so it does less
-than ingest's stage. Usage:
+ingest_bench writes, with the settings of the store's files (each column's codec and dictionary
+use, read from the first file; ZSTD level 1; statistics; 128 Ki-row row groups), on one
+thread. No sort, so it does less than ingest's stage. Usage:
 
     taskset -c 1 python3 benchmarks/pyarrow_write.py STORE [ROWS]
 
@@ -22,36 +22,27 @@ store = sys.argv[1]
 rows = int(sys.argv[2]) if len(sys.argv) > 2 else 2_000_000
 files = sorted(glob.glob(f"{store}/connections/*/*/*.parquet"))
 t = pq.read_table(files[: rows // 20_000 + 1]).slice(0, rows).replace_schema_metadata(None)
-cols = t.column_names
 
-
-def codec(c):
-    """The store's policy (ingest/src/store.rs, `compressed`)."""
-    ty = t.schema.field(c).type
-    if pa.types.is_int64(ty):
-        return "none" if c == "conn_id" else "zstd"
-    if pa.types.is_timestamp(ty) or pa.types.is_boolean(ty):
-        return "zstd"
-    if pa.types.is_string(ty) and c.endswith(("_ip", "dns_name")):
-        return "zstd"
-    return "none"
-
-
-# Times and 64-bit counters are written without a dictionary, as the store does.
-no_dict = {c for c in cols if pa.types.is_int64(t.schema.field(c).type)
-           or pa.types.is_timestamp(t.schema.field(c).type)}
+# The store's settings, read from one of its files rather than restated here: each column's
+# codec, and whether it is dictionary-encoded.
+meta = pq.ParquetFile(files[0]).metadata.row_group(0)
+chunks = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+cols = list(chunks)  # the file's columns, not the hour folders' `date` and `hour`
+t = t.select(cols)
+codecs = {c: chunks[c].compression.lower() for c in cols}
+dictionary = [c for c in cols if "RLE_DICTIONARY" in chunks[c].encodings]
 out = tempfile.mktemp(suffix=".parquet")
 for policy in ("store's codecs", "ZSTD everywhere"):
     if policy == "store's codecs":
-        compression = {c: codec(c) for c in cols}
-        level = {c: 1 for c in cols if codec(c) == "zstd"}
+        compression = {c: "none" if k == "uncompressed" else k for c, k in codecs.items()}
+        level = {c: 1 for c, k in codecs.items() if k == "zstd"}
     else:
         compression, level = "zstd", 1
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
         pq.write_table(t, out, compression=compression, compression_level=level,
-                       use_dictionary=[c for c in cols if c not in no_dict],
+                       use_dictionary=dictionary,
                        write_statistics=True, row_group_size=131072)
         best = min(best, time.perf_counter() - start)
     os.unlink(out)

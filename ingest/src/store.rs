@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Partitions come from each table's event-time column (UTC). Files are ZSTD-compressed (the
-//! columns where it pays, see [`compressed`]), carry
+//! columns where it pays, [`Table::zstd_column`]), carry
 //! page-level statistics, are sorted by event time then `conn_id` (`Table::sort_columns`,
 //! declared in the footer's sorting columns), hold at most `max_rows_per_file` rows, and are
 //! written to a hidden temporary name, fsynced and renamed (in a bucket: uploaded whole, see
@@ -40,27 +40,6 @@ pub const SORT: SortOptions = SortOptions { descending: false, nulls_first: fals
 /// String columns (by name suffix) that keep min/max statistics for pruning.
 const PRUNED_STRINGS: [&str; 7] =
     ["_ip", "namespace", "_name", "_pod", "outcome", "protocol", "query_name"];
-
-/// String columns (by name suffix) whose variety can outgrow a dictionary page (addresses, DNS
-/// names): they keep ZSTD like the numeric columns. See [`compressed`].
-const VARIED_STRINGS: [&str; 5] = ["_ip", "dns_name", "query_name", "answers", "answer_ips"];
-
-/// Whether a column is ZSTD-compressed. Columns written without a dictionary (times, counters)
-/// shrink two to ten times under ZSTD, and so do the strings of [`VARIED_STRINGS`]. The other
-/// columns are dictionary-encoded (names, namespaces, outcomes, ports, flags): their pages are
-/// already small bit-packed ids, ZSTD saves 7-40 % of them, and a reader pays for it on every
-/// column chunk (parquet 59 creates two ZSTD contexts per chunk, then decompresses); `conn_id`
-/// is a hash, which ZSTD shrinks by 4 %. Measured on the 10 M-row benchmark store
-/// (`benchmarks/README.md`): files 11 % larger, selective filters about a quarter faster.
-fn compressed(field: &arrow::datatypes::Field) -> bool {
-    let name = field.name();
-    match field.data_type() {
-        DataType::Int64 => name != "conn_id",
-        DataType::Timestamp(..) | DataType::Boolean => true,
-        DataType::Utf8 | DataType::List(_) => VARIED_STRINGS.iter().any(|s| name.ends_with(s)),
-        _ => false,
-    }
-}
 
 /// Store writer settings.
 #[derive(Debug, Clone)]
@@ -212,23 +191,14 @@ pub fn write_sorted(
 /// # Errors
 /// Never in practice: the new arrays keep the old offsets and nulls.
 pub fn anchor_empty_strings(batch: RecordBatch) -> Result<RecordBatch> {
-    if !batch
-        .columns()
-        .iter()
-        .any(|c| matches!(c.as_string_opt::<i32>(), Some(s) if s.values().is_empty()))
-    {
-        return Ok(batch);
-    }
+    let anchor = Buffer::from(vec![0u8; 64]);
     let columns = batch
         .columns()
         .iter()
         .map(|c| match c.as_string_opt::<i32>() {
             Some(s) if s.values().is_empty() => {
-                let anchored = StringArray::try_new(
-                    s.offsets().clone(),
-                    Buffer::from(vec![0u8; 64]),
-                    s.nulls().cloned(),
-                )?;
+                let anchored =
+                    StringArray::try_new(s.offsets().clone(), anchor.clone(), s.nulls().cloned())?;
                 Ok(Arc::new(anchored) as ArrayRef)
             }
             _ => Ok(c.clone()),
@@ -246,7 +216,7 @@ fn write_file(
     sort_idx: &[usize],
     rows: &RecordBatch,
 ) -> Result<u64> {
-    let props = file_properties(config, &rows.schema(), sort_idx);
+    let props = file_properties(config, table, &rows.schema(), sort_idx);
     // The hour partition's folder, relative to the root.
     let dir = format!("{}/{}", table.name(), partition_path(hour));
     match &config.location {
@@ -265,6 +235,7 @@ fn write_file(
 /// The Parquet settings of a store file.
 fn file_properties(
     config: &StoreConfig,
+    table: Table,
     schema: &arrow::datatypes::Schema,
     sort_idx: &[usize],
 ) -> WriterProperties {
@@ -286,7 +257,7 @@ fn file_properties(
         ))
         .set_created_by(format!("podwire {}", env!("CARGO_PKG_VERSION")));
     for field in schema.fields() {
-        if !compressed(field) {
+        if !table.zstd_column(field) {
             props = props.set_column_compression(
                 ColumnPath::from(field.name().as_str()),
                 Compression::UNCOMPRESSED,

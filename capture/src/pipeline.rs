@@ -131,16 +131,17 @@ impl<S: BatchSink> Pipeline<S> {
 
     /// Opens or extends the `capture_stats` interval for a packet at `ts_ns`.
     fn note_time(&mut self, ts_ns: i64) {
-        let bucket = ts_ns.div_euclid(STATS_INTERVAL_NS);
-        match self.interval {
-            Some((b, start, end)) if b == bucket => {
-                self.interval = Some((b, start.min(ts_ns), end.max(ts_ns)));
-            }
-            _ => {
-                self.close_interval();
-                self.interval = Some((bucket, ts_ns, ts_ns));
+        // Nearly every packet falls in the open minute: a range check, not a division.
+        if let Some((b, start, end)) = &mut self.interval {
+            let lo = *b * STATS_INTERVAL_NS;
+            if (lo..lo.saturating_add(STATS_INTERVAL_NS)).contains(&ts_ns) {
+                *start = (*start).min(ts_ns);
+                *end = (*end).max(ts_ns);
+                return;
             }
         }
+        self.close_interval();
+        self.interval = Some((ts_ns.div_euclid(STATS_INTERVAL_NS), ts_ns, ts_ns));
     }
 
     /// Adds packets counted in the kernel (live capture) to the connection of `proto` between

@@ -53,9 +53,14 @@ impl Enricher {
         let mut src = EndpointBuilder::default();
         let mut dst = EndpointBuilder::default();
         let empty = EndpointMeta::default();
+        // Without an inventory no address can be found: skip parsing them.
+        let any = !inventory.is_empty();
         for row in 0..batch.num_rows() {
             let t_ns = ts.value(row).saturating_mul(1_000);
             let look = |ips: &StringArray| -> Option<&EndpointMeta> {
+                if !any {
+                    return None;
+                }
                 let ip: IpAddr = ips.value(row).parse().ok()?;
                 inventory.lookup(ip, t_ns)
             };

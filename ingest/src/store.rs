@@ -17,7 +17,7 @@ use crate::location::Location;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
 use arrow::buffer::Buffer;
 use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+    SortColumn, SortOptions, concat, interleave_record_batch, lexsort_to_indices, take_record_batch,
 };
 use arrow::datatypes::DataType;
 use parquet::arrow::ArrowWriter;
@@ -36,10 +36,6 @@ const HOUR_US: i64 = 3_600_000_000;
 /// Ascending, nulls last: the order SQL's `ORDER BY col` means, so that a query engine can take
 /// the files' order for the query's (`podwire-query` declares it on its tables).
 pub const SORT: SortOptions = SortOptions { descending: false, nulls_first: false };
-
-/// String columns (by name suffix) that keep min/max statistics for pruning.
-const PRUNED_STRINGS: [&str; 7] =
-    ["_ip", "namespace", "_name", "_pod", "outcome", "protocol", "query_name"];
 
 /// Store writer settings.
 #[derive(Debug, Clone)]
@@ -147,23 +143,25 @@ pub fn write_sorted(
     batches: Vec<RecordBatch>,
 ) -> Result<Written> {
     let mut written = Written::default();
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
     let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(written) };
-    let all = concat_batches(&schema, &batches)?;
-    drop(batches);
-    if all.num_rows() == 0 {
-        return Ok(written);
-    }
     let mut sort_idx = Vec::new();
     for name in table.sort_columns() {
         sort_idx.push(schema.index_of(name)?);
     }
-    let keys: Vec<SortColumn> = sort_idx
+    // Only the sort keys are concatenated; every row then moves once, from its batch straight
+    // to its sorted place (concatenating all columns first cost a second copy of the hour).
+    let keys = sort_idx
         .iter()
-        .map(|&i| SortColumn { values: all.column(i).clone(), options: Some(SORT) })
-        .collect();
+        .map(|&i| {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+            Ok(SortColumn { values: concat(&parts)?, options: Some(SORT) })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let order = lexsort_to_indices(&keys, None)?;
-    let sorted = anchor_empty_strings(take_record_batch(&all, &order)?)?;
-    drop(all);
+    drop(keys);
+    let sorted = anchor_empty_strings(gather(&batches, &order)?)?;
+    drop(batches);
     // Files of at most `max_rows_per_file` rows, in the table's sort order.
     let per_file = config.max_rows_per_file.max(1);
     let mut offset = 0;
@@ -177,6 +175,34 @@ pub fn write_sorted(
         offset += len;
     }
     Ok(written)
+}
+
+/// The rows of `batches` (in their concatenated numbering) at `order`, as one batch.
+///
+/// # Errors
+/// When the batches' schemas differ.
+fn gather(batches: &[RecordBatch], order: &UInt32Array) -> Result<RecordBatch> {
+    if let [one] = batches {
+        return Ok(take_record_batch(one, order)?);
+    }
+    // Where each batch starts in the concatenated numbering.
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut next = 0usize;
+    for b in batches {
+        starts.push(next);
+        next += b.num_rows();
+    }
+    let at: Vec<(usize, usize)> = order
+        .values()
+        .iter()
+        .map(|&row| {
+            let row = row as usize;
+            let b = starts.partition_point(|&s| s <= row) - 1;
+            (b, row - starts[b])
+        })
+        .collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    Ok(interleave_record_batch(&refs, &at)?)
 }
 
 /// Gives every string column whose values are all empty a real (if unused) values buffer.
@@ -268,11 +294,8 @@ fn file_properties(
             props =
                 props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
         }
-        // Min/max of every string column costs more than the rest of the write; keep
-        // statistics on the string columns that filters prune by.
-        let pruned = !matches!(field.data_type(), DataType::Utf8 | DataType::List(_))
-            || PRUNED_STRINGS.iter().any(|s| field.name().ends_with(s));
-        if !pruned {
+        // Min/max of every string column costs more than the rest of the write.
+        if !table.keeps_statistics(field) {
             props = props.set_column_statistics_enabled(
                 ColumnPath::from(field.name().as_str()),
                 EnabledStatistics::None,
@@ -347,5 +370,40 @@ mod tests {
         assert_eq!(col.null_count(), 1);
         // Columns with value bytes are the same arrays, not copies.
         assert!(Arc::ptr_eq(anchored.column(1), batch.column(1)));
+    }
+
+    #[test]
+    fn gather_moves_rows_across_batches_like_concat_and_take() {
+        use arrow::array::Int64Array;
+        use arrow::compute::concat_batches;
+        use arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = |s: Vec<Option<&str>>, n: Vec<i64>| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(StringArray::from(s)), Arc::new(Int64Array::from(n))],
+            )
+            .unwrap()
+        };
+        let batches = vec![
+            batch(vec![Some("a"), None], vec![1, 2]),
+            batch(vec![Some("bb")], vec![3]),
+            batch(vec![Some(""), Some("ccc"), Some("d")], vec![4, 5, 6]),
+        ];
+        let order = UInt32Array::from(vec![5, 0, 3, 2, 1, 4]);
+        let expected =
+            take_record_batch(&concat_batches(&schema, &batches).unwrap(), &order).unwrap();
+        assert_eq!(gather(&batches, &order).unwrap(), expected);
+        assert_eq!(
+            expected.column(1).as_primitive::<arrow::datatypes::Int64Type>().values(),
+            &[6, 1, 4, 3, 2, 5]
+        );
+        // One batch: a plain take.
+        let one = &batches[2..];
+        let order = UInt32Array::from(vec![2, 0, 1]);
+        assert_eq!(gather(one, &order).unwrap(), take_record_batch(&one[0], &order).unwrap());
     }
 }

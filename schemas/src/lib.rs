@@ -132,7 +132,36 @@ impl Table {
             _ => false,
         }
     }
+
+    /// Whether the store keeps min/max statistics of `field` of this table: every column but
+    /// the strings that no filter prunes by. String statistics cost more than the rest of a
+    /// write; they are kept for addresses, namespaces, names, pods, the outcome, the protocol
+    /// and DNS query names ([`PRUNED_STRINGS`]).
+    pub fn keeps_statistics(self, field: &arrow::datatypes::Field) -> bool {
+        use arrow::datatypes::DataType;
+        match field.data_type() {
+            DataType::Utf8 | DataType::List(_) => PRUNED_STRINGS.contains(&field.name().as_str()),
+            _ => true,
+        }
+    }
 }
+
+/// The string columns (of any table) whose min/max statistics the store keeps, so that
+/// filters on them can skip row groups and pages.
+pub const PRUNED_STRINGS: [&str; 12] = [
+    "src_ip",
+    "dst_ip",
+    "src_namespace",
+    "dst_namespace",
+    "src_name",
+    "dst_name",
+    "dst_dns_name",
+    "query_name",
+    "src_pod",
+    "dst_pod",
+    "outcome",
+    "protocol",
+];
 
 /// Appends an address in its standard text form (RFC 5952 for IPv6). IPv4, the common case, is
 /// formatted by hand: `Display` through `fmt` costs more than the rest of a row.
@@ -194,6 +223,29 @@ mod tests {
         }
         assert!(codec(Table::Dns, "answers") && codec(Table::Dns, "query_name"));
         assert!(!codec(Table::Dns, "rcode") && !codec(Table::Packets, "conn_id"));
+    }
+
+    #[test]
+    fn string_statistics_only_where_filters_prune() {
+        use super::{PRUNED_STRINGS, Table};
+        use arrow::datatypes::DataType;
+        // Every listed name is a string column of some table.
+        for name in PRUNED_STRINGS {
+            let found = [Table::Connections, Table::Dns, Table::Packets].iter().any(|t| {
+                t.schema().field_with_name(name).is_ok_and(|f| f.data_type() == &DataType::Utf8)
+            });
+            assert!(found, "{name} is not a string column");
+        }
+        let kept = |table: Table, name: &str| {
+            table.keeps_statistics(table.schema().field_with_name(name).unwrap())
+        };
+        for name in ["start_ts", "conn_id", "src_port", "src_ip", "dst_namespace", "outcome"] {
+            assert!(kept(Table::Connections, name), "{name}");
+        }
+        for name in ["src_workload", "dst_service", "node", "src_flags", "tunnel"] {
+            assert!(!kept(Table::Connections, name), "{name}");
+        }
+        assert!(kept(Table::Dns, "query_name") && !kept(Table::Dns, "answers"));
     }
 
     #[test]

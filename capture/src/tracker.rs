@@ -217,16 +217,13 @@ impl ConnTable {
                 i
             }
             None => {
-                let full = self.slots.last().is_none_or(|c| c.len() == SLOT_CHUNK);
-                if full {
+                if self.slots.last().is_none_or(|c| c.len() == SLOT_CHUNK) {
                     self.slots.push(Vec::with_capacity(SLOT_CHUNK));
                 }
                 let n = self.slots.len();
-                if let Some(chunk) = self.slots.last_mut() {
-                    chunk.push(Some((key, conn)));
-                }
-                let i = (n - 1) * SLOT_CHUNK + self.slots[n - 1].len() - 1;
-                u32::try_from(i).unwrap_or(u32::MAX)
+                let chunk = &mut self.slots[n - 1];
+                chunk.push(Some((key, conn)));
+                u32::try_from((n - 1) * SLOT_CHUNK + chunk.len() - 1).unwrap_or(u32::MAX)
             }
         };
         self.index.insert(key, i);

@@ -135,33 +135,40 @@ impl Table {
 
     /// Whether the store keeps min/max statistics of `field` of this table: every column but
     /// the strings that no filter prunes by. String statistics cost more than the rest of a
-    /// write; they are kept for addresses, namespaces, names, pods, the outcome, the protocol
-    /// and DNS query names ([`PRUNED_STRINGS`]).
+    /// write; they are kept for the addresses, the protocol, the outcome, DNS names, and each
+    /// end's name, namespace and pod.
     pub fn keeps_statistics(self, field: &arrow::datatypes::Field) -> bool {
         use arrow::datatypes::DataType;
+        use endpoint::{SUFFIXES, Side};
+        let pruned: &[&str] = match self {
+            Table::Connections => &[
+                connections::col::SRC_IP,
+                connections::col::DST_IP,
+                connections::col::PROTOCOL,
+                connections::col::OUTCOME,
+                connections::col::DST_DNS_NAME,
+            ],
+            Table::Dns => &[
+                dns::col::SRC_IP,
+                dns::col::DST_IP,
+                dns::col::PROTOCOL,
+                dns::col::OUTCOME,
+                dns::col::QUERY_NAME,
+            ],
+            Table::Packets => &[packets::col::SRC_IP, packets::col::DST_IP, packets::col::PROTOCOL],
+            Table::CaptureStats => &[],
+        };
+        let name = field.name().as_str();
+        // `name`, `namespace` and `pod` of either end.
+        let endpoint = [Side::Src, Side::Dst].iter().any(|side| {
+            name.strip_prefix(side.prefix()).is_some_and(|s| SUFFIXES[..3].contains(&s))
+        });
         match field.data_type() {
-            DataType::Utf8 | DataType::List(_) => PRUNED_STRINGS.contains(&field.name().as_str()),
+            DataType::Utf8 | DataType::List(_) => endpoint || pruned.contains(&name),
             _ => true,
         }
     }
 }
-
-/// The string columns (of any table) whose min/max statistics the store keeps, so that
-/// filters on them can skip row groups and pages.
-pub const PRUNED_STRINGS: [&str; 12] = [
-    "src_ip",
-    "dst_ip",
-    "src_namespace",
-    "dst_namespace",
-    "src_name",
-    "dst_name",
-    "dst_dns_name",
-    "query_name",
-    "src_pod",
-    "dst_pod",
-    "outcome",
-    "protocol",
-];
 
 /// Appends an address in its standard text form (RFC 5952 for IPv6). IPv4, the common case, is
 /// formatted by hand: `Display` through `fmt` costs more than the rest of a row.
@@ -227,15 +234,32 @@ mod tests {
 
     #[test]
     fn string_statistics_only_where_filters_prune() {
-        use super::{PRUNED_STRINGS, Table};
+        use super::Table;
         use arrow::datatypes::DataType;
-        // Every listed name is a string column of some table.
-        for name in PRUNED_STRINGS {
-            let found = [Table::Connections, Table::Dns, Table::Packets].iter().any(|t| {
-                t.schema().field_with_name(name).is_ok_and(|f| f.data_type() == &DataType::Utf8)
-            });
-            assert!(found, "{name} is not a string column");
+        // The string columns that keep statistics, over every table: exactly these.
+        let mut kept_strings = std::collections::BTreeSet::new();
+        for t in [Table::Connections, Table::Dns, Table::Packets, Table::CaptureStats] {
+            for f in t.schema().fields() {
+                if f.data_type() == &DataType::Utf8 && t.keeps_statistics(f) {
+                    kept_strings.insert(f.name().clone());
+                }
+            }
         }
+        let expected = [
+            "src_ip",
+            "dst_ip",
+            "src_namespace",
+            "dst_namespace",
+            "src_name",
+            "dst_name",
+            "dst_dns_name",
+            "query_name",
+            "src_pod",
+            "dst_pod",
+            "outcome",
+            "protocol",
+        ];
+        assert_eq!(kept_strings, expected.iter().map(|s| (*s).to_string()).collect());
         let kept = |table: Table, name: &str| {
             table.keeps_statistics(table.schema().field_with_name(name).unwrap())
         };

@@ -100,36 +100,48 @@ impl Table {
     /// `conn_id`, a hash (ZSTD saves 4 %). Measured in benchmarks/README.md.
     pub fn zstd_column(self, field: &arrow::datatypes::Field) -> bool {
         use arrow::datatypes::DataType;
-        let (hash, varied): (&str, &[&str]) = match self {
-            Table::Connections => (
-                connections::col::CONN_ID,
-                &[
-                    connections::col::SRC_IP,
-                    connections::col::DST_IP,
-                    connections::col::DST_DNS_NAME,
-                ],
-            ),
-            Table::Dns => (
-                dns::col::CONN_ID,
-                &[
-                    dns::col::SRC_IP,
-                    dns::col::DST_IP,
-                    dns::col::QUERY_NAME,
-                    dns::col::ANSWERS,
-                    dns::col::ANSWER_IPS,
-                ],
-            ),
-            Table::Packets => {
-                (packets::col::CONN_ID, &[packets::col::SRC_IP, packets::col::DST_IP])
-            }
-            Table::CaptureStats => ("", &[]),
+        let hash = match self {
+            Table::Connections => connections::col::CONN_ID,
+            Table::Dns => dns::col::CONN_ID,
+            Table::Packets => packets::col::CONN_ID,
+            Table::CaptureStats => "",
         };
         let name = field.name().as_str();
         match field.data_type() {
             DataType::Int64 => name != hash,
             DataType::Timestamp(..) | DataType::Boolean => true,
-            DataType::Utf8 | DataType::List(_) => varied.contains(&name),
+            DataType::Utf8 | DataType::List(_) => self.varied_strings().contains(&name),
             _ => false,
+        }
+    }
+
+    /// Whether `field` of this table is a string column whose values repeat (names,
+    /// namespaces, pods, workloads, services, nodes, outcomes, flags, protocol): written
+    /// dictionary-encoded, and read back by the query service as Arrow dictionaries, so a
+    /// filter compares each distinct value once and the rows carry 4-byte keys. Every `Utf8`
+    /// column but the addresses and DNS names (see [`Table::zstd_column`]).
+    pub fn dictionary_column(self, field: &arrow::datatypes::Field) -> bool {
+        field.data_type() == &arrow::datatypes::DataType::Utf8
+            && !self.varied_strings().contains(&field.name().as_str())
+    }
+
+    /// The string columns whose variety can outgrow a dictionary page: addresses, DNS names.
+    fn varied_strings(self) -> &'static [&'static str] {
+        match self {
+            Table::Connections => &[
+                connections::col::SRC_IP,
+                connections::col::DST_IP,
+                connections::col::DST_DNS_NAME,
+            ],
+            Table::Dns => &[
+                dns::col::SRC_IP,
+                dns::col::DST_IP,
+                dns::col::QUERY_NAME,
+                dns::col::ANSWERS,
+                dns::col::ANSWER_IPS,
+            ],
+            Table::Packets => &[packets::col::SRC_IP, packets::col::DST_IP],
+            Table::CaptureStats => &[],
         }
     }
 
@@ -230,6 +242,24 @@ mod tests {
         }
         assert!(codec(Table::Dns, "answers") && codec(Table::Dns, "query_name"));
         assert!(!codec(Table::Dns, "rcode") && !codec(Table::Packets, "conn_id"));
+    }
+
+    #[test]
+    fn dictionaries_for_repeating_strings_not_addresses_or_names() {
+        use super::Table;
+        let dict = |table: Table, name: &str| {
+            let schema = table.schema();
+            table.dictionary_column(schema.field_with_name(name).unwrap())
+        };
+        for name in ["protocol", "outcome", "src_namespace", "dst_pod", "dst_workload", "node"] {
+            assert!(dict(Table::Connections, name), "{name}");
+        }
+        for name in ["src_ip", "dst_ip", "dst_dns_name", "start_ts", "conn_id", "src_port"] {
+            assert!(!dict(Table::Connections, name), "{name}");
+        }
+        assert!(dict(Table::Dns, "rcode") && dict(Table::Dns, "src_namespace"));
+        assert!(!dict(Table::Dns, "query_name") && !dict(Table::Dns, "answers"));
+        assert!(dict(Table::CaptureStats, "node") && !dict(Table::Packets, "src_ip"));
     }
 
     #[test]

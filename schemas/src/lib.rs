@@ -115,16 +115,6 @@ impl Table {
         }
     }
 
-    /// Whether `field` of this table is a string column whose values repeat (names,
-    /// namespaces, pods, workloads, services, nodes, outcomes, flags, protocol): written
-    /// dictionary-encoded, and read back by the query service as Arrow dictionaries, so a
-    /// filter compares each distinct value once and the rows carry 4-byte keys. Every `Utf8`
-    /// column but the addresses and DNS names (see [`Table::zstd_column`]).
-    pub fn dictionary_column(self, field: &arrow::datatypes::Field) -> bool {
-        field.data_type() == &arrow::datatypes::DataType::Utf8
-            && !self.varied_strings().contains(&field.name().as_str())
-    }
-
     /// The string columns whose variety can outgrow a dictionary page: addresses, DNS names.
     fn varied_strings(self) -> &'static [&'static str] {
         match self {
@@ -242,24 +232,6 @@ mod tests {
         }
         assert!(codec(Table::Dns, "answers") && codec(Table::Dns, "query_name"));
         assert!(!codec(Table::Dns, "rcode") && !codec(Table::Packets, "conn_id"));
-    }
-
-    #[test]
-    fn dictionaries_for_repeating_strings_not_addresses_or_names() {
-        use super::Table;
-        let dict = |table: Table, name: &str| {
-            let schema = table.schema();
-            table.dictionary_column(schema.field_with_name(name).unwrap())
-        };
-        for name in ["protocol", "outcome", "src_namespace", "dst_pod", "dst_workload", "node"] {
-            assert!(dict(Table::Connections, name), "{name}");
-        }
-        for name in ["src_ip", "dst_ip", "dst_dns_name", "start_ts", "conn_id", "src_port"] {
-            assert!(!dict(Table::Connections, name), "{name}");
-        }
-        assert!(dict(Table::Dns, "rcode") && dict(Table::Dns, "src_namespace"));
-        assert!(!dict(Table::Dns, "query_name") && !dict(Table::Dns, "answers"));
-        assert!(dict(Table::CaptureStats, "node") && !dict(Table::Packets, "src_ip"));
     }
 
     #[test]

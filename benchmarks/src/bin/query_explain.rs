@@ -38,10 +38,6 @@ struct Args {
     /// A DataFusion option to set first, `key=value` (repeatable).
     #[arg(long = "set")]
     settings: Vec<String>,
-    /// Read every string as `Utf8View`, the repeating ones too (podwire's reading before
-    /// dictionary columns), to compare.
-    #[arg(long)]
-    strings_as_views: bool,
     /// What to do.
     #[arg(long, value_enum, default_value_t = Mode::Explain)]
     mode: Mode,
@@ -63,11 +59,7 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let options = podwire_query::StoreOptions {
-        strings_as_views: args.strings_as_views,
-        ..podwire_query::StoreOptions::default()
-    };
-    let store = Store::open_with(&args.store, options)?;
+    let store = Store::open(&args.store)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().build()?;
     runtime.block_on(run(&args, &store))
 }

@@ -31,10 +31,10 @@ pub const HOUR: &str = "hour";
 /// # Errors
 /// [`Error::Store`] when the path cannot be made absolute or into a URL, or the bucket's client
 /// cannot be built.
-pub fn register_store(ctx: &SessionContext, root: &Path, dictionaries: bool) -> Result<()> {
+pub fn register_store(ctx: &SessionContext, root: &Path) -> Result<()> {
     let base = store_url(ctx, root)?;
     for table in Table::ALL {
-        ctx.register_table(table.name(), listing_table(root, &base, table, dictionaries)?)
+        ctx.register_table(table.name(), listing_table(root, &base, table)?)
             .map_err(|e| store_error(root, e.to_string()))?;
     }
     Ok(())
@@ -85,12 +85,7 @@ fn store_url(ctx: &SessionContext, root: &Path) -> Result<url::Url> {
 ///
 /// # Errors
 /// [`Error::Store`] when the table's URL cannot be made.
-pub fn listing_table(
-    root: &Path,
-    base: &url::Url,
-    table: Table,
-    dictionaries: bool,
-) -> Result<Arc<ListingTable>> {
+pub fn listing_table(root: &Path, base: &url::Url, table: Table) -> Result<Arc<ListingTable>> {
     let url =
         base.join(&format!("{}/", table.name())).map_err(|e| store_error(root, e.to_string()))?;
     let url = ListingTableUrl::try_new(url, None).map_err(|e| store_error(root, e.to_string()))?;
@@ -108,24 +103,20 @@ pub fn listing_table(
         .with_file_extension(".parquet")
         .with_table_partition_cols(partition_columns())
         .with_file_sort_order(vec![order]);
-    let schema = Arc::new(read_schema(table, dictionaries));
+    let schema = Arc::new(read_schema(table));
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
     let provider = ListingTable::try_new(config).map_err(|e| store_error(root, e.to_string()))?;
     Ok(Arc::new(provider))
 }
 
-/// The schema DataFusion reads `table` with, without metadata (it only documents the files),
-/// every column nullable (a file written before a column existed reads it as null).
+/// The schema DataFusion reads `table` with, without metadata (it only documents the files).
 ///
-/// With `dictionaries`, the repeating strings ([`Table::dictionary_column`]: names, namespaces,
-/// pods, outcomes, …) are `Dictionary(Int32, Utf8)`: the files hold them dictionary-encoded, and
-/// [`crate::dictionary`] has the Parquet reader hand over its dictionary and keys as they are,
-/// so a filter compares each distinct value once and the rows carry 4-byte keys. The other
-/// strings (addresses, DNS names; all of them without `dictionaries`) are `Utf8View`: the reader
-/// points into its decoded pages instead of copying every value; over 10 M rows this halved a
-/// filter's run time (benchmarks/README.md). Results show every string column as `Utf8View`
-/// ([`crate::dictionary::strings_as_views`]).
-pub fn read_schema(table: Table, dictionaries: bool) -> Schema {
+/// Strings are `Utf8View` (also inside lists): the Parquet reader then points into its decoded
+/// pages (and dictionary) instead of copying every value into a new buffer; over 10 M rows this
+/// halved a filter's run time (benchmarks/README.md). Results therefore carry `Utf8View`
+/// columns (Arrow's `string_view`). Every column is nullable: a file written before a column
+/// existed reads it as null.
+pub fn read_schema(table: Table) -> Schema {
     fn view(t: &DataType) -> DataType {
         match t {
             DataType::Utf8 => DataType::Utf8View,
@@ -136,15 +127,10 @@ pub fn read_schema(table: Table, dictionaries: bool) -> Schema {
         }
     }
     let schema = table.schema();
-    let fields = schema.fields().iter().map(|f| {
-        let t = if dictionaries && table.dictionary_column(f) {
-            crate::dictionary::dictionary_type()
-        } else {
-            view(f.data_type())
-        };
-        // Nullable: a file written before a column existed reads it as null.
-        f.as_ref().clone().with_data_type(t).with_nullable(true)
-    });
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(view(f.data_type())).with_nullable(true));
     Schema::new(fields.collect::<Vec<_>>())
 }
 

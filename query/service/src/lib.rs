@@ -17,7 +17,6 @@
 //!   internal ones.
 pub mod api;
 pub mod catalog;
-pub mod dictionary;
 pub mod error;
 pub mod output;
 pub mod prune;

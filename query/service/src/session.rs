@@ -6,14 +6,12 @@
 //! through SQL text. DataFusion and `podwire-kfl` share `sqlparser` 0.62, so the AST types are the
 //! same. Every plan is checked read-only with `SQLOptions` before it runs.
 use crate::catalog::{self, DATE, HOUR};
-use crate::dictionary::{DictionaryReads, strings_as_views};
 use crate::error::{Error, Result};
 use crate::{prune, readonly};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -45,9 +43,6 @@ pub struct StoreOptions {
     pub memory_limit: Option<usize>,
     /// Parallel partitions per query (DataFusion's `target_partitions`); `None`: one per core.
     pub target_partitions: Option<usize>,
-    /// Read every string column as `Utf8View`, the repeating ones too, instead of as
-    /// dictionaries ([`crate::dictionary`]): how podwire read before, kept to compare.
-    pub strings_as_views: bool,
 }
 
 /// The query engine over one store folder.
@@ -104,14 +99,8 @@ impl Store {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
         }
         let runtime = runtime.build_arc()?;
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(DictionaryReads))
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        catalog::register_store(&ctx, &root, !options.strings_as_views)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        catalog::register_store(&ctx, &root)?;
         Ok(Self { ctx, root })
     }
 
@@ -187,7 +176,7 @@ impl Store {
         if !partition.is_empty() {
             df = df.drop_columns(&partition)?;
         }
-        with_limit(strings_as_views(df)?, limit)
+        with_limit(df, limit)
     }
 
     /// Plans a raw SQL query after the read-only check of [`readonly::check`]. The partition
@@ -199,7 +188,7 @@ impl Store {
     pub async fn sql(&self, text: &str, limit: Option<u64>) -> Result<DataFrame> {
         let statement = readonly::check(text)?;
         let df = self.plan(statement).await?;
-        with_limit(strings_as_views(df)?, limit)
+        with_limit(df, limit)
     }
 
     async fn plan(&self, statement: sqlparser::ast::Statement) -> Result<DataFrame> {

@@ -138,26 +138,15 @@ impl Table {
     /// Whether the store keeps min/max statistics of `field` of this table: every column but
     /// the strings that no filter prunes by. String statistics cost more than the rest of a
     /// write; they are kept for the addresses, the protocol, the outcome, DNS names, and each
-    /// end's name, namespace and pod.
+    /// end's name, namespace and pod. Lists (DNS answers) keep none.
     pub fn keeps_statistics(self, field: &arrow::datatypes::Field) -> bool {
         use arrow::datatypes::DataType;
         use endpoint::{SUFFIXES, Side};
-        let pruned: &[&str] = match self {
-            Table::Connections => &[
-                connections::col::SRC_IP,
-                connections::col::DST_IP,
-                connections::col::PROTOCOL,
-                connections::col::OUTCOME,
-                connections::col::DST_DNS_NAME,
-            ],
-            Table::Dns => &[
-                dns::col::SRC_IP,
-                dns::col::DST_IP,
-                dns::col::PROTOCOL,
-                dns::col::OUTCOME,
-                dns::col::QUERY_NAME,
-            ],
-            Table::Packets => &[packets::col::SRC_IP, packets::col::DST_IP, packets::col::PROTOCOL],
+        // Besides the varied strings (addresses, DNS names), the protocol and the outcome.
+        let labels: &[&str] = match self {
+            Table::Connections => &[connections::col::PROTOCOL, connections::col::OUTCOME],
+            Table::Dns => &[dns::col::PROTOCOL, dns::col::OUTCOME],
+            Table::Packets => &[packets::col::PROTOCOL],
             Table::CaptureStats => &[],
         };
         let name = field.name().as_str();
@@ -166,7 +155,10 @@ impl Table {
             name.strip_prefix(side.prefix()).is_some_and(|s| SUFFIXES[..3].contains(&s))
         });
         match field.data_type() {
-            DataType::Utf8 | DataType::List(_) => endpoint || pruned.contains(&name),
+            DataType::Utf8 => {
+                endpoint || labels.contains(&name) || self.varied_strings().contains(&name)
+            }
+            DataType::List(_) => false,
             _ => true,
         }
     }
@@ -242,6 +234,9 @@ mod tests {
         let mut kept_strings = std::collections::BTreeSet::new();
         for t in [Table::Connections, Table::Dns, Table::Packets, Table::CaptureStats] {
             for f in t.schema().fields() {
+                if matches!(f.data_type(), DataType::List(_)) {
+                    assert!(!t.keeps_statistics(f), "{}", f.name());
+                }
                 if f.data_type() == &DataType::Utf8 && t.keeps_statistics(f) {
                     kept_strings.insert(f.name().clone());
                 }

@@ -8,6 +8,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Schema, TimeUnit};
 use podwire_query::{QueryRequest, Store};
 use podwire_schemas::Table;
+use podwire_schemas::endpoint::Side;
 use std::sync::Arc;
 
 /// 2026-11-26T09:00:00Z in microseconds.
@@ -53,14 +54,19 @@ fn write(path: &std::path::Path, batch: &RecordBatch) {
 }
 
 fn text(column: &str, row: usize) -> String {
+    use podwire_schemas::connections::col;
     let namespaces = ["shop", "pay", "shop", ""];
+    let side = |side: Side| column.strip_prefix(side.prefix());
+    match (side(Side::Src), side(Side::Dst)) {
+        (Some("namespace"), _) => return namespaces[row % 4].into(),
+        (_, Some("namespace")) => return namespaces[(row / 2) % 4].into(),
+        (Some("name"), _) | (_, Some("name")) => return format!("{}-{}", &column[..3], row % 5),
+        _ => {}
+    }
     match column {
-        "protocol" => "tcp".into(),
-        "outcome" => ["closed", "refused"][row % 2].into(),
-        "src_namespace" => namespaces[row % 4].into(),
-        "dst_namespace" => namespaces[(row / 2) % 4].into(),
-        "src_name" | "dst_name" => format!("{}-{}", &column[..3], row % 5),
-        c if c.ends_with("_ip") => format!("10.0.{}.{}", row / 250, row % 250),
+        col::PROTOCOL => "tcp".into(),
+        col::OUTCOME => ["closed", "refused"][row % 2].into(),
+        col::SRC_IP | col::DST_IP => format!("10.0.{}.{}", row / 250, row % 250),
         _ => String::new(),
     }
 }
@@ -70,13 +76,10 @@ fn store_with_two_files() -> tempfile::TempDir {
     let hour = root.path().join("connections/date=2026-11-26/hour=09");
     write(&hour.join("new.parquet"), &batch(&Table::Connections.schema(), 600, text));
     // An older file: no `dst_workload_kind` column.
+    let missing = Side::Dst.column("workload_kind");
     let full = Table::Connections.schema();
     let older = Arc::new(Schema::new(
-        full.fields()
-            .iter()
-            .filter(|f| f.name() != "dst_workload_kind")
-            .cloned()
-            .collect::<Vec<_>>(),
+        full.fields().iter().filter(|f| f.name() != &missing).cloned().collect::<Vec<_>>(),
     ));
     write(&hour.join("old.parquet"), &batch(&older, 40, text));
     root

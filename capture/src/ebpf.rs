@@ -892,6 +892,11 @@ impl LiveCapture {
     /// One read interval's work: advance the interval, take the ring buffer, read the dirty
     /// flows and the counters, move the clock, and forget finished flows.
     fn interval<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
+        // Every packet the kernel saw before this moment is, after the drain and the read
+        // below, in the tracker: its event taken from the ring or its counts read. So
+        // connections are timed out against this moment, not against the newest packet read,
+        // which may be later than another connection's counters (`Tracker::sweep_by_clock`).
+        let read_from = self.wall(0).saturating_add(monotonic_ns());
         self.interval_gen = self.interval_gen.wrapping_add(1);
         if let Err(e) = self.write_config() {
             tracing::warn!(error = %e, "Cannot advance the read interval.");
@@ -901,7 +906,7 @@ impl LiveCapture {
         self.mono_offset_ns = mono_offset_ns();
         let now = self.wall(0).saturating_add(monotonic_ns());
         self.read_stats(pipeline, now);
-        pipeline.tick(now);
+        pipeline.tick(read_from);
         for (p, a, b) in pipeline.take_finished() {
             let k = flow_key(p, a, b);
             let _ = self.flows.remove(&k);
@@ -921,6 +926,7 @@ impl LiveCapture {
         mut progress: impl FnMut(&crate::stats::CaptureStats, usize),
     ) {
         pipeline.collect_finished(true);
+        pipeline.sweep_by_clock(true);
         let mut next_read = Instant::now() + self.cfg.read_interval;
         let mut next_flush = Instant::now() + self.cfg.flush_interval;
         let mut next_scan = Instant::now() + Duration::from_secs(5);

@@ -121,6 +121,11 @@ impl<S: BatchSink> Pipeline<S> {
         self.collect_finished = on;
     }
 
+    /// Checks timeouts only at the times given to [`Self::tick`] ([`Tracker::sweep_by_clock`]).
+    pub fn sweep_by_clock(&mut self, on: bool) {
+        self.tracker.sweep_by_clock(on);
+    }
+
     /// The TCP/UDP flows whose final row was made since the last call, and that have no live
     /// connection again (a reused port).
     pub fn take_finished(&mut self) -> Vec<FlowRef> {

@@ -367,6 +367,10 @@ pub struct Tracker {
     timers: std::collections::BinaryHeap<std::cmp::Reverse<Timer>>,
     now_ns: i64,
     next_sweep_ns: i64,
+    /// Timeouts are checked only when the clock is moved ([`Tracker::advance`]), never on a
+    /// packet's or a count's own time: the live capture, whose packets and counters reach user
+    /// space by different roads and may be read late.
+    sweep_by_clock: bool,
     /// DNS transactions and the resolved-name index.
     pub dns: DnsTracker,
     /// Finished rows, drained by the pipeline.
@@ -418,6 +422,7 @@ impl Tracker {
             timers: std::collections::BinaryHeap::with_capacity(capacity),
             now_ns: i64::MIN,
             next_sweep_ns: i64::MIN,
+            sweep_by_clock: false,
             dns,
             out: Vec::new(),
             packets_out: Vec::new(),
@@ -440,12 +445,27 @@ impl Tracker {
         self.now_ns
     }
 
+    /// Checks timeouts only when [`Tracker::advance`] moves the clock, not on the time of each
+    /// packet or count (the default, for files, where packet time is the clock).
+    ///
+    /// A live capture needs this: the kernel hands over a connection's SYN and FIN as events
+    /// but its data as counters read every interval, and after a stall (the process starved of
+    /// CPU) one drain of the event ring can hold packets from seconds apart. Swept on packet
+    /// time, a connection closed early in that backlog was finished by a later connection's
+    /// event before its counters were read: a row without its payload, and the counters then
+    /// started a second, "mid-stream" connection. The capture instead moves the clock once per
+    /// interval, to a time taken before the drain, so every packet counted before it has been
+    /// read.
+    pub fn sweep_by_clock(&mut self, on: bool) {
+        self.sweep_by_clock = on;
+    }
+
     /// Handles one decoded packet captured at `ts_ns`. Returns false when the packet could not
     /// be attributed to any connection (an ICMP error whose quoted header is unreadable).
     pub fn on_packet(&mut self, ts_ns: i64, pkt: &Packet<'_>) -> bool {
         if ts_ns > self.now_ns {
             self.now_ns = ts_ns;
-            if ts_ns >= self.next_sweep_ns {
+            if !self.sweep_by_clock && ts_ns >= self.next_sweep_ns {
                 self.sweep(false);
                 self.next_sweep_ns = ts_ns + SWEEP_INTERVAL_NS;
             }
@@ -578,7 +598,18 @@ impl Tracker {
 
     /// Moves the clock to `now_ns` (wall time of a live capture with no packet lately), so that
     /// idle connections time out and interim rows come due.
+    ///
+    /// With [`Tracker::sweep_by_clock`], timeouts are checked at `now_ns` itself even when
+    /// packets read since carry later times, and at most once per second of it.
     pub fn advance(&mut self, now_ns: i64) {
+        if self.sweep_by_clock {
+            if now_ns >= self.next_sweep_ns {
+                self.sweep_at(now_ns, false);
+                self.next_sweep_ns = now_ns + SWEEP_INTERVAL_NS;
+            }
+            self.now_ns = self.now_ns.max(now_ns);
+            return;
+        }
         if now_ns > self.now_ns {
             self.now_ns = now_ns;
             if now_ns >= self.next_sweep_ns {
@@ -603,7 +634,11 @@ impl Tracker {
         if from[0].is_empty() && from[1].is_empty() {
             return;
         }
-        self.advance(ts_ns);
+        if self.sweep_by_clock {
+            self.now_ns = self.now_ns.max(ts_ns);
+        } else {
+            self.advance(ts_ns);
+        }
         let key = Key::new(proto, a, b, Segment::default());
         let slot = match self.conns.slot(&key) {
             Some(i) => u32::try_from(i).unwrap_or(u32::MAX),
@@ -759,7 +794,11 @@ impl Tracker {
     /// Emits interim rows and finishes timed-out connections; `all` finishes everything (end of
     /// input).
     pub fn sweep(&mut self, all: bool) {
-        let now = self.now_ns;
+        self.sweep_at(self.now_ns, all);
+    }
+
+    /// [`Tracker::sweep`] with the clock at `now`.
+    fn sweep_at(&mut self, now: i64, all: bool) {
         if all {
             let mut done: Vec<(i64, Key)> =
                 self.conns.iter().map(|(k, c)| (c.first_ns, *k)).collect();
@@ -1194,6 +1233,62 @@ mod tests {
         let r = t.out.last().expect("a row");
         assert_eq!((r.src_port, r.dst_port, r.outcome), (40001, 80, outcome::MIDSTREAM));
         assert_eq!((r.src.packets, r.dst.packets), (2, 3));
+    }
+
+    #[test]
+    fn live_counts_read_after_a_stall_join_their_connection() {
+        // A live capture starved of CPU drains events from seconds apart at once: connection
+        // 40000 opened and closed at 1.0-1.3 s, then connection 40002's SYN at 3.0 s, and only
+        // then the kernel's counters of 40000's data. Swept on packet time, 40002's SYN would
+        // finish 40000 (closed for longer than the linger) without its payload, and the
+        // counters would start a second, mid-stream connection.
+        let config = TrackerConfig { tcp_close_linger_ns: 500_000_000, ..TrackerConfig::default() };
+        for by_clock in [false, true] {
+            let mut t = Tracker::new(config.clone());
+            t.sweep_by_clock(by_clock);
+            // One drain of the ring: the events in the order the kernel queued them.
+            let ring = [
+                (1.0, tcp(C, S, 40000, 80, "S", 100, 0)),
+                (1.1, tcp(S, C, 80, 40000, "SA", 500, 0)),
+                (1.2, tcp(C, S, 40000, 80, "A", 101, 0)),
+                (1.3, tcp(C, S, 40000, 80, "FA", 106, 0)),
+                (1.3, tcp(S, C, 80, 40000, "FA", 511, 0)),
+                (3.0, tcp(C, S, 40002, 80, "S", 900, 0)),
+            ];
+            for (at, frame) in &ring {
+                feed(&mut t, *at, frame);
+            }
+            let data = |payload| FlowCounts {
+                packets: 1,
+                bytes: 40 + payload,
+                payload_bytes: payload,
+                flags: flag::ACK | flag::PSH,
+                ..FlowCounts::default()
+            };
+            let (client, server) = ((IpAddr::from(C), 40000), (IpAddr::from(S), 80));
+            t.on_counts(1_250_000_000, TCP, client, server, [data(5), data(10)]);
+            // The capture's interval: the clock taken before the drain.
+            t.advance(2_900_000_000);
+            let rows: Vec<_> =
+                t.out.iter().filter(|r| r.src_port == 40000 || r.dst_port == 40000).collect();
+            if !by_clock {
+                // The failure this mode exists for, shown on the packet-time sweep.
+                assert_eq!(rows.len(), 1, "{rows:?}");
+                assert_eq!(rows[0].src.payload_bytes, 0);
+                assert!(t.is_live(TCP, client, server), "the counters started a second connection");
+                continue;
+            }
+            assert_eq!(rows.len(), 1, "finished at the clock's time: {rows:?}");
+            let r = rows[0];
+            assert_eq!((r.src_port, r.outcome, r.is_final), (40000, outcome::CLOSED, true));
+            assert_eq!((r.src.payload_bytes, r.dst.payload_bytes), (5, 10));
+            assert_eq!((r.src.packets, r.dst.packets), (4, 3));
+            assert!(!t.is_live(TCP, client, server));
+            // 40002 is still in its handshake: not finished, at 2.9 s or at its own 3.0 s.
+            assert!(t.is_live(TCP, (IpAddr::from(C), 40002), server));
+            t.sweep(true);
+            assert!(t.out.iter().all(|r| r.outcome != outcome::MIDSTREAM), "{:?}", t.out);
+        }
     }
 
     #[test]

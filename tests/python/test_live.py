@@ -264,6 +264,54 @@ def test_sigterm_detaches_and_writes(netns, tmp_path):
     assert len(rows) == 1 and rows[0][2:] == (5, 15, "closed"), rows
 
 
+TCP_LOOP = r"""
+import socket, sys, threading, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port)); srv.listen(64)
+def serve():
+    while True:
+        c, _ = srv.accept(); c.sendall(c.recv(100) * 2); c.close()
+threading.Thread(target=serve, daemon=True).start()
+end = time.time() + seconds
+while time.time() < end:
+    c = socket.create_connection(("127.0.0.1", port)); c.sendall(b"hello")
+    assert c.recv(100) == b"hellohello"; print(c.getsockname()[1], flush=True); c.close()
+    time.sleep(0.05)
+"""
+
+
+def test_a_stalled_capture_keeps_every_connection_whole(netns, tmp_path):
+    """The capture process stopped (SIGSTOP) for two seconds while connections go on, as a
+    starved agent would be: the kernel keeps counting and queueing events, and when it runs
+    again every connection must come out whole (its data counters joined to its events before
+    its final row), not as a row without payload plus a second, mid-stream one."""
+    store = tmp_path / "store"
+    p, lines, t = start_live(store, "--read-interval", "200ms", "--tcp-close-linger", "500ms")
+    client = subprocess.Popen(["ip", "netns", "exec", NS, "python3", "-c", TCP_LOOP, "7201", "4"],
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    p.send_signal(signal.SIGSTOP)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGCONT)
+    out, _ = client.communicate(timeout=30)
+    assert client.returncode == 0
+    ports = sorted(int(x) for x in out.split())
+    assert len(ports) >= 30, ports
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=30) == 0, "".join(lines)
+    t.join(5)
+    rows = duckdb.sql(f"""select src_port, outcome, src_payload_bytes, dst_payload_bytes
+        from read_parquet('{store}/connections/*/*/*.parquet')
+        where 7201 in (src_port, dst_port) order by src_port""").fetchall()
+    got = [r[0] for r in rows]
+    assert got == ports, ("connections not one row each", len(got), len(ports),
+                          [r for r in rows if got.count(r[0]) != 1 or r[0] not in ports][:10])
+    odd = [r for r in rows if r[1:] != ("closed", 5, 10)]
+    assert not odd, (len(odd), odd[:10])
+
+
 def test_filter_file_changes_without_restart(netns, tmp_path):
     store = tmp_path / "store"
     ff = tmp_path / "filter"

@@ -17,6 +17,7 @@
 //!   internal ones.
 pub mod api;
 pub mod catalog;
+pub mod csv;
 pub mod error;
 pub mod output;
 pub mod prune;

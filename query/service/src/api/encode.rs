@@ -96,7 +96,8 @@ impl Write for Sink {
 enum Writer {
     Json(arrow::json::Writer<Sink, arrow::json::writer::JsonArray>),
     Ndjson(arrow::json::Writer<Sink, arrow::json::writer::LineDelimited>),
-    Csv(arrow::csv::Writer<Sink>),
+    /// The header is written at the start; rows by [`crate::csv::write_rows`].
+    Csv,
     Arrow(arrow::ipc::writer::StreamWriter<Sink>),
 }
 
@@ -136,7 +137,7 @@ impl Encoder {
                 let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(sink.clone());
                 // The header, even when no row comes.
                 w.write(&csv_batch(&RecordBatch::new_empty(schema.clone()))?)?;
-                Writer::Csv(w)
+                Writer::Csv
             }
             ResultFormat::Arrow => {
                 Writer::Arrow(arrow::ipc::writer::StreamWriter::try_new(sink.clone(), schema)?)
@@ -163,7 +164,11 @@ impl Encoder {
         match &mut self.writer {
             Writer::Json(w) => w.write(batch)?,
             Writer::Ndjson(w) => w.write(batch)?,
-            Writer::Csv(w) => w.write(&csv_batch(batch)?)?,
+            Writer::Csv => {
+                let mut text = Vec::new();
+                crate::csv::write_rows(batch, &mut text)?;
+                self.sink.write_all(&text)?;
+            }
             Writer::Arrow(w) => w.write(batch)?,
         }
         self.rows += batch.num_rows() as u64;
@@ -178,7 +183,7 @@ impl Encoder {
         match &mut self.writer {
             Writer::Json(w) => w.finish()?,
             Writer::Ndjson(w) => w.finish()?,
-            Writer::Csv(_) => {}
+            Writer::Csv => {}
             Writer::Arrow(w) => w.finish()?,
         }
         Ok(self.take())

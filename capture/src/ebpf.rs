@@ -925,8 +925,7 @@ impl LiveCapture {
         until: Option<Instant>,
         mut progress: impl FnMut(&crate::stats::CaptureStats, usize),
     ) {
-        pipeline.collect_finished(true);
-        pipeline.sweep_by_clock(true);
+        pipeline.live(true);
         let mut next_read = Instant::now() + self.cfg.read_interval;
         let mut next_flush = Instant::now() + self.cfg.flush_interval;
         let mut next_scan = Instant::now() + Duration::from_secs(5);

@@ -116,13 +116,11 @@ impl<S: BatchSink> Pipeline<S> {
         }
     }
 
-    /// Asks for the flows of final rows ([`Self::take_finished`]).
-    pub fn collect_finished(&mut self, on: bool) {
+    /// A live capture: the flows of final rows are collected ([`Self::take_finished`]), and
+    /// connections time out only at the times given to [`Self::tick`]
+    /// ([`Tracker::sweep_by_clock`]).
+    pub fn live(&mut self, on: bool) {
         self.collect_finished = on;
-    }
-
-    /// Checks timeouts only at the times given to [`Self::tick`] ([`Tracker::sweep_by_clock`]).
-    pub fn sweep_by_clock(&mut self, on: bool) {
         self.tracker.sweep_by_clock(on);
     }
 

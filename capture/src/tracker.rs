@@ -463,13 +463,7 @@ impl Tracker {
     /// Handles one decoded packet captured at `ts_ns`. Returns false when the packet could not
     /// be attributed to any connection (an ICMP error whose quoted header is unreadable).
     pub fn on_packet(&mut self, ts_ns: i64, pkt: &Packet<'_>) -> bool {
-        if ts_ns > self.now_ns {
-            self.now_ns = ts_ns;
-            if !self.sweep_by_clock && ts_ns >= self.next_sweep_ns {
-                self.sweep(false);
-                self.next_sweep_ns = ts_ns + SWEEP_INTERVAL_NS;
-            }
-        }
+        self.saw(ts_ns);
         let (proto, sport, dport) = match pkt.transport {
             Transport::Tcp { sport, dport, .. } => (TCP, sport, dport),
             Transport::Udp { sport, dport, .. } => (UDP, sport, dport),
@@ -602,19 +596,25 @@ impl Tracker {
     /// With [`Tracker::sweep_by_clock`], timeouts are checked at `now_ns` itself even when
     /// packets read since carry later times, and at most once per second of it.
     pub fn advance(&mut self, now_ns: i64) {
-        if self.sweep_by_clock {
-            if now_ns >= self.next_sweep_ns {
-                self.sweep_at(now_ns, false);
-                self.next_sweep_ns = now_ns + SWEEP_INTERVAL_NS;
-            }
-            self.now_ns = self.now_ns.max(now_ns);
+        if !self.sweep_by_clock {
+            self.saw(now_ns);
             return;
         }
-        if now_ns > self.now_ns {
-            self.now_ns = now_ns;
-            if now_ns >= self.next_sweep_ns {
+        if now_ns >= self.next_sweep_ns {
+            self.sweep_at(now_ns, false);
+            self.next_sweep_ns = now_ns + SWEEP_INTERVAL_NS;
+        }
+        self.now_ns = self.now_ns.max(now_ns);
+    }
+
+    /// Moves the clock to a packet's or a count's time `ts_ns`; unless it is
+    /// [`Tracker::sweep_by_clock`], checks timeouts once per second of that time.
+    fn saw(&mut self, ts_ns: i64) {
+        if ts_ns > self.now_ns {
+            self.now_ns = ts_ns;
+            if !self.sweep_by_clock && ts_ns >= self.next_sweep_ns {
                 self.sweep(false);
-                self.next_sweep_ns = now_ns + SWEEP_INTERVAL_NS;
+                self.next_sweep_ns = ts_ns + SWEEP_INTERVAL_NS;
             }
         }
     }
@@ -634,11 +634,7 @@ impl Tracker {
         if from[0].is_empty() && from[1].is_empty() {
             return;
         }
-        if self.sweep_by_clock {
-            self.now_ns = self.now_ns.max(ts_ns);
-        } else {
-            self.advance(ts_ns);
-        }
+        self.saw(ts_ns);
         let key = Key::new(proto, a, b, Segment::default());
         let slot = match self.conns.slot(&key) {
             Some(i) => u32::try_from(i).unwrap_or(u32::MAX),

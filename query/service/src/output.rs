@@ -3,16 +3,13 @@
 //! CSV, JSON and Parquet are written batch by batch as the stream yields them, so memory stays
 //! bounded by the batch size whatever the number of rows; the text table needs every row first.
 use crate::error::{Error, Result};
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
+use arrow::array::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use std::io::Write;
-use std::sync::Arc;
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +67,9 @@ pub async fn write_stream<W: Write + Send>(
         Format::Csv => {
             let mut out = out;
             // The header, even when no row comes.
-            let mut header = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
-            header.write(&csv_batch(&RecordBatch::new_empty(schema))?)?;
-            drop(header);
+            let mut header = Vec::new();
+            crate::csv::write_header(&schema, &mut header);
+            out.write_all(&header)?;
             rows = write_formatted(stream, &mut out, |batch| {
                 let mut text = Vec::new();
                 crate::csv::write_rows(batch, &mut text)?;
@@ -143,35 +140,4 @@ async fn write_formatted<W: Write>(
         out.write_all(&text)?;
     }
     Ok(rows)
-}
-
-/// CSV cannot hold lists or structs: such columns become their display text (for the header,
-/// and for the `arrow::csv` writer [`crate::csv`] is tested against).
-pub(crate) fn csv_batch(batch: &RecordBatch) -> Result<RecordBatch> {
-    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
-        return Ok(batch.clone());
-    }
-    let options = FormatOptions::default();
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if field.data_type().is_nested() {
-            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
-            let mut text = StringBuilder::new();
-            for i in 0..column.len() {
-                if column.is_null(i) {
-                    text.append_null();
-                } else {
-                    text.append_value(formatter.value(i).to_string());
-                }
-            }
-            fields.push(Field::new(field.name(), DataType::Utf8, field.is_nullable()));
-            columns.push(Arc::new(text.finish()));
-        } else {
-            fields.push(field.as_ref().clone());
-            columns.push(column.clone());
-        }
-    }
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
-    RecordBatch::try_new(schema, columns).map_err(Error::from)
 }

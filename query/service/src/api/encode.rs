@@ -4,7 +4,6 @@
 //! header, the IPC schema message) across batches; each batch becomes one chunk. Memory stays at
 //! about one encoded batch whatever the number of rows.
 use crate::error::Result;
-use crate::output::csv_batch;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
@@ -74,15 +73,18 @@ impl ResultFormat {
 struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Sink {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn take(&self) -> Bytes {
-        let mut buf = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Bytes::from(std::mem::take(&mut *buf))
+        Bytes::from(std::mem::take(&mut *self.lock()))
     }
 }
 
 impl Write for Sink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(data);
+        self.lock().extend_from_slice(data);
         Ok(data.len())
     }
 
@@ -134,9 +136,8 @@ impl Encoder {
                     .build::<_, arrow::json::writer::LineDelimited>(sink.clone()),
             ),
             ResultFormat::Csv => {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(sink.clone());
                 // The header, even when no row comes.
-                w.write(&csv_batch(&RecordBatch::new_empty(schema.clone()))?)?;
+                crate::csv::write_header(schema, &mut sink.lock());
                 Writer::Csv
             }
             ResultFormat::Arrow => {
@@ -164,11 +165,7 @@ impl Encoder {
         match &mut self.writer {
             Writer::Json(w) => w.write(batch)?,
             Writer::Ndjson(w) => w.write(batch)?,
-            Writer::Csv => {
-                let mut text = Vec::new();
-                crate::csv::write_rows(batch, &mut text)?;
-                self.sink.write_all(&text)?;
-            }
+            Writer::Csv => crate::csv::write_rows(batch, &mut self.sink.lock())?,
             Writer::Arrow(w) => w.write(batch)?,
         }
         self.rows += batch.num_rows() as u64;

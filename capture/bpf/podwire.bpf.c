@@ -13,7 +13,8 @@
 //    packets table is on. When the ring buffer is full an event packet is counted in `flows`
 //    instead (and counted as lost in `stats`), so no packet goes uncounted.
 //  - A flow touched during a reporting interval (`config.gen`) puts its key once into the ring
-//    buffer ("dirty"); user space then reads just those entries. Idle flows cost nothing.
+//    buffer ("dirty", with the interval's number); user space then reads just those entries.
+//    Idle flows cost nothing.
 //
 // Each packet is counted once per node although it may cross several attached interfaces
 // (see `seen_elsewhere`). Counters in `stats` say what was not turned into records and why.
@@ -107,7 +108,7 @@ struct ev_hdr {  // 24 bytes, then `cap_len` bytes of packet or a flow_key
 	__u16 cap_len;
 	__u8 kind;   // EV_*
 	__u8 dir;    // 0 ingress, 1 egress
-	__u32 pad;
+	__u32 gen;   // EV_DIRTY: the reporting interval it was announced in (else 0)
 };
 #define EV_PACKET 1
 #define EV_DIRTY 2
@@ -557,7 +558,8 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 			return PASS;
 		}
 		e->h = (struct ev_hdr){ .ts_ns = now, .ifindex = ifindex, .wire_len = 0,
-				       .cap_len = sizeof(struct flow_key), .kind = EV_DIRTY, .dir = egress };
+				       .cap_len = sizeof(struct flow_key), .kind = EV_DIRTY, .dir = egress,
+				       .gen = gen };
 		__builtin_memcpy(&e->key, &k, sizeof(k));
 		bpf_ringbuf_submit(e, 0);
 	}

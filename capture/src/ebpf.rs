@@ -23,7 +23,6 @@ use aya::programs::SchedClassifier;
 use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use std::collections::HashMap as StdHashMap;
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -343,7 +342,8 @@ pub struct LiveCapture {
     attached: Vec<Attached>,
     link_types: StdHashMap<u32, LinkType>,
     baselines: StdHashMap<FlowKey, Baseline>,
-    dirty: HashSet<FlowKey>,
+    /// Flows announced dirty, with the latest interval they were announced in.
+    dirty: StdHashMap<FlowKey, u32>,
     kernel: KernelCounters,
     last_skips: [u64; 3],
     filter_mtime: Option<SystemTime>,
@@ -559,7 +559,7 @@ impl LiveCapture {
             attached: Vec::new(),
             link_types: StdHashMap::new(),
             baselines: StdHashMap::new(),
-            dirty: HashSet::new(),
+            dirty: StdHashMap::new(),
             kernel: KernelCounters::default(),
             last_skips: [0; 3],
             filter_mtime: None,
@@ -804,7 +804,11 @@ impl LiveCapture {
                 EV_DIRTY if body.len() >= KEY_LEN => {
                     let mut k = [0u8; KEY_LEN];
                     k.copy_from_slice(&body[..KEY_LEN]);
-                    self.dirty.insert(k);
+                    let announced = u32_at(b, 20);
+                    let g = self.dirty.entry(k).or_insert(announced);
+                    if announced.wrapping_sub(*g) < u32::MAX / 2 {
+                        *g = announced;
+                    }
                 }
                 _ => {}
             }
@@ -845,12 +849,20 @@ impl LiveCapture {
         pipeline.on_counts(ts, key[36], a, b, from);
     }
 
-    /// Reads the flows announced dirty.
+    /// Reads the flows announced dirty (called right after the interval was advanced).
+    ///
+    /// A flow announced in the interval that has just begun is read now and again after the
+    /// next advance: the kernel announces a flow once per interval, so its packets counted
+    /// after this read, in the same interval, would otherwise wait for a packet of a later
+    /// interval, and a connection that ends with them would lose them.
     fn read_dirty<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
-        let keys: Vec<FlowKey> = self.dirty.drain().collect();
-        for k in keys {
-            if let Ok(v) = self.flows.get(&k, 0) {
-                self.read_flow(&k, &v, pipeline);
+        let current = self.interval_gen;
+        let keys: Vec<(FlowKey, u32)> = self.dirty.drain().collect();
+        for (k, announced) in keys {
+            let Ok(v) = self.flows.get(&k, 0) else { continue };
+            self.read_flow(&k, &v, pipeline);
+            if announced == current {
+                self.dirty.insert(k, announced);
             }
         }
     }
@@ -892,17 +904,30 @@ impl LiveCapture {
     /// One read interval's work: advance the interval, take the ring buffer, read the dirty
     /// flows and the counters, move the clock, and forget finished flows.
     fn interval<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
-        // Every packet the kernel saw before this moment is, after the drain and the read
-        // below, in the tracker: its event taken from the ring or its counts read. So
-        // connections are timed out against this moment, not against the newest packet read,
-        // which may be later than another connection's counters (`Tracker::sweep_by_clock`).
+        let read_from = self.advance_interval();
+        self.drain_ring(pipeline);
+        self.read_dirty(pipeline);
+        self.end_interval(pipeline, read_from);
+    }
+
+    /// Starts the next interval in the kernel; returns the wall time just before it.
+    ///
+    /// Every packet the kernel saw before that moment is, after the drain and the read that
+    /// follow, in the tracker: its event taken from the ring or its counts read. So connections
+    /// are timed out against this moment, not against the newest packet read, which may be
+    /// later than another connection's counters (`Tracker::sweep_by_clock`).
+    fn advance_interval(&mut self) -> i64 {
         let read_from = self.wall(0).saturating_add(monotonic_ns());
         self.interval_gen = self.interval_gen.wrapping_add(1);
         if let Err(e) = self.write_config() {
             tracing::warn!(error = %e, "Cannot advance the read interval.");
         }
-        self.drain_ring(pipeline);
-        self.read_dirty(pipeline);
+        read_from
+    }
+
+    /// After the drain and the read: kernel counters, the clock moved to `read_from`, and the
+    /// kernel's entries of finished flows deleted.
+    fn end_interval<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>, read_from: i64) {
         self.mono_offset_ns = mono_offset_ns();
         let now = self.wall(0).saturating_add(monotonic_ns());
         self.read_stats(pipeline, now);
@@ -911,6 +936,7 @@ impl LiveCapture {
             let k = flow_key(p, a, b);
             let _ = self.flows.remove(&k);
             self.baselines.remove(&k);
+            self.dirty.remove(&k);
         }
     }
 
@@ -1004,6 +1030,60 @@ mod tests {
         assert_eq!(f.cidrs.len(), 2);
         let e = Filter::parse("cidr 10.0.0.0/8\nhost foo\n").unwrap_err();
         assert!(e.starts_with("line 2"), "{e}");
+    }
+
+    /// A flow's packets counted after the read of the interval that announced it, in that same
+    /// interval, are read in the next one. Runs the real programs on `lo`: needs root (CI is).
+    #[test]
+    fn packets_after_an_intervals_read_are_read_in_the_next() {
+        use crate::pipeline::{MemorySink, PipelineConfig};
+        use arrow::array::{AsArray, RecordBatch};
+        use arrow::datatypes::{Int32Type, Int64Type};
+        use podwire_schemas::Table;
+        use podwire_schemas::connections::col;
+        use std::io::Write;
+        use std::net::{TcpListener, TcpStream};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cfg = LiveConfig {
+            interfaces: vec![InterfaceSpec { pattern: "lo".into(), role: Role::Plain }],
+            filter: Filter { ports: vec![port], ..Filter::default() },
+            ring_bytes: 1 << 16,
+            ..LiveConfig::default()
+        };
+        let mut cap = LiveCapture::start(cfg).unwrap_or_else(|e| {
+            panic!("this test loads the eBPF programs on lo: run it as root ({e})")
+        });
+        let mut p = Pipeline::new(PipelineConfig::default(), MemorySink::default());
+        p.live(true);
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.set_nodelay(true).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        cap.interval(&mut p);
+
+        // The kernel announces the flow in the new interval; the read takes "a" ...
+        let read_from = cap.advance_interval();
+        client.write_all(b"a").unwrap();
+        cap.drain_ring(&mut p);
+        cap.read_dirty(&mut p);
+        // ... "bb" is counted in the same interval, after the read, and not announced again.
+        client.write_all(b"bb").unwrap();
+        cap.end_interval(&mut p, read_from);
+        cap.interval(&mut p);
+        cap.detach();
+
+        let (sink, _) = p.finish().unwrap();
+        let rows: Vec<(i32, i64)> = sink
+            .table(Table::Connections)
+            .flat_map(|b: &RecordBatch| {
+                let ports = b.column_by_name(col::DST_PORT).unwrap().as_primitive::<Int32Type>();
+                let bytes =
+                    b.column_by_name(col::SRC_PAYLOAD_BYTES).unwrap().as_primitive::<Int64Type>();
+                (0..b.num_rows()).map(|i| (ports.value(i), bytes.value(i))).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(rows, vec![(i32::from(port), 3)], "the client sent 1 + 2 payload bytes");
     }
 
     #[test]

@@ -551,12 +551,13 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 
 	__u32 gen = cfg->gen;
 	if (v->gen != gen) {
-		v->gen = gen;
 		struct ev_dirty *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (!e) {
+			// The flow's next packet tries again.
 			st->v[ST_DIRTY_LOST]++;
 			return PASS;
 		}
+		v->gen = gen;
 		e->h = (struct ev_hdr){ .ts_ns = now, .ifindex = ifindex, .wire_len = 0,
 				       .cap_len = sizeof(struct flow_key), .kind = EV_DIRTY, .dir = egress,
 				       .gen = gen };

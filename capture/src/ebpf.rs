@@ -934,10 +934,25 @@ impl LiveCapture {
         pipeline.tick(read_from);
         for (p, a, b) in pipeline.take_finished() {
             let k = flow_key(p, a, b);
+            // Packets the kernel counted since the read came after `read_from`, so after the
+            // connection ended: they start the next one, as they would in a capture file, and
+            // the entry stays (deleting it lost them).
+            if let Ok(v) = self.flows.get(&k, 0)
+                && self.has_unread(&k, &v)
+            {
+                self.read_flow(&k, &v, pipeline);
+                continue;
+            }
             let _ = self.flows.remove(&k);
             self.baselines.remove(&k);
             self.dirty.remove(&k);
         }
+    }
+
+    /// Whether the kernel's entry `v` holds counts not read yet.
+    fn has_unread(&self, key: &FlowKey, v: &FlowVal) -> bool {
+        let base = self.baselines.get(key).filter(|b| b.first_ns == u64_at(v, 80));
+        (0..2).any(|d| dir_totals(v, d) != base.map_or([0; 5], |b| b.dirs[d]))
     }
 
     /// Runs until `stop` is set (or `until` passes): packets and counters into `pipeline`,
@@ -1037,24 +1052,12 @@ mod tests {
     #[test]
     fn packets_after_an_intervals_read_are_read_in_the_next() {
         use crate::pipeline::{MemorySink, PipelineConfig};
-        use arrow::array::{AsArray, RecordBatch};
-        use arrow::datatypes::{Int32Type, Int64Type};
-        use podwire_schemas::Table;
-        use podwire_schemas::connections::col;
         use std::io::Write;
         use std::net::{TcpListener, TcpStream};
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let cfg = LiveConfig {
-            interfaces: vec![InterfaceSpec { pattern: "lo".into(), role: Role::Plain }],
-            filter: Filter { ports: vec![port], ..Filter::default() },
-            ring_bytes: 1 << 16,
-            ..LiveConfig::default()
-        };
-        let mut cap = LiveCapture::start(cfg).unwrap_or_else(|e| {
-            panic!("this test loads the eBPF programs on lo: run it as root ({e})")
-        });
+        let mut cap = start_on_lo(port);
         let mut p = Pipeline::new(PipelineConfig::default(), MemorySink::default());
         p.live(true);
         let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -1074,16 +1077,76 @@ mod tests {
         cap.detach();
 
         let (sink, _) = p.finish().unwrap();
-        let rows: Vec<(i32, i64)> = sink
-            .table(Table::Connections)
-            .flat_map(|b: &RecordBatch| {
-                let ports = b.column_by_name(col::DST_PORT).unwrap().as_primitive::<Int32Type>();
-                let bytes =
-                    b.column_by_name(col::SRC_PAYLOAD_BYTES).unwrap().as_primitive::<Int64Type>();
-                (0..b.num_rows()).map(|i| (ports.value(i), bytes.value(i))).collect::<Vec<_>>()
-            })
-            .collect();
-        assert_eq!(rows, vec![(i32::from(port), 3)], "the client sent 1 + 2 payload bytes");
+        let got: Vec<i64> = rows(&sink, port).into_iter().map(|r| r.1).collect();
+        assert_eq!(got, vec![3], "the client sent 1 + 2 payload bytes, the server nothing");
+    }
+
+    /// A flow's packets the kernel counted after its connection ended, before user space
+    /// deleted the entry, start the next connection instead of vanishing with the entry.
+    #[test]
+    fn packets_after_a_connections_end_start_the_next() {
+        use crate::pipeline::{MemorySink, PipelineConfig};
+        use crate::tracker::TrackerConfig;
+        use std::net::UdpSocket;
+
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut cap = start_on_lo(port);
+        let tracker =
+            TrackerConfig { udp_idle_timeout_ns: 200_000_000, ..TrackerConfig::default() };
+        let config = PipelineConfig { tracker, ..PipelineConfig::default() };
+        let mut p = Pipeline::new(config, MemorySink::default());
+        p.live(true);
+        cap.interval(&mut p);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"one", ("127.0.0.1", port)).unwrap();
+        cap.interval(&mut p);
+        // Past the idle timeout and the tracker's once-a-second sweep.
+        std::thread::sleep(Duration::from_millis(1100));
+        let read_from = cap.advance_interval();
+        client.send_to(b"four", ("127.0.0.1", port)).unwrap();
+        // The first connection ends at `read_from`; the kernel already holds the next packet.
+        cap.end_interval(&mut p, read_from);
+        cap.interval(&mut p);
+        cap.detach();
+        let (sink, _) = p.finish().unwrap();
+        assert_eq!(rows(&sink, port), vec![(1, 3), (1, 4)], "two connections of one packet each");
+    }
+
+    fn start_on_lo(port: u16) -> LiveCapture {
+        let cfg = LiveConfig {
+            interfaces: vec![InterfaceSpec { pattern: "lo".into(), role: Role::Plain }],
+            filter: Filter { ports: vec![port], ..Filter::default() },
+            ring_bytes: 1 << 16,
+            ..LiveConfig::default()
+        };
+        LiveCapture::start(cfg).unwrap_or_else(|e| {
+            panic!("this test loads the eBPF programs on lo: run it as root ({e})")
+        })
+    }
+
+    /// (packets, payload bytes) both ways of the connections rows with `port` on either side,
+    /// in row order.
+    fn rows(sink: &crate::pipeline::MemorySink, port: u16) -> Vec<(i64, i64)> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Int32Type, Int64Type};
+        use podwire_schemas::Table;
+        use podwire_schemas::connections::col;
+        let mut v = Vec::new();
+        for b in sink.table(Table::Connections) {
+            let col = |name| b.column_by_name(name).unwrap();
+            let int = |name| col(name).as_primitive::<Int64Type>().clone();
+            let port_of = |name| col(name).as_primitive::<Int32Type>().clone();
+            let (sp, dp) = (port_of(col::SRC_PORT), port_of(col::DST_PORT));
+            let (p0, p1) = (int(col::SRC_PACKETS), int(col::DST_PACKETS));
+            let (b0, b1) = (int(col::SRC_PAYLOAD_BYTES), int(col::DST_PAYLOAD_BYTES));
+            for i in 0..b.num_rows() {
+                if [sp.value(i), dp.value(i)].contains(&i32::from(port)) {
+                    v.push((p0.value(i) + p1.value(i), b0.value(i) + b1.value(i)));
+                }
+            }
+        }
+        v
     }
 
     #[test]

@@ -157,10 +157,10 @@ impl<S: BatchSink> Pipeline<S> {
         b: (IpAddr, u16),
         from: [FlowCounts; 2],
     ) {
-        let packets = from[0].packets + from[1].packets;
-        if packets == 0 {
+        if from.iter().all(FlowCounts::is_empty) {
             return;
         }
+        let packets = from[0].packets + from[1].packets;
         self.note_time(ts_ns);
         self.stats.frames += packets;
         self.stats.frame_bytes += from[0].bytes + from[1].bytes;

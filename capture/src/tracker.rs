@@ -401,9 +401,14 @@ pub struct FlowCounts {
 }
 
 impl FlowCounts {
-    /// Nothing counted.
+    /// Nothing counted. (Bytes without packets happen: the kernel adds packets, bytes and
+    /// payload one after the other, and a read between them takes the bytes next time.)
     pub fn is_empty(&self) -> bool {
         self.packets == 0
+            && self.bytes == 0
+            && self.payload_bytes == 0
+            && self.retransmits == 0
+            && self.zero_windows == 0
     }
 }
 

@@ -338,6 +338,8 @@ pub struct LiveCapture {
     filter_ports: HashMap<MapData, u16, u8>,
     cfg: LiveConfig,
     interval_gen: u32,
+    /// The interval's advance waits for running programs (until the kernel refuses it once).
+    barrier: bool,
     flags: u32,
     attached: Vec<Attached>,
     link_types: StdHashMap<u32, LinkType>,
@@ -422,6 +424,16 @@ fn monotonic_ns() -> i64 {
 fn mono_offset_ns() -> i64 {
     let mono = monotonic_ns();
     clock_ns(libc::CLOCK_REALTIME) - mono
+}
+
+/// Waits until every eBPF program that was running has returned: an RCU grace period
+/// (`membarrier(MEMBARRIER_CMD_GLOBAL)`; TC programs run inside RCU read sections). False where
+/// the kernel refuses it (CPUs in `nohz_full` mode, a seccomp profile without `membarrier`).
+#[allow(unsafe_code)]
+fn wait_for_running_programs() -> bool {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes no pointers; flags and cpu_id are 0.
+    unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0 }
 }
 
 /// Waits until `fd` is readable or `timeout` passes.
@@ -556,6 +568,7 @@ impl LiveCapture {
             flags: if cfg.all_events { CFG_ALL_EVENTS } else { 0 },
             cfg,
             interval_gen: 1,
+            barrier: true,
             attached: Vec::new(),
             link_types: StdHashMap::new(),
             baselines: StdHashMap::new(),
@@ -916,11 +929,24 @@ impl LiveCapture {
     /// follow, in the tracker: its event taken from the ring or its counts read. So connections
     /// are timed out against this moment, not against the newest packet read, which may be
     /// later than another connection's counters (`Tracker::sweep_by_clock`).
+    ///
+    /// Then it waits for the programs already running: one delayed (its CPU preempted) between
+    /// counting a packet and announcing the flow, or holding a ring-buffer record that stops
+    /// the drain, would otherwise leave a packet from before that moment to a later read.
     fn advance_interval(&mut self) -> i64 {
         let read_from = self.wall(0).saturating_add(monotonic_ns());
         self.interval_gen = self.interval_gen.wrapping_add(1);
         if let Err(e) = self.write_config() {
             tracing::warn!(error = %e, "Cannot advance the read interval.");
+        }
+        if self.barrier && !wait_for_running_programs() {
+            self.barrier = false;
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "membarrier(MEMBARRIER_CMD_GLOBAL) refused (nohz_full CPUs or a seccomp \
+                 profile): a packet counted while the interval advances may, rarely, start a \
+                 second row of its connection. Allow the membarrier syscall to avoid it."
+            );
         }
         read_from
     }
@@ -1147,6 +1173,19 @@ mod tests {
             }
         }
         v
+    }
+
+    /// The wait `advance_interval` relies on works on this kernel (it needs no privileges).
+    #[test]
+    fn the_kernel_waits_for_running_programs() {
+        let t = std::time::Instant::now();
+        assert!(
+            wait_for_running_programs(),
+            "membarrier(MEMBARRIER_CMD_GLOBAL): {} (a kernel with nohz_full CPUs, or a seccomp \
+             profile that blocks membarrier, refuses it)",
+            std::io::Error::last_os_error()
+        );
+        eprintln!("one RCU grace period: {:?}", t.elapsed());
     }
 
     #[test]

@@ -828,8 +828,14 @@ impl LiveCapture {
         }
     }
 
-    /// Reads one flow's counters and adds what is new to the pipeline.
-    fn read_flow<S: BatchSink>(&mut self, key: &FlowKey, v: &FlowVal, pipeline: &mut Pipeline<S>) {
+    /// Reads one flow's counters and adds what is new to the pipeline; returns whether anything
+    /// was new.
+    fn read_flow<S: BatchSink>(
+        &mut self,
+        key: &FlowKey,
+        v: &FlowVal,
+        pipeline: &mut Pipeline<S>,
+    ) -> bool {
         let first_ns = u64_at(v, 80);
         let last_ns = u64_at(v, 88);
         let base = self.baselines.entry(*key).or_default();
@@ -860,6 +866,7 @@ impl LiveCapture {
         let b = (addr(&key[16..32]), u16::from_le_bytes([key[34], key[35]]));
         let ts = self.wall(last_ns);
         pipeline.on_counts(ts, key[36], a, b, from);
+        !from.iter().all(FlowCounts::is_empty)
     }
 
     /// Reads the flows announced dirty (called right after the interval was advanced).
@@ -873,7 +880,7 @@ impl LiveCapture {
         let keys: Vec<(FlowKey, u32)> = self.dirty.drain().collect();
         for (k, announced) in keys {
             let Ok(v) = self.flows.get(&k, 0) else { continue };
-            self.read_flow(&k, &v, pipeline);
+            let _ = self.read_flow(&k, &v, pipeline);
             if announced == current {
                 self.dirty.insert(k, announced);
             }
@@ -884,7 +891,7 @@ impl LiveCapture {
     fn read_all<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
         let all: Vec<(FlowKey, FlowVal)> = self.flows.iter().filter_map(Result::ok).collect();
         for (k, v) in all {
-            self.read_flow(&k, &v, pipeline);
+            let _ = self.read_flow(&k, &v, pipeline);
         }
     }
 
@@ -964,21 +971,14 @@ impl LiveCapture {
             // connection ended: they start the next one, as they would in a capture file, and
             // the entry stays (deleting it lost them).
             if let Ok(v) = self.flows.get(&k, 0)
-                && self.has_unread(&k, &v)
+                && self.read_flow(&k, &v, pipeline)
             {
-                self.read_flow(&k, &v, pipeline);
                 continue;
             }
             let _ = self.flows.remove(&k);
             self.baselines.remove(&k);
             self.dirty.remove(&k);
         }
-    }
-
-    /// Whether the kernel's entry `v` holds counts not read yet.
-    fn has_unread(&self, key: &FlowKey, v: &FlowVal) -> bool {
-        let base = self.baselines.get(key).filter(|b| b.first_ns == u64_at(v, 80));
-        (0..2).any(|d| dir_totals(v, d) != base.map_or([0; 5], |b| b.dirs[d]))
     }
 
     /// Runs until `stop` is set (or `until` passes): packets and counters into `pipeline`,

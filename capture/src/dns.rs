@@ -3,7 +3,7 @@
 //! which names the `dst` of later connections (`dst_dns_name`).
 use hashbrown::HashMap;
 use hickory_proto::op::{Message, MessageType};
-use hickory_proto::rr::RData;
+use hickory_proto::rr::{Name, RData};
 use podwire_schemas::EndpointMeta;
 use podwire_schemas::dns::{DnsRecord, outcome};
 use std::net::IpAddr;
@@ -118,6 +118,32 @@ pub fn rcode_name(code: u16) -> String {
     name.to_string()
 }
 
+/// A name as text, as `hickory-proto` writes it (`Name::to_utf8`) without the root's trailing
+/// dot. Plain labels (letters, digits, `_`, inner `-`) are copied as they are; a name with any
+/// other label (IDNA `xn--`, bytes to escape) goes through `to_utf8`. (`to_utf8` formats every
+/// label through `fmt`: 3 % of the packet path on a capture with 6,660 DNS messages.)
+fn name_text(name: &Name) -> String {
+    let mut text = String::with_capacity(name.len());
+    for label in name.iter() {
+        let plain = !label.starts_with(b"xn--")
+            && label
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && i > 0));
+        let Some(label) = std::str::from_utf8(label).ok().filter(|_| plain) else {
+            return trim_dot(name.to_utf8());
+        };
+        if !text.is_empty() {
+            text.push('.');
+        }
+        text.push_str(label);
+    }
+    if text.is_empty() && name.is_fqdn() {
+        text.push('.');
+    }
+    text
+}
+
 fn trim_dot(mut s: String) -> String {
     if s.len() > 1 && s.ends_with('.') {
         s.pop();
@@ -161,7 +187,7 @@ impl DnsTracker {
         // Text of the first question; computed once per transaction (the query's, or the
         // response's when the query was not seen).
         let question = |msg: &Message| match msg.queries.first() {
-            Some(q) => (trim_dot(q.name().to_utf8()), q.query_type().to_string()),
+            Some(q) => (name_text(q.name()), <&str>::from(q.query_type()).to_string()),
             None => (String::new(), String::new()),
         };
         let id = msg.metadata.id;
@@ -365,5 +391,34 @@ impl DnsTracker {
             }
             keep
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_text_writes_what_hickory_writes() {
+        let labels: &[&[&[u8]]] = &[
+            &[b"api", b"stripe", b"com"],
+            &[b"Kube-DNS", b"kube-system", b"svc", b"cluster", b"local"],
+            &[b"_http", b"_tcp", b"example", b"org"],
+            &[b"xn--bcher-kva", b"example"],
+            &[b"-lead", b"example"],
+            &[b"with space", b"example"],
+            &[b"dot.inside", b"example"],
+            &[b"*", b"example"],
+            &[b"caf\xc3\xa9", b"example"],
+            &[b"ctl\x01", b"example"],
+            &[],
+        ];
+        for l in labels {
+            for fqdn in [true, false] {
+                let mut name = Name::from_labels(l.iter().copied()).expect("valid labels");
+                name.set_fqdn(fqdn);
+                assert_eq!(name_text(&name), trim_dot(name.to_utf8()), "{l:?} fqdn={fqdn}");
+            }
+        }
     }
 }

@@ -100,7 +100,7 @@ impl<S: BatchSink> Pipeline<S> {
         Pipeline {
             decoder: Decoder::new(),
             tracker: Tracker::new(config.tracker),
-            conns: ConnectionsBuilder::default(),
+            conns: ConnectionsBuilder::with_capacity(config.batch_rows.clamp(1, 64 * 1024)),
             dns: DnsBuilder::new(),
             packets: PacketsBuilder::default(),
             capture_stats: CaptureStatsBuilder::default(),

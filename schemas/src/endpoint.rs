@@ -79,6 +79,13 @@ pub struct EndpointBuilder {
 }
 
 impl EndpointBuilder {
+    /// A builder sized for `rows` rows (names of about 16 bytes).
+    pub fn with_capacity(rows: usize) -> Self {
+        EndpointBuilder {
+            cols: std::array::from_fn(|_| StringBuilder::with_capacity(rows, rows * 16)),
+        }
+    }
+
     /// Appends one row.
     pub fn append(&mut self, meta: &EndpointMeta) {
         for (b, v) in self.cols.iter_mut().zip(meta.values()) {

@@ -284,7 +284,8 @@ impl<S: BatchSink> Pipeline<S> {
         if dropped > 0 {
             *self.stats.skipped.entry(Skip::BadFragment).or_default() += dropped;
         }
-        for r in self.tracker.out.drain(..) {
+        let mut out = std::mem::take(&mut self.tracker.out);
+        for r in out.drain(..) {
             if r.is_final {
                 *self.stats.outcomes.entry(r.outcome).or_default() += 1;
                 if self.collect_finished
@@ -299,7 +300,12 @@ impl<S: BatchSink> Pipeline<S> {
                 }
             }
             self.conns.append(&r);
+            // A batch never outgrows the builders' capacity (growing copies every column).
+            if self.conns.len() >= self.batch_rows {
+                self.emit_connections();
+            }
         }
+        self.tracker.out = out;
         for r in self.tracker.dns.out.drain(..) {
             self.dns.append(&r);
         }
@@ -308,10 +314,8 @@ impl<S: BatchSink> Pipeline<S> {
         }
         self.stats.tracker = self.tracker.stats;
         self.stats.dns_parse_errors = self.tracker.dns.parse_errors;
-        if flush || self.conns.len() >= self.batch_rows {
-            self.stats.connection_rows += self.conns.len() as u64;
-            let b = self.conns.finish();
-            self.emit(Table::Connections, b);
+        if flush {
+            self.emit_connections();
         }
         if flush || self.dns.len() >= self.batch_rows {
             self.stats.dns_rows += self.dns.len() as u64;
@@ -327,6 +331,12 @@ impl<S: BatchSink> Pipeline<S> {
             let b = self.capture_stats.finish();
             self.emit(Table::CaptureStats, b);
         }
+    }
+
+    fn emit_connections(&mut self) {
+        self.stats.connection_rows += self.conns.len() as u64;
+        let b = self.conns.finish();
+        self.emit(Table::Connections, b);
     }
 
     fn emit(&mut self, table: Table, batch: Result<RecordBatch, arrow::error::ArrowError>) {

@@ -180,7 +180,7 @@ pub fn write_sorted(
 
 /// Rows moved into sorted order per step: the writer takes the sorted hour in pieces of this
 /// many rows, so it is never built whole. (Building it whole touched a second hour's worth of
-/// fresh memory: a third of `podwire standalone`'s page faults.)
+/// fresh memory: 1,700 of `podwire standalone`'s 15,500 page faults on `mix-large.pcap`.)
 const GATHER_ROWS: usize = 8192;
 
 /// The rows of some batches in a given order (numbered as if the batches were concatenated),

@@ -5,9 +5,9 @@
 //! STORE/<table>/date=YYYY-MM-DD/hour=HH/<stem>-<n>.parquet
 //! ```
 //!
-//! Partitions come from each table's event-time column (UTC). Files are ZSTD-compressed (the
-//! columns where it pays, [`Table::zstd_column`]), carry
-//! page-level statistics, are sorted by event time then `conn_id` (`Table::sort_columns`,
+//! Partitions come from each table's event-time column (UTC). Files have their times
+//! delta-encoded ([`Table::delta_column`]) and are ZSTD-compressed where it pays
+//! ([`Table::zstd_column`]), carry page-level statistics, are sorted by event time then `conn_id` (`Table::sort_columns`,
 //! declared in the footer's sorting columns), hold at most `max_rows_per_file` rows, and are
 //! written to a hidden temporary name, fsynced and renamed (in a bucket: uploaded whole, see
 //! [`crate::location`]): a reader never sees half a file. What is buffered before a write, and
@@ -21,7 +21,7 @@ use arrow::compute::{
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -310,6 +310,12 @@ fn file_properties(
             props = props.set_column_compression(
                 ColumnPath::from(field.name().as_str()),
                 Compression::UNCOMPRESSED,
+            );
+        }
+        if table.delta_column(field) {
+            props = props.set_column_encoding(
+                ColumnPath::from(field.name().as_str()),
+                Encoding::DELTA_BINARY_PACKED,
             );
         }
         // Unique-per-row columns (times, ids, counters) gain nothing from a dictionary.

@@ -92,8 +92,16 @@ impl Table {
         }
     }
 
+    /// Whether the store writes `field` of this table delta-encoded (Parquet
+    /// `DELTA_BINARY_PACKED`) and without a codec: the timestamps. Files are sorted by time and
+    /// the other times of a row are near it, so the deltas pack into few bits: smaller than
+    /// ZSTD over plain values, and read with no decompression (benchmarks/README.md, session 12).
+    pub fn delta_column(self, field: &arrow::datatypes::Field) -> bool {
+        matches!(field.data_type(), arrow::datatypes::DataType::Timestamp(..))
+    }
+
     /// Whether the store compresses `field` of this table with ZSTD (schemas/README.md,
-    /// "Format"): the columns written without a dictionary (times, counters), booleans, and the
+    /// "Format"): the counters (written without a dictionary), booleans, and the
     /// strings whose variety can outgrow a dictionary page (addresses, DNS names). Not the
     /// dictionary-encoded columns (names, namespaces, ports, outcomes, flags), whose pages are
     /// already bit-packed ids that ZSTD shrinks by 7-40 % at a cost on every read, nor
@@ -109,7 +117,7 @@ impl Table {
         let name = field.name().as_str();
         match field.data_type() {
             DataType::Int64 => name != hash,
-            DataType::Timestamp(..) | DataType::Boolean => true,
+            DataType::Boolean => true,
             DataType::Utf8 | DataType::List(_) => self.varied_strings().contains(&name),
             _ => false,
         }
@@ -210,17 +218,25 @@ fn metadata(table: Table) -> std::collections::HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn zstd_on_times_counters_addresses_names_not_on_dictionary_columns() {
+    fn zstd_on_counters_addresses_names_deltas_on_times() {
         use super::Table;
         let codec = |table: Table, name: &str| {
             let schema = table.schema();
             table.zstd_column(schema.field_with_name(name).unwrap())
         };
-        for name in ["start_ts", "src_bytes", "is_final", "src_ip", "dst_dns_name"] {
+        for name in ["src_bytes", "is_final", "src_ip", "dst_dns_name"] {
             assert!(codec(Table::Connections, name), "{name}");
         }
-        for name in ["conn_id", "src_port", "outcome", "src_namespace", "dst_pod", "node"] {
+        for name in ["start_ts", "conn_id", "src_port", "outcome", "src_namespace", "dst_pod"] {
             assert!(!codec(Table::Connections, name), "{name}");
+        }
+        // Every timestamp, and nothing else, is delta-encoded (and has no codec).
+        for t in [Table::Connections, Table::Dns, Table::Packets, Table::CaptureStats] {
+            for f in t.schema().fields() {
+                let time = matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..));
+                assert_eq!(t.delta_column(f), time, "{}", f.name());
+                assert!(!(time && t.zstd_column(f)), "{}", f.name());
+            }
         }
         assert!(codec(Table::Dns, "answers") && codec(Table::Dns, "query_name"));
         assert!(!codec(Table::Dns, "rcode") && !codec(Table::Packets, "conn_id"));

@@ -44,15 +44,18 @@ def test_schema_and_hive_layout(demo_store):
     files = glob.glob(os.path.join(demo_store, "connections", "date=*", "hour=*", "*.parquet"))
     assert files
     md = pq.ParquetFile(files[0]).metadata
-    assert md.row_group(0).column(0).compression == "ZSTD"
-    # The codec per column (schemas/README.md, "Format"): ZSTD on times, counters, addresses
-    # and DNS names; none on dictionary-encoded columns and on conn_id.
-    codecs = {md.row_group(0).column(i).path_in_schema: md.row_group(0).column(i).compression
+    # The codec per column (schemas/README.md, "Format"): ZSTD on counters, addresses and DNS
+    # names; none on dictionary-encoded columns, on conn_id and on the delta-encoded times.
+    chunks = {md.row_group(0).column(i).path_in_schema: md.row_group(0).column(i)
               for i in range(md.num_columns)}
-    for col in ("start_ts", "end_ts", "src_bytes", "src_ip", "dst_ip", "dst_dns_name", "is_final"):
+    codecs = {c: chunk.compression for c, chunk in chunks.items()}
+    for col in ("src_bytes", "src_ip", "dst_ip", "dst_dns_name", "is_final"):
         assert codecs[col] == "ZSTD", (col, codecs[col])
-    for col in ("conn_id", "src_port", "outcome", "src_namespace", "dst_pod", "node"):
+    for col in ("start_ts", "end_ts", "conn_id", "src_port", "outcome", "src_namespace", "dst_pod"):
         assert codecs[col] == "UNCOMPRESSED", (col, codecs[col])
+    for col, chunk in chunks.items():
+        delta = "DELTA_BINARY_PACKED" in chunk.encodings
+        assert delta == (col in ("start_ts", "end_ts")), (col, chunk.encodings)
     assert md.row_group(0).column(0).statistics.has_min_max
     assert md.schema.to_arrow_schema().metadata[b"podwire.schema_version"] == b"2"
     ts = pq.read_table(files[0], columns=["start_ts"]).column(0).to_pylist()

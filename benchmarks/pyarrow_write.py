@@ -1,7 +1,7 @@
 """The reference for ingest's write stage: Arrow's C++ Parquet writer (pyarrow) on the rows
 ingest_bench writes, with the settings of the store's files (each column's codec, dictionary
-use and delta encoding, read from the first file; ZSTD level 1; statistics; 128 Ki-row row groups), on one
-thread. No sort, so it does less than ingest's stage. Usage:
+use and delta encoding, read from the first file; ZSTD level 1; statistics; 128 Ki-row row
+groups), on one thread. No sort, so it does less than ingest's stage. Usage:
 
     taskset -c 1 python3 benchmarks/pyarrow_write.py STORE [ROWS]
 

@@ -7,11 +7,12 @@
 //!
 //! Partitions come from each table's event-time column (UTC). Files have their times
 //! delta-encoded ([`Table::delta_column`]) and are ZSTD-compressed where it pays
-//! ([`Table::zstd_column`]), carry page-level statistics, are sorted by event time then `conn_id` (`Table::sort_columns`,
-//! declared in the footer's sorting columns), hold at most `max_rows_per_file` rows, and are
-//! written to a hidden temporary name, fsynced and renamed (in a bucket: uploaded whole, see
-//! [`crate::location`]): a reader never sees half a file. What is buffered before a write, and
-//! the file names, are the segments' business ([`crate::writer`], [`crate::segment`]).
+//! ([`Table::zstd_column`]), carry page-level statistics, are sorted by event time then
+//! `conn_id` (`Table::sort_columns`, declared in the footer's sorting columns), hold at most
+//! `max_rows_per_file` rows, and are written to a hidden temporary name, fsynced and renamed
+//! (in a bucket: uploaded whole, see [`crate::location`]): a reader never sees half a file.
+//! What is buffered before a write, and the file names, are the segments' business
+//! ([`crate::writer`], [`crate::segment`]).
 use crate::error::{Error, Result};
 use crate::location::Location;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};

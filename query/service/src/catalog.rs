@@ -75,6 +75,9 @@ fn store_url(ctx: &SessionContext, root: &Path) -> Result<url::Url> {
         return Ok(url);
     }
     let dir = std::path::absolute(root).map_err(|e| store_error(root, e.to_string()))?;
+    // Local files are read through memory mappings, not copied (`crate::local` says why).
+    let files = url::Url::parse("file://").map_err(|e| store_error(root, e.to_string()))?;
+    ctx.runtime_env().register_object_store(&files, Arc::new(crate::local::MappedFiles::new()));
     // Built from the path, not parsed from text, so that a folder name with `*` or `[` is not
     // taken for a glob; a directory URL (trailing `/`) lists even before the folder exists.
     url::Url::from_directory_path(&dir)

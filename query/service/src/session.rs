@@ -7,7 +7,7 @@
 //! same. Every plan is checked read-only with `SQLOptions` before it runs.
 use crate::catalog::{self, DATE, HOUR};
 use crate::error::{Error, Result};
-use crate::{prune, readonly};
+use crate::{prune, pushdown, readonly};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -84,11 +84,10 @@ impl Store {
         // Files that do not overlap in time are chained into ordered groups, so a result in time
         // order is a merge of a few streams rather than a sort of every row.
         config.options_mut().execution.split_file_groups_by_statistics = true;
-        // No filter pushdown into the Parquet decoder (late materialization). It was 2.4x
-        // faster on a selective filter when every column was ZSTD-compressed; with the store's
-        // codec rule (`Table::zstd_column`) decoding whole pages is cheap, and pushdown made
-        // every benchmark query slower or no faster: 13 % on a (12 % of rows match), 5 % on b,
-        // 8 % on d, c even (three alternating rounds, benchmarks/README.md).
+        // No filter pushdown into the Parquet decoder (late materialization) by default: it made
+        // broad filters slower (13-25 % on a, where 12 % of rows match; 5-10 % on b, 1 %).
+        // `plan` turns it on for the queries it pays for: those that ask for a few entities by
+        // identity (`crate::pushdown`).
         config.options_mut().execution.parquet.pushdown_filters = false;
         // One scan more than there are cores: while a scan waits for its file reads (done on
         // tokio's blocking threads) or the single ordered merge above the scans is busy, the
@@ -205,7 +204,11 @@ impl Store {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| Error::Rejected(e.find_root().to_string()))?;
-        Ok(self.ctx.execute_logical_plan(plan).await?)
+        let mut state = self.ctx.state();
+        if pushdown::asks_for_few(&plan) {
+            state.config_mut().options_mut().execution.parquet.pushdown_filters = true;
+        }
+        Ok(DataFrame::new(state, plan))
     }
 }
 

@@ -1,0 +1,159 @@
+//! When the Parquet reader applies a query's filter itself (DataFusion's `pushdown_filters`).
+//!
+//! With pushdown, the reader decodes the filter's columns first and then only the matching rows
+//! of the others, skipping whole pages that hold none. That pays when few rows match, and costs
+//! when many do: decoding scattered rows one run at a time is slower than decoding whole pages
+//! and filtering afterwards. On the 10 M-row benchmark store (`benchmarks/README.md`, session 13,
+//! in-process): one pod's traffic (0.15 % of rows) 0.40 s → 0.20 s, one external name (0.45 %)
+//! 0.41 s → 0.37 s; but two namespaces (1 %) 0.48 s → 0.51–0.55 s and external traffic
+//! (`dst.namespace == ""`, 12 %) 0.62 s → 0.78 s.
+//!
+//! DataFusion has no estimate of how many rows a filter matches, so the choice is made here
+//! from the filter's shape: pushdown is on for a query that asks for one entity, or a few,
+//! by identity (a pod, a name, an address, a workload, a service, a DNS name, a connection id)
+//! and off otherwise. Namespaces, nodes, kinds, protocols, outcomes and ports are shared by
+//! many rows and do not count; nor does `== ""` (every entry without a name).
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{TreeNode as _, TreeNodeRecursion};
+use datafusion::logical_expr::expr::InList;
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
+
+/// Columns naming one entity among many, in any table of the store.
+const IDENTITY_COLUMNS: [&str; 13] = [
+    "conn_id",
+    "src_ip",
+    "dst_ip",
+    "src_name",
+    "dst_name",
+    "src_pod",
+    "dst_pod",
+    "src_workload",
+    "dst_workload",
+    "src_service",
+    "dst_service",
+    "dst_dns_name",
+    "query_name",
+];
+
+/// At most this many values in `IN (...)` still ask for "a few" entities.
+const FEW: usize = 16;
+
+/// Whether any filter of `plan` asks for entities by identity (module doc).
+pub fn asks_for_few(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    // The closure never fails; a plan walk error would only mean "not found".
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Filter(filter) = node
+            && narrow(&filter.predicate)
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Whether `predicate` can only match rows of a few entities: an identity equal to a value (or
+/// in a short list), ANDed with anything, or ORed with another such predicate.
+fn narrow(predicate: &Expr) -> bool {
+    match predicate {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+            narrow(left) || narrow(right)
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            narrow(left) && narrow(right)
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
+            (identity(left) && value(right)) || (identity(right) && value(left))
+        }
+        Expr::InList(InList { expr, list, negated: false }) => {
+            identity(expr) && !list.is_empty() && list.len() <= FEW && list.iter().all(value)
+        }
+        _ => false,
+    }
+}
+
+fn identity(e: &Expr) -> bool {
+    match e {
+        Expr::Column(c) => IDENTITY_COLUMNS.contains(&c.name.as_str()),
+        Expr::Cast(c) => identity(&c.expr),
+        Expr::TryCast(c) => identity(&c.expr),
+        _ => false,
+    }
+}
+
+/// A literal that is not null and not the empty string.
+fn value(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => !s.is_empty(),
+            v => !v.is_null(),
+        },
+        Expr::Cast(c) => value(&c.expr),
+        Expr::TryCast(c) => value(&c.expr),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{QueryRequest, Store};
+
+    /// Whether the KFL filter's plan over an empty store turns pushdown on.
+    async fn pushed(kfl: &str) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let request = QueryRequest { kfl, from_ms: None, to_ms: None, limit: None, now_ms: 0 };
+        let df = store.kfl(&request).await.unwrap();
+        let on = df.task_ctx().session_config().options().execution.parquet.pushdown_filters;
+        assert_eq!(on, asks_for_few(df.logical_plan()), "{kfl}");
+        on
+    }
+
+    #[test]
+    fn identity_columns_are_columns_of_the_store() {
+        for name in IDENTITY_COLUMNS {
+            let tables = podwire_schemas::Table::ALL;
+            assert!(tables.iter().any(|t| t.schema().field_with_name(name).is_ok()), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn identities_asked_for_turn_pushdown_on() {
+        for kfl in [
+            r#"dst.name == "api.stripe.com""#,
+            r#"src.pod.name == "cart-7d9f-x2x4q""#,
+            r#"src.pod.name == "a" or dst.pod.name == "a""#,
+            r#"dst.ip == "10.0.0.1" and tcp"#,
+            r#"tcp and src.namespace == "shop" and dst.service.name == "payments""#,
+            r#"request.questions[0].name == "api.stripe.com""#,
+            r#"connId == 42"#,
+            r#"dst.dns == "example.com" and timestamp > hours(-1)"#,
+        ] {
+            assert!(pushed(kfl).await, "{kfl}");
+        }
+    }
+
+    #[tokio::test]
+    async fn broad_filters_leave_pushdown_off() {
+        for kfl in [
+            "",
+            "tcp",
+            r#"dst.namespace == """#,
+            r#"src.namespace == "shop" and dst.namespace == "payments""#,
+            r#"dst.name == """#,
+            r#"dst.name != "api.stripe.com""#,
+            r#"dst.name.startsWith("api.")"#,
+            r#"src.pod.name == "a" or dst.namespace == "b""#,
+            r#"dst.port == 443"#,
+            r#"outcome == "refused""#,
+            r#"!(dst.ip == "10.0.0.1")"#,
+        ] {
+            assert!(!pushed(kfl).await, "{kfl}");
+        }
+    }
+}

@@ -31,7 +31,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
              the whole history. Set --token or PODWIRE_TOKEN."
         );
     }
-    let options = StoreOptions { memory_limit: Some(args.memory_limit), target_partitions: None };
+    let options = StoreOptions { memory_limit: Some(args.memory_limit), ..StoreOptions::default() };
     let store = Store::open_with(&args.store, options)?;
     let config = ApiConfig { token, max_concurrent_queries: args.max_concurrent_queries.max(1) };
     let runtime = tokio::runtime::Builder::new_multi_thread()

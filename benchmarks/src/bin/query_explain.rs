@@ -2,17 +2,19 @@
 //! the session `podwire query` uses) and either prints DataFusion's `EXPLAIN ANALYZE` (the
 //! per-operator times, rows, bytes scanned and pruning counters) or times the query in-process,
 //! with and without the CSV output. `--set` changes a DataFusion option first (as SQL `SET`
-//! does), to try a setting before proposing it. `podwire query --sql` refuses `EXPLAIN`: this
+//! does), to try a setting before proposing it; filter pushdown is chosen per query by
+//! `--pushdown` instead (`podwire_query::pushdown`). `podwire query --sql` refuses `EXPLAIN`: this
 //! is the way to see the plan.
 //!
 //!     target/release/query_explain --store /work/bench-store 'dst.name == "api.stripe.com"'
-//!     target/release/query_explain --store S --mode time --runs 5 \
-//!         --set datafusion.execution.parquet.pushdown_filters=true 'dst.namespace == ""'
+//!     target/release/query_explain --store S --mode time --runs 5 --pushdown on \
+//!         'dst.namespace == ""'
 use anyhow::Context as _;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt as _;
-use podwire_query::{Format, QueryRequest, Store};
+use podwire_query::pushdown::Pushdown;
+use podwire_query::{Format, QueryRequest, Store, StoreOptions};
 use std::time::Instant;
 
 /// The allocator `podwire` uses (the workspace Cargo.toml says why).
@@ -38,6 +40,10 @@ struct Args {
     /// A DataFusion option to set first, `key=value` (repeatable).
     #[arg(long = "set")]
     settings: Vec<String>,
+    /// Whether the Parquet reader applies the filter: `auto` guesses from its shape, as
+    /// `podwire query` and `podwire serve` do.
+    #[arg(long, value_enum, default_value_t = PushdownArg::Auto)]
+    pushdown: PushdownArg,
     /// What to do.
     #[arg(long, value_enum, default_value_t = Mode::Explain)]
     mode: Mode,
@@ -50,6 +56,13 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PushdownArg {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// Print the SQL and DataFusion's EXPLAIN ANALYZE.
     Explain,
@@ -59,7 +72,13 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let store = Store::open(&args.store)?;
+    let pushdown = match args.pushdown {
+        PushdownArg::Auto => Pushdown::Auto,
+        PushdownArg::On => Pushdown::On,
+        PushdownArg::Off => Pushdown::Off,
+    };
+    let store =
+        Store::open_with(&args.store, StoreOptions { pushdown, ..StoreOptions::default() })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().build()?;
     runtime.block_on(run(&args, &store))
 }

@@ -125,8 +125,14 @@ impl ObjectStore for MappedFiles {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         // `LocalFileSystem` opens the file, checks the preconditions and resolves the range;
-        // its result carries the open file, which is mapped here instead of read.
+        // its result carries the open file, which is mapped here instead of read. Mapping does
+        // no I/O (that happens on first access), so it runs here rather than on a blocking
+        // thread.
+        let head = options.head;
         let result = self.inner.get_opts(location, options).await?;
+        if head {
+            return Ok(result);
+        }
         let GetResultPayload::File(file, path) = result.payload else {
             return Ok(result);
         };

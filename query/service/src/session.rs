@@ -7,7 +7,8 @@
 //! same. Every plan is checked read-only with `SQLOptions` before it runs.
 use crate::catalog::{self, DATE, HOUR};
 use crate::error::{Error, Result};
-use crate::{prune, pushdown, readonly};
+use crate::pushdown::Pushdown;
+use crate::{prune, readonly};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -44,6 +45,9 @@ pub struct StoreOptions {
     /// Parallel partitions per query (DataFusion's `target_partitions`); `None`: one per core
     /// and one more.
     pub target_partitions: Option<usize>,
+    /// Whether the Parquet reader applies a query's filter (late materialization); by default
+    /// for filters that ask for a few entities ([`crate::pushdown`]).
+    pub pushdown: Pushdown,
 }
 
 /// The query engine over one store folder.
@@ -51,6 +55,7 @@ pub struct StoreOptions {
 pub struct Store {
     ctx: SessionContext,
     root: PathBuf,
+    pushdown: Pushdown,
 }
 
 impl std::fmt::Debug for Store {
@@ -85,9 +90,9 @@ impl Store {
         // order is a merge of a few streams rather than a sort of every row.
         config.options_mut().execution.split_file_groups_by_statistics = true;
         // No filter pushdown into the Parquet decoder (late materialization) by default: it made
-        // broad filters slower (13-25 % on a, where 12 % of rows match; 5-10 % on b, 1 %).
-        // `plan` turns it on for the queries it pays for: those that ask for a few entities by
-        // identity (`crate::pushdown`).
+        // broad filters slower (13-26 % on a, where 12 % of rows match; 6-14 % on b, 1 %).
+        // `plan` turns it on per query as `StoreOptions::pushdown` says: by default for those
+        // that ask for a few entities by identity (`crate::pushdown`).
         config.options_mut().execution.parquet.pushdown_filters = false;
         // One scan more than there are cores: while a scan waits for its file reads (done on
         // tokio's blocking threads) or the single ordered merge above the scans is busy, the
@@ -105,7 +110,7 @@ impl Store {
         let runtime = runtime.build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         catalog::register_store(&ctx, &root)?;
-        Ok(Self { ctx, root })
+        Ok(Self { ctx, root, pushdown: options.pushdown })
     }
 
     /// The store folder.
@@ -205,9 +210,8 @@ impl Store {
             .verify_plan(&plan)
             .map_err(|e| Error::Rejected(e.find_root().to_string()))?;
         let mut state = self.ctx.state();
-        if pushdown::asks_for_few(&plan) {
-            state.config_mut().options_mut().execution.parquet.pushdown_filters = true;
-        }
+        state.config_mut().options_mut().execution.parquet.pushdown_filters =
+            self.pushdown.applies_to(&plan);
         Ok(DataFrame::new(state, plan))
     }
 }

@@ -20,6 +20,9 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode as _, TreeNodeRecursion};
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
+use podwire_schemas::connections::col as conn;
+use podwire_schemas::dns::col as dns;
+use podwire_schemas::endpoint::Side;
 
 /// Whether a query's filter is applied by the Parquet reader.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,18 +47,21 @@ impl Pushdown {
     }
 }
 
-/// Columns naming one entity among many, in any table of the store.
-const IDENTITY_COLUMNS: [&str; 9] = [
-    "conn_id",
-    "src_ip",
-    "dst_ip",
-    "src_name",
-    "dst_name",
-    "src_pod",
-    "dst_pod",
-    "dst_dns_name",
-    "query_name",
-];
+/// Columns naming one entity among many, in any table of the store (names from the schemas
+/// crate).
+const IDENTITY_COLUMNS: [&str; 5] =
+    [conn::CONN_ID, conn::SRC_IP, conn::DST_IP, conn::DST_DNS_NAME, dns::QUERY_NAME];
+
+/// The enrichment columns (`src_*`, `dst_*`) naming one entity: the pod, and the name (pod,
+/// else service, else DNS name).
+const IDENTITY_SUFFIXES: [&str; 2] = ["name", "pod"];
+
+fn identity_column(name: &str) -> bool {
+    IDENTITY_COLUMNS.contains(&name)
+        || [Side::Src, Side::Dst].into_iter().any(|side| {
+            name.strip_prefix(side.prefix()).is_some_and(|s| IDENTITY_SUFFIXES.contains(&s))
+        })
+}
 
 /// At most this many values in `IN (...)` still ask for "a few" entities.
 const FEW: usize = 16;
@@ -104,7 +110,7 @@ fn narrow(predicate: &Expr) -> bool {
 
 fn identity(e: &Expr) -> bool {
     match e {
-        Expr::Column(c) => IDENTITY_COLUMNS.contains(&c.name.as_str()),
+        Expr::Column(c) => identity_column(&c.name),
         Expr::Cast(c) => identity(&c.expr),
         Expr::TryCast(c) => identity(&c.expr),
         _ => false,
@@ -142,8 +148,17 @@ mod tests {
 
     #[test]
     fn identity_columns_are_columns_of_the_store() {
+        for suffix in IDENTITY_SUFFIXES {
+            assert!(podwire_schemas::endpoint::SUFFIXES.contains(&suffix), "{suffix}");
+        }
+        let tables = podwire_schemas::Table::ALL;
+        for side in [Side::Src, Side::Dst] {
+            for name in IDENTITY_SUFFIXES.map(|suffix| side.column(suffix)) {
+                assert!(identity_column(&name), "{name}");
+                assert!(tables.iter().any(|t| t.schema().field_with_name(&name).is_ok()), "{name}");
+            }
+        }
         for name in IDENTITY_COLUMNS {
-            let tables = podwire_schemas::Table::ALL;
             assert!(tables.iter().any(|t| t.schema().field_with_name(name).is_ok()), "{name}");
         }
     }

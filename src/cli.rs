@@ -18,6 +18,10 @@ pub(crate) struct Cli {
     /// No progress bar and no summary; errors only.
     #[arg(long, short, global = true)]
     pub(crate) quiet: bool,
+    /// Parse the command line, print what it would run, and exit without running it: a
+    /// deployment (Helm chart, compose file) can check that every flag it passes exists.
+    #[arg(long, global = true)]
+    pub(crate) check_args: bool,
 }
 
 const EXAMPLES: &str = "\
@@ -44,6 +48,11 @@ pub(crate) enum Command {
     /// connections and DNS transactions in time order.
     #[command(after_help = QUERY_HELP)]
     Query(QueryArgs),
+    /// Draw the connectivity map of a window: who talked to whom (namespaces, workloads or pods,
+    /// external names, nodes), with connections, failures, bytes and RTT per edge, as JSON,
+    /// Graphviz dot or Mermaid.
+    #[command(after_help = MAP_HELP)]
+    Map(MapArgs),
     /// Print the SQL a KFL filter becomes (what `podwire query` runs).
     #[command(after_help = TRANSLATE_HELP)]
     Translate(TranslateArgs),
@@ -235,6 +244,63 @@ pub(crate) struct ServeArgs {
     /// After SIGTERM or Ctrl-C, wait this long for running responses before exiting.
     #[arg(long, env = "PODWIRE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) shutdown_grace: Duration,
+    /// Serve the dashboard from this folder (built by `node query/web/build.cjs DIR`) instead
+    /// of the copy built into the binary: for work on the page.
+    #[arg(long, env = "PODWIRE_WEB_ROOT")]
+    pub(crate) web_root: Option<PathBuf>,
+}
+
+const MAP_HELP: &str = "\
+Nodes: namespaces (or, with --level, workloads or pods, each in its namespace), services without a
+known backend, nodes (host network), external endpoints by the DNS name the client resolved or by
+address, and private addresses nobody named (`unknown`). An edge goes from the initiators to the
+responders: connections, failures by outcome, bytes each way, packets, handshake RTT p50/p95,
+retransmissions, protocols, top ports, first and last seen. Without --from/--to: the last hour of
+data. Beyond --max-nodes the lightest nodes are folded into one `other` node per namespace or kind.
+
+Examples:
+  podwire map --store ./store                                      # namespaces, last hour of data
+  podwire map --store ./store --level workload --from -24h 'error'
+  podwire map --store ./store --format dot 'dst.namespace == \"\"' | dot -Tsvg > outside.svg
+  podwire map --store ./store --format mermaid --level pod 'src.namespace == \"shop\"'";
+
+/// Output of `podwire map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MapFormat {
+    /// The API's JSON: nodes, edges, folding, the SQL.
+    Json,
+    /// Graphviz: namespaces as clusters, failed edges red.
+    Dot,
+    /// A Mermaid flowchart (renders in GitHub and GitLab Markdown).
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MapArgs {
+    /// The store: a folder or `s3://bucket/prefix`.
+    #[arg(long, env = "PODWIRE_STORE")]
+    pub(crate) store: PathBuf,
+    /// Start of the window (RFC 3339, a date, `now`, or relative like -1h).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) from: Option<String>,
+    /// End of the window, exclusive.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) to: Option<String>,
+    /// How finely in-cluster endpoints are drawn: namespace, workload or pod.
+    #[arg(long, default_value = "namespace")]
+    pub(crate) level: String,
+    /// Only these namespaces at --level (comma-separated), the rest as one node each.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) expand: Option<Vec<String>>,
+    /// Fold the lightest nodes beyond this many.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) max_nodes: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = MapFormat::Json)]
+    pub(crate) format: MapFormat,
+    /// The KFL filter; blank: every connection.
+    #[arg(default_value = "")]
+    pub(crate) query: String,
 }
 
 /// `512MiB`, `2GiB`, `1G`, `65536`: a size in bytes (K/M/G and KiB/MiB/GiB are powers of 1024).
@@ -500,6 +566,12 @@ pub(crate) struct DemoArgs {
     /// Where to write the demo's store.
     #[arg(long, env = "PODWIRE_STORE", default_value = "podwire-demo-store")]
     pub(crate) store: PathBuf,
+    /// Print the listing and exit instead of serving the dashboard (for scripts).
+    #[arg(long)]
+    pub(crate) no_serve: bool,
+    /// Where the dashboard listens (loopback; port 0 picks a free one).
+    #[arg(long, env = "PODWIRE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
 }
 
 /// Sets up `tracing` on stderr: `RUST_LOG` filters (default `info`).

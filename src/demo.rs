@@ -36,7 +36,70 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.store.display(),
         args.store.display()
     );
-    Ok(())
+    if args.no_serve {
+        return Ok(());
+    }
+    let store = podwire_query::Store::open(&args.store)?;
+    let seeds = seed_questions(&report.connections);
+    crate::serve::serve_until_signal(
+        store,
+        podwire_query::api::ApiConfig::default(),
+        args.listen,
+        std::time::Duration::from_secs(2),
+        |addr| {
+            println!("\nThe dashboard: http://{addr}/   (Ctrl-C to stop; --no-serve to skip)");
+            for (question, filter) in &seeds {
+                println!("  {question}\n    http://{addr}/?q={}&range=all", url_encode(filter));
+            }
+        },
+    )
+}
+
+/// The seed's three questions as filters on this scene: who talks outside the cluster, the
+/// traffic between two namespaces, and who talks to one external name.
+fn seed_questions(batches: &[RecordBatch]) -> Vec<(&'static str, String)> {
+    let mut pairs = std::collections::BTreeMap::<(String, String), u64>::new();
+    let mut external = std::collections::BTreeMap::<String, u64>::new();
+    for b in batches {
+        let text = |c: &str| b.column_by_name(c).and_then(|a| a.as_string_opt::<i32>().cloned());
+        let (Some(src_ns), Some(dst_ns), Some(dst_dns)) =
+            (text("src_namespace"), text("dst_namespace"), text(col::DST_DNS_NAME))
+        else {
+            continue;
+        };
+        for row in 0..b.num_rows() {
+            let (s, d) = (src_ns.value(row), dst_ns.value(row));
+            if !s.is_empty() && !d.is_empty() && s != d {
+                *pairs.entry((s.to_owned(), d.to_owned())).or_default() += 1;
+            }
+            if !s.is_empty() && d.is_empty() && !dst_dns.value(row).is_empty() {
+                *external.entry(dst_dns.value(row).to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let mut seeds = vec![("Which pods talk to the outside?", "dst.namespace == \"\"".to_owned())];
+    if let Some(((s, d), _)) = pairs.iter().max_by_key(|(_, n)| **n) {
+        seeds.push((
+            "What goes between two namespaces?",
+            format!("src.namespace == {s:?} and dst.namespace == {d:?}"),
+        ));
+    }
+    if let Some((name, _)) = external.iter().max_by_key(|(_, n)| **n) {
+        seeds.push(("Who talks to this external name?", format!("dst.name == {name:?}")));
+    }
+    seeds
+}
+
+/// Percent-encodes a query-string value.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn endpoint(b: &RecordBatch, side: &str, row: usize) -> String {

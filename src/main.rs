@@ -6,6 +6,7 @@ mod demo;
 mod ingest;
 mod kafka;
 mod live;
+mod map;
 mod query;
 mod serve;
 mod standalone;
@@ -19,12 +20,18 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if cli.check_args {
+        // The parsed command, for the deployment tests; nothing runs.
+        println!("{:#?}", cli.command);
+        return std::process::ExitCode::SUCCESS;
+    }
     cli::init_logging(cli.log_format, cli.quiet);
     standalone::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
         cli::Command::Standalone(args) => standalone::run(&args).map(|_| ()),
         cli::Command::Demo(args) => demo::run(&args),
         cli::Command::Query(args) => query::run_query(&args),
+        cli::Command::Map(args) => map::run(&args),
         cli::Command::Translate(args) => query::run_translate(&args),
         cli::Command::Fields(args) => query::run_fields(&args),
         cli::Command::Serve(args) => serve::run(&args),

@@ -14,18 +14,7 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
     if format == Format::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet needs --output FILE");
     }
-    if !podwire_query::catalog::is_bucket(&args.store) && !args.store.is_dir() {
-        anyhow::bail!(
-            "no store at `{}` (write one with `podwire standalone`)",
-            args.store.display()
-        );
-    }
-    let store = Store::open(&args.store)?;
-    // Timers and sockets: an `s3://` store's client needs them.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the query runtime")?;
+    let (store, runtime) = open_store(&args.store)?;
     let out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -53,6 +42,22 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
         Err(podwire_query::Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens the store at `path` (a folder or `s3://…`) with a runtime to query it on.
+pub(crate) fn open_store(
+    path: &std::path::Path,
+) -> anyhow::Result<(Store, tokio::runtime::Runtime)> {
+    if !podwire_query::catalog::is_bucket(path) && !path.is_dir() {
+        anyhow::bail!("no store at `{}` (write one with `podwire standalone`)", path.display());
+    }
+    let store = Store::open(path)?;
+    // Timers and sockets: an `s3://` store's client needs them.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the query runtime")?;
+    Ok((store, runtime))
 }
 
 pub(crate) fn run_translate(args: &TranslateArgs) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 use crate::cli::ServeArgs;
 use anyhow::Context as _;
 use podwire_query::api::{self, ApiConfig};
+use podwire_query::web::Assets;
 use podwire_query::{Store, StoreOptions};
 use std::io::Write as _;
 
@@ -33,19 +34,38 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let options = StoreOptions { memory_limit: Some(args.memory_limit), ..StoreOptions::default() };
     let store = Store::open_with(&args.store, options)?;
-    let config = ApiConfig { token, max_concurrent_queries: args.max_concurrent_queries.max(1) };
+    let assets = args.web_root.clone().map_or(Assets::Embedded, Assets::Folder);
+    let config =
+        ApiConfig { token, max_concurrent_queries: args.max_concurrent_queries.max(1), assets };
+    tracing::info!(store = %args.store.display(), "Serving the store.");
+    serve_until_signal(store, config, args.listen, args.shutdown_grace, |addr| {
+        tracing::info!(
+            "Serving http://{addr}/ (the dashboard; API description at /api/v1/openapi.json)."
+        );
+        // For scripts that start the server on port 0.
+        println!("listening on http://{addr}");
+    })
+}
+
+/// Serves the API and dashboard over `store` on `listen` until SIGTERM or Ctrl-C; `announce`
+/// gets the bound address (port 0 picks one) once the server accepts connections.
+pub(crate) fn serve_until_signal(
+    store: Store,
+    config: ApiConfig,
+    listen: std::net::SocketAddr,
+    grace: std::time::Duration,
+    announce: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the server runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen} (another server there? pick one with --listen)")
+        })?;
         let addr = listener.local_addr()?;
-        tracing::info!(store = %args.store.display(), "Serving http://{addr}/ (API description at /api/v1/openapi.json).");
-        // For scripts that start the server on port 0.
-        println!("listening on http://{addr}");
+        announce(addr);
         std::io::stdout().flush()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stopped = stop_rx.clone();
@@ -53,12 +73,14 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         shutdown_signal().await;
-        tracing::info!(grace = ?args.shutdown_grace, "Stopping: no new connections; waiting for running responses.");
+        tracing::info!(?grace, "Stopping: no new connections; waiting for running responses.");
         let _ = stop_tx.send(true);
         drop(stop_rx);
-        match tokio::time::timeout(args.shutdown_grace, server).await {
+        match tokio::time::timeout(grace, server).await {
             Ok(joined) => joined.context("the server task failed")?.context("serving failed")?,
-            Err(_) => tracing::warn!("Responses still running after the grace period; exiting anyway."),
+            Err(_) => {
+                tracing::warn!("Responses still running after the grace period; exiting anyway.")
+            }
         }
         Ok(())
     })

@@ -2,15 +2,21 @@
 //! Kubernetes API server on loopback: lists, then watch events (a pod deleted and its IP reused
 //! by a new pod, a StatefulSet pod taking the IP a completed Job pod kept), services, a
 //! selector-less service's EndpointSlice, nodes.
+//!
+//! Every request the watch makes is recorded as RBAC sees it, (API group, resource, verb), and
+//! written as JSON to `$PODWIRE_KUBE_REQUESTS_OUT` when set: the Helm chart's ClusterRole is
+//! checked against that list (tests/python/test_deploy.py), so it grants what the code asks for.
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
+use axum::http::Uri;
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use podwire_ingest::inventory::SharedInventory;
 use podwire_ingest::kube_watch::watch;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -36,6 +42,47 @@ struct Resource {
 }
 
 type Resources = Arc<HashMap<&'static str, Resource>>;
+
+/// (API group, resource, verb) of every request the server got.
+type Requests = Arc<Mutex<BTreeSet<(String, String, String)>>>;
+
+/// The RBAC view of a request: `/api/v1/pods` is ("", "pods"), and
+/// `/apis/apps/v1/namespaces/shop/replicasets/web` is ("apps", "replicasets") with a name;
+/// `?watch=true` makes a watch, a name a get, else a list. Any other path is kept whole, so it
+/// cannot pass unnoticed.
+fn rbac_request(uri: &Uri) -> (String, String, String) {
+    let path: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let (group, rest) = match path.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return (String::new(), uri.path().to_string(), "get".to_string()),
+    };
+    let rest = match rest {
+        ["namespaces", _namespace, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub, ..] => (format!("{resource}/{sub}"), true),
+        [] => (String::new(), false),
+    };
+    let watch =
+        uri.query().is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = if watch {
+        "watch"
+    } else if named {
+        "get"
+    } else {
+        "list"
+    };
+    (group.to_string(), resource, verb.to_string())
+}
+
+async fn record(State(requests): State<Requests>, request: Request, next: Next) -> Response {
+    requests.lock().unwrap().insert(rbac_request(request.uri()));
+    next.run(request).await
+}
 
 async fn serve(
     State((res, path)): State<(Resources, &'static str)>,
@@ -154,10 +201,13 @@ async fn the_watch_names_ips_by_who_held_them_then() {
         resources.insert(path, Resource { kind, api_version, items, watch: Mutex::new(Some(rx)) });
     }
     let resources: Resources = Arc::new(resources);
+    let requests = Requests::default();
     let mut app = Router::new();
     for path in resources.keys().copied() {
         app = app.route(path, get(serve).with_state((Arc::clone(&resources), path)));
     }
+    // After the routes, so that it also sees requests no route serves.
+    let app = app.layer(axum::middleware::from_fn_with_state(Arc::clone(&requests), record));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -235,4 +285,29 @@ async fn the_watch_names_ips_by_who_held_them_then() {
         inv.lookup("10.0.0.9".parse().unwrap(), ns(t)).unwrap().workload_kind,
         "StatefulSet"
     );
+
+    write_requests(&requests).await;
+}
+
+/// Writes the recorded requests to `$PODWIRE_KUBE_REQUESTS_OUT` once every kind listed is also
+/// watched (the watches start just after the lists).
+async fn write_requests(requests: &Requests) {
+    let Ok(out) = std::env::var("PODWIRE_KUBE_REQUESTS_OUT") else { return };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let seen = requests.lock().unwrap().clone();
+        let unwatched = seen.iter().any(|(g, r, v)| {
+            v == "list" && !seen.contains(&(g.clone(), r.clone(), "watch".to_string()))
+        });
+        if !unwatched || tokio::time::Instant::now() >= deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rows: Vec<Value> = seen
+        .iter()
+        .map(|(group, resource, verb)| json!({"group": group, "resource": resource, "verb": verb}))
+        .collect();
+    std::fs::write(&out, serde_json::to_string_pretty(&rows).unwrap() + "\n")
+        .unwrap_or_else(|e| panic!("cannot write {out}: {e}"));
 }

@@ -77,7 +77,7 @@ class Server:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("api-store")
-    out = run("demo", "--store", str(path))
+    out = run("demo", "--no-serve", "--store", str(path))
     assert out.returncode == 0, out.stderr
     return str(path)
 

@@ -89,7 +89,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     demo = tmp_path_factory.mktemp("kfl-demo")
-    out = run("demo", "--store", str(demo))
+    out = run("demo", "--no-serve", "--store", str(demo))
     assert out.returncode == 0, out.stderr
     caps = tmp_path_factory.mktemp("kfl-captures")
     pcaps = ",".join(os.path.join(PCAPS, p) for p in CAPTURES)

@@ -78,7 +78,7 @@ def gnutella_inventory(path):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     store = str(tmp_path_factory.mktemp("demo") / "store")
-    out = podwire("demo", "--store", store)
+    out = podwire("demo", "--no-serve", "--store", store)
     return store, summary_counts(out)
 
 

@@ -32,7 +32,7 @@ def spark():
 def store(tmp_path_factory):
     assert os.path.exists(BIN), f"build podwire first (cargo build): {BIN}"
     d = tmp_path_factory.mktemp("spark-demo")
-    out = subprocess.run([BIN, "demo", "-q", "--store", str(d)], capture_output=True, text=True)
+    out = subprocess.run([BIN, "demo", "-q", "--no-serve", "--store", str(d)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return str(d)
 

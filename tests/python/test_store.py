@@ -22,7 +22,7 @@ REQUIRED = ["start_ts", "end_ts", "conn_id", "protocol", "src_ip", "src_port", "
 @pytest.fixture(scope="module")
 def demo_store(tmp_path_factory):
     store = tmp_path_factory.mktemp("demo")
-    out = run("demo", "--store", str(store))
+    out = run("demo", "--no-serve", "--store", str(store))
     assert out.returncode == 0, out.stderr
     assert "api.example.com" in out.stdout
     return str(store)

@@ -104,9 +104,19 @@ pub struct Translation {
     pub from_ms: Option<i64>,
     /// Every matching entry's time is before this, epoch ms (see `from_ms`).
     pub to_ms: Option<i64>,
+    /// The filter as lowered for each table in [`Translation::tables`] (the `WHERE` of that
+    /// table's `SELECT`, time range included; `None`: every row), for callers that aggregate
+    /// one table themselves, such as the connectivity map.
+    pub filters: Vec<(Table, Option<sql::Expr>)>,
 }
 
 impl Translation {
+    /// The filter lowered for `table`: `None` when the filter cannot match that table at all,
+    /// `Some(None)` when it matches every row, `Some(Some(e))` for `WHERE e`.
+    pub fn filter(&self, table: Table) -> Option<Option<&sql::Expr>> {
+        self.filters.iter().find(|(t, _)| *t == table).map(|(_, e)| e.as_ref())
+    }
+
     /// The SQL on one line.
     pub fn sql(&self) -> String {
         self.statement.to_string()
@@ -150,6 +160,7 @@ pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Trans
     }
     let limit_expr = limit.map(|n: u64| sql::Expr::value(sql::Value::Number(n.to_string(), false)));
     let tables: Vec<Table> = per_table.iter().map(|(t, _)| *t).collect();
+    let filters = per_table.clone();
     let (body, order) = if per_table.len() <= 1 {
         let never = Some(sql::Expr::value(sql::Value::Boolean(false)));
         let (t, filter) = per_table.pop().unwrap_or((Table::Connections, never));
@@ -197,6 +208,7 @@ pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Trans
         limit,
         from_ms,
         to_ms,
+        filters,
     })
 }
 

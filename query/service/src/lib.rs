@@ -13,6 +13,9 @@
 //! - [`output`]: writes a result stream as a table, CSV, JSON lines or Parquet.
 //! - [`api`]: the HTTP API of `podwire serve`: KFL and SQL queries streamed as JSON, CSV or
 //!   Arrow IPC, translate, fields, health, Prometheus metrics, OpenAPI.
+//! - [`map`]: the connectivity map (nodes and edges over a window) as one grouped query;
+//!   [`timeline`]: connections over time, the dashboard's histogram.
+//! - [`web`]: the dashboard's page, embedded at build time (`build.rs` bundles `query/web/`).
 //! - [`error`]: [`Error`], which keeps user errors (a bad filter, rejected SQL) apart from
 //!   internal ones.
 pub mod api;
@@ -20,12 +23,15 @@ pub mod catalog;
 pub mod csv;
 pub mod error;
 pub mod local;
+pub mod map;
 pub mod output;
 pub mod prune;
 pub mod pushdown;
 pub mod readonly;
 pub mod session;
 pub mod time;
+pub mod timeline;
+pub mod web;
 
 pub use error::{Error, Result};
 pub use output::Format;

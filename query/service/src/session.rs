@@ -200,7 +200,8 @@ impl Store {
         with_limit(df, limit)
     }
 
-    async fn plan(&self, statement: sqlparser::ast::Statement) -> Result<DataFrame> {
+    /// Plans a statement built here (the map, the timeline): checked read-only like any other.
+    pub(crate) async fn plan(&self, statement: sqlparser::ast::Statement) -> Result<DataFrame> {
         let plan: LogicalPlan =
             self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
         SQLOptions::new()

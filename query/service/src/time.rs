@@ -2,7 +2,8 @@
 //!
 //! Accepted: RFC 3339 (`2026-11-26T09:00:00Z`, `2026-11-26T10:00:00+01:00`), a date
 //! (`2026-11-26`, midnight UTC), `now`, or a signed duration relative to now (`-1h`, `-90m`,
-//! `-2days`, `+5m`; humantime units).
+//! `-2days`, `+5m`; humantime units), or epoch milliseconds (`1795686790402`, as the dashboard
+//! and scripts send them).
 use crate::error::{Error, Result};
 
 /// Parses a time; `now_ms` is "now" for `now` and relative values.
@@ -14,6 +15,10 @@ pub fn parse_time(value: &str, now_ms: i64) -> Result<i64> {
     let bad = |reason: String| Error::Time { value: value.to_owned(), reason };
     if v.eq_ignore_ascii_case("now") {
         return Ok(now_ms);
+    }
+    // Epoch milliseconds: at least 10 digits, so a date-like `2026` is never taken for one.
+    if v.len() >= 10 && v.bytes().all(|b| b.is_ascii_digit()) {
+        return v.parse::<i64>().map_err(|_| bad("out of range".into()));
     }
     if let Some((sign, rest)) =
         v.strip_prefix('-').map(|r| (-1, r)).or(v.strip_prefix('+').map(|r| (1, r)))
@@ -31,7 +36,7 @@ pub fn parse_time(value: &str, now_ms: i64) -> Result<i64> {
         return Ok(ts.as_millisecond());
     }
     Err(bad("expected RFC 3339 (2026-11-26T09:00:00Z), a date (2026-11-26), `now`, or a relative \
-         duration (-1h, -30m, -2days)"
+         duration (-1h, -30m, -2days), or epoch milliseconds"
         .into()))
 }
 
@@ -55,6 +60,8 @@ mod tests {
         assert_eq!(parse_time("-1h", NOW).unwrap(), NOW - 3_600_000);
         assert_eq!(parse_time("+90s", NOW).unwrap(), NOW + 90_000);
         assert_eq!(parse_time("-2days", NOW).unwrap(), NOW - 2 * 86_400_000);
+        assert_eq!(parse_time("1795683600000", 0).unwrap(), NOW);
+        assert!(parse_time("2026", NOW).is_err(), "a year is no epoch time");
         let e = parse_time("yesterday", NOW).unwrap_err();
         assert!(e.is_user() && e.to_string().contains("RFC 3339"), "{e}");
     }

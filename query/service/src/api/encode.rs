@@ -1,4 +1,5 @@
-//! Result streams as HTTP body chunks: a JSON array, JSON lines, CSV or an Arrow IPC stream.
+//! Result streams as HTTP body chunks: a JSON array, JSON lines, CSV, an Arrow IPC stream or a
+//! Parquet file (one row group per batch, the footer last).
 //!
 //! One [`Encoder`] per response keeps the writer's state (the `[`/`,` of the JSON array, the CSV
 //! header, the IPC schema message) across batches; each batch becomes one chunk. Memory stays at
@@ -21,12 +22,20 @@ pub enum ResultFormat {
     Csv,
     /// An Arrow IPC stream (`application/vnd.apache.arrow.stream`), the store's own types.
     Arrow,
+    /// A Parquet file (`application/vnd.apache.parquet`), ZSTD: for export to notebooks and
+    /// other tools. Streamed a row group at a time; the footer comes last.
+    Parquet,
 }
 
 impl ResultFormat {
     /// Every format, in the order the API documents them.
-    pub const ALL: [ResultFormat; 4] =
-        [ResultFormat::Json, ResultFormat::Ndjson, ResultFormat::Csv, ResultFormat::Arrow];
+    pub const ALL: [ResultFormat; 5] = [
+        ResultFormat::Json,
+        ResultFormat::Ndjson,
+        ResultFormat::Csv,
+        ResultFormat::Arrow,
+        ResultFormat::Parquet,
+    ];
 
     /// The name a request's `format` field takes.
     pub fn name(self) -> &'static str {
@@ -35,6 +44,7 @@ impl ResultFormat {
             ResultFormat::Ndjson => "ndjson",
             ResultFormat::Csv => "csv",
             ResultFormat::Arrow => "arrow",
+            ResultFormat::Parquet => "parquet",
         }
     }
 
@@ -45,12 +55,17 @@ impl ResultFormat {
             ResultFormat::Ndjson => "application/x-ndjson",
             ResultFormat::Csv => "text/csv; charset=utf-8",
             ResultFormat::Arrow => "application/vnd.apache.arrow.stream",
+            ResultFormat::Parquet => "application/vnd.apache.parquet",
         }
     }
 
     /// The format named `name` (`format` field).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(name.trim()))
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("jsonl") {
+            return Some(ResultFormat::Ndjson);
+        }
+        Self::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(name))
     }
 
     /// The first format an `Accept` header asks for, if it names one (`*/*` names none).
@@ -101,6 +116,7 @@ enum Writer {
     /// The header is written at the start; rows by [`crate::csv::write_rows`].
     Csv,
     Arrow(arrow::ipc::writer::StreamWriter<Sink>),
+    Parquet(parquet::arrow::ArrowWriter<Sink>),
 }
 
 /// Encodes the batches of one result.
@@ -143,6 +159,18 @@ impl Encoder {
             ResultFormat::Arrow => {
                 Writer::Arrow(arrow::ipc::writer::StreamWriter::try_new(sink.clone(), schema)?)
             }
+            ResultFormat::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::ZSTD(
+                        parquet::basic::ZstdLevel::try_new(3)?,
+                    ))
+                    .build();
+                Writer::Parquet(parquet::arrow::ArrowWriter::try_new(
+                    sink.clone(),
+                    schema.clone(),
+                    Some(props),
+                )?)
+            }
         };
         Ok(Self { sink, writer, rows: 0 })
     }
@@ -167,6 +195,11 @@ impl Encoder {
             Writer::Ndjson(w) => w.write(batch)?,
             Writer::Csv => crate::csv::write_rows(batch, &mut self.sink.lock())?,
             Writer::Arrow(w) => w.write(batch)?,
+            Writer::Parquet(w) => {
+                w.write(batch)?;
+                // A row group per batch, so its bytes leave now instead of piling up here.
+                w.flush()?;
+            }
         }
         self.rows += batch.num_rows() as u64;
         Ok(self.take())
@@ -182,6 +215,9 @@ impl Encoder {
             Writer::Ndjson(w) => w.finish()?,
             Writer::Csv => {}
             Writer::Arrow(w) => w.finish()?,
+            Writer::Parquet(w) => {
+                w.finish()?;
+            }
         }
         Ok(self.take())
     }
@@ -234,12 +270,19 @@ mod tests {
         let reader = arrow::ipc::reader::StreamReader::try_new(&ipc[..], None).unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 3);
+        let file = bytes::Bytes::from(encode(ResultFormat::Parquet, &batches, &schema));
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+        let read: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        assert_eq!(read.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
+        assert_eq!(arrow::compute::concat_batches(&schema, &read).unwrap().num_rows(), 3);
     }
 
     #[test]
     fn formats_from_names_and_accept() {
         assert_eq!(ResultFormat::from_name("CSV"), Some(ResultFormat::Csv));
         assert_eq!(ResultFormat::from_name("xml"), None);
+        assert_eq!(ResultFormat::from_name("jsonl"), Some(ResultFormat::Ndjson));
         assert_eq!(
             ResultFormat::from_accept("text/html, application/x-ndjson;q=0.9"),
             Some(ResultFormat::Ndjson)

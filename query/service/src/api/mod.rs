@@ -6,6 +6,9 @@
 //! | `POST /api/v1/sql` | one read-only `SELECT` over the store's tables → rows |
 //! | `GET /api/v1/translate?query=…` | the SQL a filter becomes and the tables it reads |
 //! | `GET /api/v1/fields` | the KFL field catalog, aliases and helpers |
+//! | `GET /api/v1/map?query=…&level=…` | the connectivity map of a window ([`crate::map`]) |
+//! | `GET /api/v1/timeline?query=…` | connections over time ([`crate::timeline`]) |
+//! | `GET /`, `GET /assets/…` | the dashboard ([`crate::web`]); no token needed: the page holds no data |
 //! | `GET /api/v1/openapi.json` | this API as OpenAPI 3.0 |
 //! | `GET /healthz` | liveness: the store folder is readable |
 //! | `GET /metrics` | Prometheus metrics ([`metrics`]) |
@@ -26,10 +29,13 @@ pub mod encode;
 pub mod metrics;
 
 use crate::error::Error;
+use crate::map::{self, Level, MapRequest};
 use crate::session::{QueryRequest, Store};
-use crate::time;
+use crate::web::Assets;
+use crate::{time, timeline};
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -55,11 +61,13 @@ pub struct ApiConfig {
     pub token: Option<String>,
     /// Queries planning or streaming at once; more get a 503 with `Retry-After`.
     pub max_concurrent_queries: usize,
+    /// Where the dashboard's files come from.
+    pub assets: Assets,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { token: None, max_concurrent_queries: 4 }
+        Self { token: None, max_concurrent_queries: 4, assets: Assets::Embedded }
     }
 }
 
@@ -68,6 +76,7 @@ struct AppState {
     token: Option<Vec<u8>>,
     queries: Arc<Semaphore>,
     metrics: Metrics,
+    assets: Assets,
 }
 
 /// The API's routes over `store`.
@@ -77,8 +86,14 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         token: config.token.filter(|t| !t.is_empty()).map(String::into_bytes),
         queries: Arc::new(Semaphore::new(config.max_concurrent_queries.max(1))),
         metrics: Metrics::new(),
+        assets: config.assets,
     });
     Router::new()
+        .route("/", get(page))
+        .route("/index.html", get(page))
+        .route("/assets/{file}", get(asset))
+        .route("/api/v1/map", get(map_endpoint))
+        .route("/api/v1/timeline", get(timeline_endpoint))
         .route("/api/v1/query", post(query))
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/translate", get(translate))
@@ -183,7 +198,8 @@ struct ErrorClassTag(String);
 
 async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else { return next.run(request).await };
-    if request.uri().path() == "/healthz" {
+    let path = request.uri().path();
+    if path == "/healthz" || crate::web::is_page_path(path) {
         return next.run(request).await;
     }
     let given = request
@@ -246,6 +262,8 @@ struct QueryBody {
     from: Option<String>,
     to: Option<String>,
     limit: Option<u64>,
+    /// Rows to skip before the first one returned (paging, with `limit`).
+    offset: Option<u64>,
     format: Option<String>,
 }
 
@@ -272,6 +290,16 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "the request body is not the JSON this endpoint takes ({e}); see /api/v1/openapi.json"
+        ))
+    })
+}
+
+/// A query string, or the API's JSON error for one it cannot take (axum's own answer is text).
+fn query_params<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    params.map(|Query(p)| p).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{}; see /api/v1/openapi.json for this endpoint's parameters",
+            e.body_text()
         ))
     })
 }
@@ -343,8 +371,16 @@ async fn query(
     let now_ms = time::now_ms();
     let (from_ms, to_ms) = time_range(body.from.as_deref(), body.to.as_deref(), now_ms)?;
     let slot = slot(&state)?;
-    let request = QueryRequest { kfl: &body.query, from_ms, to_ms, limit: body.limit, now_ms };
-    let df = state.store.kfl(&request).await?;
+    let offset = body.offset.filter(|o| *o > 0);
+    // With an offset the row limit applies after the skipped rows.
+    let limit = if offset.is_some() { None } else { body.limit };
+    let request = QueryRequest { kfl: &body.query, from_ms, to_ms, limit, now_ms };
+    let mut df = state.store.kfl(&request).await?;
+    if let Some(offset) = offset {
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        let fetch = body.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        df = df.limit(skip, fetch).map_err(Error::from)?;
+    }
     stream(df, format, slot, "/api/v1/query").await
 }
 
@@ -420,8 +456,9 @@ fn fail(state: &AppState, endpoint: &'static str, e: Error) -> Error {
 
 async fn translate(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<TranslateParams>,
+    params: Result<Query<TranslateParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let params = query_params(params)?;
     let now_ms = time::now_ms();
     let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
     let request = QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms };
@@ -435,6 +472,126 @@ async fn translate(
         "limit": t.limit,
     }))
     .into_response())
+}
+
+/// The query string of `GET /api/v1/map`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapParams {
+    #[serde(default)]
+    query: String,
+    from: Option<String>,
+    to: Option<String>,
+    level: Option<String>,
+    /// Comma-separated namespaces drawn at `level`; absent: all.
+    expand: Option<String>,
+    max_nodes: Option<usize>,
+}
+
+async fn map_endpoint(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<MapParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query_params(params)?;
+    let now_ms = time::now_ms();
+    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
+    let level = match params.level.as_deref() {
+        None | Some("") => Level::Namespace,
+        Some(name) => Level::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Level::ALL.iter().map(|l| l.name()).collect();
+            ApiError::bad_request(format!(
+                "unknown level `{name}`; use one of: {}",
+                names.join(", ")
+            ))
+        })?,
+    };
+    let max_nodes = params.max_nodes.unwrap_or(map::DEFAULT_MAX_NODES);
+    if !(1..=20_000).contains(&max_nodes) {
+        return Err(ApiError::bad_request("`max_nodes` must be between 1 and 20000"));
+    }
+    let expand = params.expand.as_deref().map(|list| {
+        list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    });
+    let _slot = slot(&state)?;
+    let request = MapRequest {
+        query: QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms },
+        level,
+        expand,
+        max_nodes,
+    };
+    let map = map::map(&state.store, &request).await?;
+    Ok(axum::Json(map).into_response())
+}
+
+/// The query string of `GET /api/v1/timeline`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimelineParams {
+    #[serde(default)]
+    query: String,
+    from: Option<String>,
+    to: Option<String>,
+    buckets: Option<usize>,
+}
+
+async fn timeline_endpoint(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<TimelineParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query_params(params)?;
+    let now_ms = time::now_ms();
+    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
+    let buckets = params.buckets.unwrap_or(timeline::DEFAULT_BUCKETS);
+    if !(1..=2_000).contains(&buckets) {
+        return Err(ApiError::bad_request("`buckets` must be between 1 and 2000"));
+    }
+    let _slot = slot(&state)?;
+    let request = QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms };
+    let t = timeline::timeline(&state.store, &request, buckets).await?;
+    Ok(axum::Json(t).into_response())
+}
+
+async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    asset_response(&state.assets, "index.html", &headers)
+}
+
+async fn asset(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    asset_response(&state.assets, &file, &headers)
+}
+
+fn asset_response(assets: &Assets, name: &str, headers: &HeaderMap) -> Response {
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    match assets.get(name, gzip) {
+        Ok(Some(file)) => {
+            let mut response = (
+                [
+                    (header::CONTENT_TYPE, file.content_type),
+                    (header::CACHE_CONTROL, "no-cache"),
+                    (header::VARY, "accept-encoding"),
+                ],
+                file.bytes,
+            )
+                .into_response();
+            if file.gzip {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
+        }
+        Ok(None) => {
+            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no page file `{name}`"))
+                .into_response()
+        }
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e).into_response(),
+    }
 }
 
 async fn fields() -> Response {

@@ -1,0 +1,893 @@
+//! The connectivity map: who talked to whom over a window, as nodes and edges, computed by
+//! DataFusion as one grouped query over the `connections` table.
+//!
+//! # Nodes
+//! Each end of a connection row becomes a node id by what ingest named it:
+//!
+//! | the end | id | kind |
+//! |---|---|---|
+//! | in a namespace that is not expanded (or level `namespace`) | `ns:<namespace>` | `namespace` |
+//! | a pod | `wl:<ns>/<workload>` (level `workload`, pods without a workload stay pods) or `pod:<ns>/<pod>` | `workload`, `pod` |
+//! | a service's ClusterIP (no backend pod known) | `svc:<ns>/<service>` | `service` |
+//! | a node's own address (host network) | `node:<node>` | `node` |
+//! | outside the cluster, with a name the client resolved (`dst_dns_name`) | `ext:<name>` | `external` |
+//! | outside the cluster, a private address no one named | `unknown:<ip>` | `unknown` |
+//! | outside the cluster, any other address | `ext:<ip>` | `external` |
+//!
+//! Private addresses (RFC 1918, CGNAT 100.64/10, loopback, link-local, IPv6 ULA and link-local)
+//! without a name are kept apart from the internet: they are most likely pod or service
+//! addresses nobody could name (an inventory that missed them), not external services.
+//!
+//! # Edges
+//! One edge per (source node, target node), source = the initiator. Counters are per-row deltas
+//! in the store, so bytes, packets and retransmissions are sums over every row of the window;
+//! `connections`, outcomes and handshake RTTs come from final rows only, so a long connection
+//! with interim rows counts once. The port breakdown comes from the same query through
+//! `GROUPING SETS`, so the map is one scan.
+//!
+//! # Folding
+//! A window over a big cluster can name thousands of endpoints. `max_nodes` keeps the heaviest
+//! nodes (by connections, then bytes) and folds the rest into one `other:` node per namespace
+//! (workloads, pods, services) or per kind (namespaces, externals, nodes, unknowns); edges
+//! between folded nodes are merged, so every total is kept. A merged edge's RTT percentiles are
+//! the connection-weighted mean of its parts' (percentiles do not add up); it says how many
+//! edges it merged.
+//!
+//! The statement is built as a `sqlparser` AST: a fixed template (no user text in it) is parsed,
+//! then the KFL filter's AST and the expanded namespaces (as literals) are put in its place.
+use crate::error::{Error, Result};
+use crate::prune;
+use crate::session::{QueryRequest, Store};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use podwire_schemas::Table;
+use podwire_schemas::connections::outcome;
+use serde::Serialize;
+use sqlparser::ast as sql;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
+
+/// How finely in-cluster endpoints are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// One node per namespace.
+    Namespace,
+    /// One node per workload (Deployment, StatefulSet, …); pods without one stay pods.
+    Workload,
+    /// One node per pod.
+    Pod,
+}
+
+impl Level {
+    /// Every level, for messages.
+    pub const ALL: [Level; 3] = [Level::Namespace, Level::Workload, Level::Pod];
+
+    /// The level's name in the API and CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Namespace => "namespace",
+            Level::Workload => "workload",
+            Level::Pod => "pod",
+        }
+    }
+
+    /// The level named `name`.
+    pub fn from_name(name: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.name() == name)
+    }
+}
+
+/// Outcomes counted in `failed`, each a column of the map query: every outcome but `closed`,
+/// `open` and `answered`.
+pub const FAILURES: [&str; 6] = [
+    outcome::REFUSED,
+    outcome::RESET,
+    outcome::NO_ANSWER,
+    outcome::ABORTED,
+    outcome::UNREACHABLE,
+    outcome::MIDSTREAM,
+];
+
+/// The default of `max_nodes`.
+pub const DEFAULT_MAX_NODES: usize = 300;
+
+/// Ports listed per edge.
+const TOP_PORTS: usize = 5;
+
+/// Without a time range the map covers this much before the newest connection.
+pub const DEFAULT_WINDOW_MS: i64 = 3_600_000;
+
+/// What to draw.
+#[derive(Debug, Clone)]
+pub struct MapRequest<'a> {
+    /// The KFL filter, time range and "now"; `limit` is ignored (a map has no row order).
+    pub query: QueryRequest<'a>,
+    /// How finely in-cluster endpoints are drawn.
+    pub level: Level,
+    /// Only these namespaces are drawn at `level`, the others as one node each; `None`: all.
+    pub expand: Option<Vec<String>>,
+    /// At most this many nodes (namespace boxes not counted); the lightest are folded.
+    pub max_nodes: usize,
+}
+
+/// A map: nodes, edges, and the SQL that computed them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Map {
+    /// The level in-cluster endpoints are drawn at.
+    pub level: Level,
+    /// The window's start (epoch ms), `None` when open.
+    pub from_ms: Option<i64>,
+    /// The window's end, exclusive (epoch ms), `None` when open.
+    pub to_ms: Option<i64>,
+    /// Endpoints, heaviest first; namespace boxes last.
+    pub nodes: Vec<Node>,
+    /// Who talked to whom, heaviest first.
+    pub edges: Vec<Edge>,
+    /// What `max_nodes` folded, if anything.
+    pub folded: Option<Folded>,
+    /// The statement that ran.
+    pub sql: String,
+}
+
+/// One endpoint of the map.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    /// `ns:…`, `wl:…`, `pod:…`, `svc:…`, `ext:…`, `node:…`, `unknown:…` or `other:…`.
+    pub id: String,
+    /// The name to show.
+    pub label: String,
+    /// `namespace`, `workload`, `pod`, `service`, `external`, `node`, `unknown` or `other`.
+    pub kind: &'static str,
+    /// The namespace ("" outside the cluster).
+    pub namespace: String,
+    /// The namespace box this node is drawn in (`ns:<namespace>`), for expanded namespaces.
+    pub parent: Option<String>,
+    /// True for a namespace box: it holds nodes and has no traffic of its own.
+    #[serde(rename = "box", skip_serializing_if = "std::ops::Not::not")]
+    pub is_box: bool,
+    /// Connections this node took part in (each once, also when it talked to itself).
+    pub connections: u64,
+    /// Bytes it sent and received.
+    pub bytes: u64,
+    /// KFL clauses that select the rows where this node is the initiator (`src`) or the
+    /// responder (`dst`); `None` for folded nodes.
+    #[serde(rename = "match")]
+    pub matches: Option<Match>,
+}
+
+/// KFL clauses selecting one node's rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Match {
+    /// Rows this node initiated.
+    pub src: String,
+    /// Rows this node answered.
+    pub dst: String,
+}
+
+/// Traffic from one node to another.
+#[derive(Debug, Clone, Serialize)]
+pub struct Edge {
+    /// `source→target`.
+    pub id: String,
+    /// The initiators' node.
+    pub source: String,
+    /// The responders' node.
+    pub target: String,
+    /// Connections (final rows).
+    pub connections: u64,
+    /// Failed connections by outcome (every outcome but `closed`, `open`, `answered`).
+    pub failed: BTreeMap<String, u64>,
+    /// IP bytes sent by the initiators.
+    pub bytes_sent: u64,
+    /// IP bytes sent by the responders.
+    pub bytes_received: u64,
+    /// Packets both ways.
+    pub packets: u64,
+    /// Median TCP handshake RTT, milliseconds.
+    pub rtt_p50_ms: Option<f64>,
+    /// 95th percentile TCP handshake RTT, milliseconds.
+    pub rtt_p95_ms: Option<f64>,
+    /// Retransmitted segments, both ways.
+    pub retransmissions: u64,
+    /// Transport protocols seen.
+    pub protocols: Vec<String>,
+    /// The busiest responder ports.
+    pub top_ports: Vec<Port>,
+    /// Earliest connection start, epoch ms.
+    pub first_seen: Option<i64>,
+    /// Latest packet, epoch ms.
+    pub last_seen: Option<i64>,
+    /// A KFL clause that selects exactly this edge's rows; `None` when folded.
+    pub kfl: Option<String>,
+    /// How many edges were merged into this one by folding (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub merged: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A responder port of an edge.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Port {
+    /// The port (ICMP: the message code).
+    pub port: i64,
+    /// `tcp`, `udp` or `icmp`.
+    pub protocol: String,
+    /// Connections to it.
+    pub connections: u64,
+}
+
+/// What folding did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Folded {
+    /// Nodes folded into `other:` nodes.
+    pub nodes: usize,
+    /// Edges merged away.
+    pub edges: usize,
+    /// The limit that was applied.
+    pub max_nodes: usize,
+}
+
+/// The connections-table filter of a request, time range and partition predicates included:
+/// `None` when the filter cannot match a connection (it selects only DNS entries, say).
+pub(crate) fn connections_filter(
+    store: &Store,
+    request: &QueryRequest<'_>,
+) -> Result<Option<sql::Expr>> {
+    let translation = store.translate(request)?;
+    let Some(filter) = translation.filter(Table::Connections) else { return Ok(None) };
+    let mut filter = filter.cloned().unwrap_or_else(|| sql::Expr::value(sql::Value::Boolean(true)));
+    if let Some(p) = prune::partition_predicate(translation.from_ms, translation.to_ms) {
+        filter = and(p, filter);
+    }
+    Ok(Some(filter))
+}
+
+/// `a AND b`, each parenthesised.
+fn and(a: sql::Expr, b: sql::Expr) -> sql::Expr {
+    sql::Expr::BinaryOp {
+        left: Box::new(sql::Expr::Nested(Box::new(a))),
+        op: sql::BinaryOperator::And,
+        right: Box::new(sql::Expr::Nested(Box::new(b))),
+    }
+}
+
+/// Parses a fixed SQL template and puts `values` where the identifiers named by their keys
+/// stand.
+pub(crate) fn fill_template(
+    template: &str,
+    values: &HashMap<&str, sql::Expr>,
+) -> Result<sql::Statement> {
+    let dialect = sqlparser::dialect::GenericDialect {};
+    let mut statements = sqlparser::parser::Parser::parse_sql(&dialect, template)
+        .map_err(|e| Error::Internal(format!("a query template does not parse: {e}")))?;
+    let Some(mut statement) = statements.pop() else {
+        return Err(Error::Internal("an empty query template".into()));
+    };
+    let _ = sql::visit_expressions_mut(&mut statement, |expr| {
+        if let sql::Expr::Identifier(id) = expr
+            && let Some(v) = values.get(id.value.as_str())
+        {
+            *expr = v.clone();
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(statement)
+}
+
+/// The newest connection start in the store (epoch ms), `None` when it has none.
+///
+/// # Errors
+/// What DataFusion says.
+pub async fn data_bounds(store: &Store) -> Result<(Option<i64>, Option<i64>)> {
+    let statement = fill_template(
+        "SELECT min(start_ts) AS first, max(start_ts) AS last FROM connections",
+        &HashMap::new(),
+    )?;
+    let batches = store.plan(statement).await?.collect().await?;
+    let mut first = None;
+    let mut last = None;
+    for b in &batches {
+        first = first.or(ms_at(b, "first", 0)?);
+        last = last.or(ms_at(b, "last", 0)?);
+    }
+    Ok((first, last))
+}
+
+/// The node-id expression of one side (`src` or `dst`) at `level`; `__<side>_expanded__`
+/// stands for "this namespace is drawn at `level`".
+fn endpoint_sql(side: &str, level: Level) -> String {
+    let s = side;
+    let inside = match level {
+        Level::Namespace => format!("'ns:' || {s}_namespace"),
+        Level::Workload | Level::Pod => {
+            let pod = if level == Level::Workload {
+                format!(
+                    "WHEN {s}_workload <> '' THEN 'wl:' || {s}_namespace || '/' || {s}_workload \
+                     ELSE 'pod:' || {s}_namespace || '/' || {s}_pod"
+                )
+            } else {
+                format!("ELSE 'pod:' || {s}_namespace || '/' || {s}_pod")
+            };
+            format!(
+                "CASE WHEN NOT __{s}_expanded__ THEN 'ns:' || {s}_namespace \
+                 WHEN {s}_pod = '' AND {s}_service <> '' THEN 'svc:' || {s}_namespace || '/' || {s}_service \
+                 WHEN {s}_pod = '' THEN 'ns:' || {s}_namespace {pod} END"
+            )
+        }
+    };
+    let dns =
+        if side == "dst" { "WHEN dst_dns_name <> '' THEN 'ext:' || dst_dns_name " } else { "" };
+    format!(
+        "CASE WHEN {s}_namespace <> '' THEN {inside} \
+         WHEN {s}_node <> '' THEN 'node:' || {s}_node {dns}\
+         WHEN {s}_ip ~ '{PRIVATE}' THEN 'unknown:' || {s}_ip \
+         ELSE 'ext:' || {s}_ip END"
+    )
+}
+
+/// Addresses that are not on the internet: RFC 1918, CGNAT, loopback, link-local, ULA.
+const PRIVATE: &str = r"^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.|127\.|169\.254\.|[fF][cCdD]|[fF][eE][89aAbB]|::1$)";
+
+/// The map query at `level`.
+fn map_sql(level: Level) -> String {
+    let failures: String = FAILURES
+        .iter()
+        .map(|o| {
+            format!(
+                ", sum(CASE WHEN is_final AND outcome = '{o}' THEN 1 ELSE 0 END) AS \"failed_{o}\""
+            )
+        })
+        .collect();
+    format!(
+        "SELECT src_id, dst_id, protocol, dst_port, \
+           sum(CASE WHEN is_final THEN 1 ELSE 0 END) AS connections{failures}, \
+           sum(src_bytes) AS bytes_sent, sum(dst_bytes) AS bytes_received, \
+           sum(src_packets + dst_packets) AS packets, \
+           approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY rtt_us) AS rtt_p50_us, \
+           approx_percentile_cont(0.95) WITHIN GROUP (ORDER BY rtt_us) AS rtt_p95_us, \
+           sum(src_retransmits + dst_retransmits) AS retransmissions, \
+           min(start_ts) AS first_seen, max(end_ts) AS last_seen \
+         FROM (SELECT {src} AS src_id, {dst} AS dst_id, protocol, dst_port, is_final, outcome, \
+                 src_bytes, dst_bytes, src_packets, dst_packets, src_retransmits, dst_retransmits, \
+                 CASE WHEN is_final THEN CAST(handshake_rtt_us AS DOUBLE) END AS rtt_us, \
+                 start_ts, end_ts \
+               FROM connections WHERE __filter__) AS ends \
+         GROUP BY GROUPING SETS ((src_id, dst_id), (src_id, dst_id, protocol, dst_port))",
+        src = endpoint_sql("src", level),
+        dst = endpoint_sql("dst", level),
+    )
+}
+
+/// `ns IN ('a', 'b')` for the expanded namespaces of one side; TRUE when all are.
+fn expanded(side: &str, level: Level, expand: Option<&[String]>) -> sql::Expr {
+    let all = sql::Expr::value(sql::Value::Boolean(level != Level::Namespace));
+    let Some(list) = expand else { return all };
+    if level == Level::Namespace {
+        return all;
+    }
+    sql::Expr::InList {
+        expr: Box::new(sql::Expr::Identifier(sql::Ident::new(format!("{side}_namespace")))),
+        list: list
+            .iter()
+            .map(|ns| sql::Expr::value(sql::Value::SingleQuotedString(ns.clone())))
+            .collect(),
+        negated: false,
+    }
+}
+
+/// Draws the map.
+///
+/// # Errors
+/// [`Error::Kfl`] for a bad filter; what DataFusion says.
+pub async fn map(store: &Store, request: &MapRequest<'_>) -> Result<Map> {
+    let mut query = request.query;
+    if query.from_ms.is_none()
+        && query.to_ms.is_none()
+        && let (_, Some(last)) = data_bounds(store).await?
+    {
+        query.to_ms = Some(last + 1);
+        query.from_ms = Some(last + 1 - DEFAULT_WINDOW_MS);
+    }
+    let level = request.level;
+    let expand = request.expand.as_deref();
+    let filter = connections_filter(store, &query)?;
+    let no_rows = filter.is_none();
+    let filter = filter.unwrap_or_else(|| sql::Expr::value(sql::Value::Boolean(false)));
+    let values = HashMap::from([
+        ("__filter__", filter),
+        ("__src_expanded__", expanded("src", level, expand)),
+        ("__dst_expanded__", expanded("dst", level, expand)),
+    ]);
+    let statement = fill_template(&map_sql(level), &values)?;
+    let sql_text = format!("{statement:#}");
+    let batches = if no_rows { Vec::new() } else { store.plan(statement).await?.collect().await? };
+    let mut edges: BTreeMap<(String, String), Edge> = BTreeMap::new();
+    let mut ports: HashMap<(String, String), Vec<Port>> = HashMap::new();
+    for b in &batches {
+        read_rows(b, &mut edges, &mut ports)?;
+    }
+    for (key, edge) in &mut edges {
+        let mut list = ports.remove(key).unwrap_or_default();
+        list.sort_by(|a, b| b.connections.cmp(&a.connections).then(a.port.cmp(&b.port)));
+        let protocols: BTreeSet<String> = list.iter().map(|p| p.protocol.clone()).collect();
+        edge.protocols = protocols.into_iter().collect();
+        list.truncate(TOP_PORTS);
+        edge.top_ports = list;
+    }
+    let mut edges: Vec<Edge> = edges.into_values().collect();
+    let folded = fold(&mut edges, request.max_nodes);
+    let nodes = nodes(&edges, level);
+    for e in &mut edges {
+        e.kfl = match (node_match(&e.source), node_match(&e.target)) {
+            (Some(s), Some(t)) if e.merged == 0 => {
+                Some(format!("{CONNECTIONS_ONLY}{} and {}", strip(&s.src), strip(&t.dst)))
+            }
+            _ => None,
+        };
+    }
+    edges.sort_by(|a, b| weight(b).cmp(&weight(a)).then_with(|| a.id.cmp(&b.id)));
+    Ok(Map {
+        level,
+        from_ms: query.from_ms,
+        to_ms: query.to_ms,
+        nodes,
+        edges,
+        folded,
+        sql: sql_text,
+    })
+}
+
+fn weight(e: &Edge) -> (u64, u64) {
+    (e.connections, e.bytes_sent + e.bytes_received)
+}
+
+/// Reads the grouped rows: edge totals (protocol NULL) and port breakdown.
+fn read_rows(
+    b: &RecordBatch,
+    edges: &mut BTreeMap<(String, String), Edge>,
+    ports: &mut HashMap<(String, String), Vec<Port>>,
+) -> Result<()> {
+    let text = |name: &str| -> Result<arrow::array::StringArray> {
+        let c = column(b, name)?;
+        Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone())
+    };
+    let int = |name: &str| -> Result<arrow::array::Int64Array> {
+        let c = column(b, name)?;
+        Ok(cast(c, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+    };
+    let float = |name: &str| -> Result<arrow::array::Float64Array> {
+        let c = column(b, name)?;
+        Ok(cast(c, &DataType::Float64)?.as_primitive::<arrow::datatypes::Float64Type>().clone())
+    };
+    let (src, dst, protocol) = (text("src_id")?, text("dst_id")?, text("protocol")?);
+    let port = int("dst_port")?;
+    let connections = int("connections")?;
+    let failed: Vec<(&str, arrow::array::Int64Array)> =
+        FAILURES.iter().map(|o| Ok((*o, int(&format!("failed_{o}"))?))).collect::<Result<_>>()?;
+    let (sent, received, packets) = (int("bytes_sent")?, int("bytes_received")?, int("packets")?);
+    let (p50, p95, retrans) = (float("rtt_p50_us")?, float("rtt_p95_us")?, int("retransmissions")?);
+    let first = ms_column(b, "first_seen")?;
+    let last = ms_column(b, "last_seen")?;
+    let count = |a: &arrow::array::Int64Array, i: usize| -> u64 {
+        if a.is_null(i) { 0 } else { u64::try_from(a.value(i)).unwrap_or(0) }
+    };
+    let opt_f =
+        |a: &arrow::array::Float64Array, i: usize| (!a.is_null(i)).then(|| a.value(i) / 1000.0);
+    for i in 0..b.num_rows() {
+        let key = (src.value(i).to_owned(), dst.value(i).to_owned());
+        if !protocol.is_null(i) {
+            ports.entry(key).or_default().push(Port {
+                port: port.value(i),
+                protocol: protocol.value(i).to_owned(),
+                connections: count(&connections, i),
+            });
+            continue;
+        }
+        let failed = failed
+            .iter()
+            .filter_map(|(o, a)| Some((o.to_string(), count(a, i))).filter(|(_, n)| *n > 0))
+            .collect();
+        edges.insert(
+            key.clone(),
+            Edge {
+                id: format!("{}→{}", key.0, key.1),
+                source: key.0,
+                target: key.1,
+                connections: count(&connections, i),
+                failed,
+                bytes_sent: count(&sent, i),
+                bytes_received: count(&received, i),
+                packets: count(&packets, i),
+                rtt_p50_ms: opt_f(&p50, i),
+                rtt_p95_ms: opt_f(&p95, i),
+                retransmissions: count(&retrans, i),
+                protocols: Vec::new(),
+                top_ports: Vec::new(),
+                first_seen: first[i],
+                last_seen: last[i],
+                kfl: None,
+                merged: 0,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
+    b.column_by_name(name)
+        .ok_or_else(|| Error::Internal(format!("the map query returned no column `{name}`")))
+}
+
+/// A timestamp column as epoch ms.
+pub(crate) fn ms_column(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let c = column(b, name)?;
+    let per_ms = match c.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => -1000,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => 1,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1_000_000,
+        other => return Err(Error::Internal(format!("`{name}` is {other}, not a timestamp"))),
+    };
+    let c = cast(c, &DataType::Int64)?;
+    let a = c.as_primitive::<Int64Type>();
+    let ms = |v: i64| if per_ms < 0 { v.saturating_mul(-per_ms) } else { v.div_euclid(per_ms) };
+    Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| ms(a.value(i)))).collect())
+}
+
+fn ms_at(b: &RecordBatch, name: &str, row: usize) -> Result<Option<i64>> {
+    Ok(ms_column(b, name)?.get(row).copied().flatten())
+}
+
+/// The kind of a node id.
+fn kind_of(id: &str) -> &'static str {
+    match id.split_once(':').map(|(k, _)| k) {
+        Some("ns") => "namespace",
+        Some("wl") => "workload",
+        Some("pod") => "pod",
+        Some("svc") => "service",
+        Some("ext") => "external",
+        Some("node") => "node",
+        Some("unknown") => "unknown",
+        _ => "other",
+    }
+}
+
+/// `(namespace, name)` of an in-cluster id (`wl:ns/name`), or `("", rest)`.
+fn parts(id: &str) -> (&str, &str) {
+    let rest = id.split_once(':').map_or(id, |(_, r)| r);
+    match kind_of(id) {
+        "namespace" => (rest, rest),
+        "workload" | "pod" | "service" => rest.split_once('/').unwrap_or(("", rest)),
+        _ => ("", rest),
+    }
+}
+
+/// A KFL string literal.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// The prefix that keeps a clause to the `connections` table (the map's rows): the namespace
+/// and address fields also match DNS transactions.
+const CONNECTIONS_ONLY: &str = "!dns and ";
+
+fn strip(clause: &str) -> &str {
+    clause.strip_prefix(CONNECTIONS_ONLY).unwrap_or(clause)
+}
+
+/// KFL clauses selecting a node's connection rows, or `None` for folded nodes. A node named by
+/// DNS (`ext:name`) is never an initiator: its `src` clause matches nothing.
+pub fn node_match(id: &str) -> Option<Match> {
+    let (ns, name) = parts(id);
+    let side = |s: &str| -> Option<String> {
+        Some(match kind_of(id) {
+            "namespace" => format!("{s}.namespace == {}", quote(ns)),
+            "workload" => {
+                format!("({s}.namespace == {} and {s}.workload == {})", quote(ns), quote(name))
+            }
+            "pod" => format!("({s}.namespace == {} and {s}.pod == {})", quote(ns), quote(name)),
+            "service" => format!(
+                "({s}.namespace == {} and {s}.pod == \"\" and {s}.service == {})",
+                quote(ns),
+                quote(name)
+            ),
+            "node" => format!("({s}.namespace == \"\" and {s}.node == {})", quote(name)),
+            "external" | "unknown" => {
+                // Mirrors the id rules: a dst named by DNS is matched by that name.
+                let named = s == "dst" && kind_of(id) == "external" && !looks_like_ip(name);
+                if named {
+                    format!(
+                        "(dst.namespace == \"\" and dst.node == \"\" and dst.dns == {})",
+                        quote(name)
+                    )
+                } else if s == "dst" {
+                    format!(
+                        "(dst.namespace == \"\" and dst.node == \"\" and dst.dns == \"\" and dst.ip == {})",
+                        quote(name)
+                    )
+                } else {
+                    format!(
+                        "({s}.namespace == \"\" and {s}.node == \"\" and {s}.ip == {})",
+                        quote(name)
+                    )
+                }
+            }
+            _ => return None,
+        })
+    };
+    Some(Match {
+        src: format!("{CONNECTIONS_ONLY}{}", side("src")?),
+        dst: format!("{CONNECTIONS_ONLY}{}", side("dst")?),
+    })
+}
+
+fn looks_like_ip(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Folds the lightest nodes beyond `max_nodes` into `other:` nodes and merges their edges.
+fn fold(edges: &mut Vec<Edge>, max_nodes: usize) -> Option<Folded> {
+    let mut weight: HashMap<&str, (u64, u64)> = HashMap::new();
+    for e in edges.iter() {
+        for id in [&e.source, &e.target] {
+            let w = weight.entry(id.as_str()).or_default();
+            w.0 += e.connections;
+            w.1 += e.bytes_sent + e.bytes_received;
+        }
+    }
+    if weight.len() <= max_nodes {
+        return None;
+    }
+    let mut ranked: Vec<(&str, (u64, u64))> = weight.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    // Room for the `other:` nodes themselves: keep fewer until kept + others fits.
+    let mut keep = max_nodes;
+    let others = |keep: usize| -> BTreeSet<String> {
+        ranked[keep.min(ranked.len())..].iter().map(|(id, _)| other_id(id)).collect()
+    };
+    while keep > 0 && keep + others(keep).len() > max_nodes {
+        keep -= 1;
+    }
+    let kept: BTreeSet<String> = ranked[..keep].iter().map(|(id, _)| id.to_string()).collect();
+    let folded_nodes = ranked.len() - keep;
+    let rename = |id: &str| if kept.contains(id) { id.to_owned() } else { other_id(id) };
+    let before = edges.len();
+    let mut merged: BTreeMap<(String, String), Edge> = BTreeMap::new();
+    for e in edges.drain(..) {
+        let key = (rename(&e.source), rename(&e.target));
+        match merged.get_mut(&key) {
+            None => {
+                let renamed = key.0 != e.source || key.1 != e.target;
+                let mut e = e;
+                e.id = format!("{}→{}", key.0, key.1);
+                e.source = key.0.clone();
+                e.target = key.1.clone();
+                e.merged = usize::from(renamed);
+                merged.insert(key, e);
+            }
+            Some(m) => merge(m, e),
+        }
+    }
+    edges.extend(merged.into_values());
+    Some(Folded { nodes: folded_nodes, edges: before - edges.len(), max_nodes })
+}
+
+/// The `other:` node a folded node goes into: per namespace for in-cluster ids, per kind else.
+fn other_id(id: &str) -> String {
+    match kind_of(id) {
+        "workload" | "pod" | "service" => format!("other:{}", parts(id).0),
+        kind => format!("other:{kind}"),
+    }
+}
+
+fn merge(into: &mut Edge, e: Edge) {
+    let weighted = |a: Option<f64>, wa: u64, b: Option<f64>, wb: u64| match (a, b) {
+        (Some(a), Some(b)) if wa + wb > 0 => {
+            Some((a * wa as f64 + b * wb as f64) / (wa + wb) as f64)
+        }
+        (a, b) => a.or(b),
+    };
+    into.rtt_p50_ms = weighted(into.rtt_p50_ms, into.connections, e.rtt_p50_ms, e.connections);
+    into.rtt_p95_ms = weighted(into.rtt_p95_ms, into.connections, e.rtt_p95_ms, e.connections);
+    into.connections += e.connections;
+    for (o, n) in e.failed {
+        *into.failed.entry(o).or_default() += n;
+    }
+    into.bytes_sent += e.bytes_sent;
+    into.bytes_received += e.bytes_received;
+    into.packets += e.packets;
+    into.retransmissions += e.retransmissions;
+    let protocols: BTreeSet<String> = into.protocols.drain(..).chain(e.protocols).collect();
+    into.protocols = protocols.into_iter().collect();
+    let mut ports: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for p in into.top_ports.drain(..).chain(e.top_ports) {
+        *ports.entry((p.port, p.protocol)).or_default() += p.connections;
+    }
+    let mut ports: Vec<Port> = ports
+        .into_iter()
+        .map(|((port, protocol), connections)| Port { port, protocol, connections })
+        .collect();
+    ports.sort_by(|a, b| b.connections.cmp(&a.connections).then(a.port.cmp(&b.port)));
+    ports.truncate(TOP_PORTS);
+    into.top_ports = ports;
+    into.first_seen = min_opt(into.first_seen, e.first_seen);
+    into.last_seen = into.last_seen.max(e.last_seen);
+    into.merged += e.merged.max(1);
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The nodes of `edges`, heaviest first, then the namespace boxes of expanded namespaces.
+fn nodes(edges: &[Edge], level: Level) -> Vec<Node> {
+    let mut by_id: BTreeMap<String, Node> = BTreeMap::new();
+    let mut boxes: BTreeSet<String> = BTreeSet::new();
+    for e in edges {
+        let ends: &[&String] =
+            if e.source == e.target { &[&e.source] } else { &[&e.source, &e.target] };
+        for id in ends {
+            let node = by_id.entry((*id).clone()).or_insert_with(|| {
+                let kind = kind_of(id);
+                let (ns, name) = parts(id);
+                let boxed = level != Level::Namespace
+                    && matches!(kind, "workload" | "pod" | "service")
+                    || (kind == "other"
+                        && !ns_of_other(id).is_empty()
+                        && level != Level::Namespace);
+                let namespace = if kind == "other" { ns_of_other(id) } else { ns.to_owned() };
+                let parent = boxed.then(|| format!("ns:{namespace}"));
+                if let Some(p) = &parent {
+                    boxes.insert(p.clone());
+                }
+                Node {
+                    id: (*id).clone(),
+                    label: match kind {
+                        "other" => format!("other ({})", id.trim_start_matches("other:")),
+                        _ => name.to_owned(),
+                    },
+                    kind,
+                    namespace,
+                    parent,
+                    is_box: false,
+                    connections: 0,
+                    bytes: 0,
+                    matches: node_match(id),
+                }
+            });
+            node.connections += e.connections;
+            node.bytes += e.bytes_sent + e.bytes_received;
+        }
+    }
+    let mut nodes: Vec<Node> = by_id.into_values().collect();
+    nodes.sort_by(|a, b| {
+        (b.connections, b.bytes).cmp(&(a.connections, a.bytes)).then_with(|| a.id.cmp(&b.id))
+    });
+    for b in boxes {
+        let ns = b.trim_start_matches("ns:").to_owned();
+        // A collapsed namespace node of the same id (traffic from outside the box) keeps its
+        // numbers; the box becomes that node.
+        if let Some(n) = nodes.iter_mut().find(|n| n.id == b) {
+            n.is_box = true;
+            continue;
+        }
+        nodes.push(Node {
+            id: b,
+            label: ns.clone(),
+            kind: "namespace",
+            namespace: ns.clone(),
+            parent: None,
+            is_box: true,
+            connections: 0,
+            bytes: 0,
+            matches: node_match(&format!("ns:{ns}")),
+        });
+    }
+    nodes
+}
+
+/// The namespace of an `other:<namespace>` id, "" for `other:<kind>`.
+fn ns_of_other(id: &str) -> String {
+    let rest = id.trim_start_matches("other:");
+    match rest {
+        "namespace" | "external" | "node" | "unknown" | "other" => String::new(),
+        ns => ns.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(s: &str, t: &str, connections: u64, bytes: u64) -> Edge {
+        Edge {
+            id: format!("{s}→{t}"),
+            source: s.into(),
+            target: t.into(),
+            connections,
+            failed: BTreeMap::from([("refused".to_owned(), 1)]),
+            bytes_sent: bytes,
+            bytes_received: 0,
+            packets: connections * 3,
+            rtt_p50_ms: Some(1.0),
+            rtt_p95_ms: Some(2.0),
+            retransmissions: 0,
+            protocols: vec!["tcp".into()],
+            top_ports: vec![Port { port: 80, protocol: "tcp".into(), connections }],
+            first_seen: Some(1),
+            last_seen: Some(2),
+            kfl: None,
+            merged: 0,
+        }
+    }
+
+    #[test]
+    fn folding_keeps_every_total_and_the_node_limit() {
+        let mut edges: Vec<Edge> = (0..50)
+            .map(|i| edge("wl:shop/web", &format!("ext:host{i}.example.com"), 50 - i, 100))
+            .chain((0..10).map(|i| edge(&format!("pod:a/p{i}"), "ns:b", 1, 7)))
+            .collect();
+        let total: u64 = edges.iter().map(|e| e.connections).sum();
+        let bytes: u64 = edges.iter().map(|e| e.bytes_sent).sum();
+        let folded = fold(&mut edges, 10).expect("folds");
+        let nodes = nodes(&edges, Level::Workload);
+        let drawn = nodes.iter().filter(|n| !n.is_box).count();
+        assert!(drawn <= 10, "{drawn} nodes drawn");
+        assert_eq!(edges.iter().map(|e| e.connections).sum::<u64>(), total);
+        assert_eq!(edges.iter().map(|e| e.bytes_sent).sum::<u64>(), bytes);
+        assert_eq!(edges.iter().map(|e| e.failed["refused"]).sum::<u64>(), 60);
+        assert!(nodes.iter().any(|n| n.id == "other:external"));
+        assert!(nodes.iter().any(|n| n.id == "other:a" && n.parent.as_deref() == Some("ns:a")));
+        assert_eq!(folded.max_nodes, 10);
+        assert!(folded.nodes > 0 && folded.edges > 0);
+    }
+
+    #[test]
+    fn matches_mirror_the_id_rules() {
+        let m = node_match("ext:api.example.com").expect("external");
+        assert!(m.dst.contains("dst.dns == \"api.example.com\""), "{}", m.dst);
+        let m = node_match("ext:203.0.113.9").expect("external by ip");
+        assert!(m.dst.contains("dst.dns == \"\" and dst.ip == \"203.0.113.9\""), "{}", m.dst);
+        let m = node_match("wl:shop/web").expect("workload");
+        assert_eq!(m.src, "!dns and (src.namespace == \"shop\" and src.workload == \"web\")");
+        assert!(node_match("other:external").is_none());
+    }
+
+    #[test]
+    fn private_addresses_are_recognised() {
+        let re = regex_lite(PRIVATE);
+        for ip in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.9.9",
+            "192.168.1.1",
+            "100.64.0.1",
+            "fd00::1",
+            "fe80::1",
+        ] {
+            assert!(re(ip), "{ip}");
+        }
+        for ip in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "11.0.0.1"] {
+            assert!(!re(ip), "{ip}");
+        }
+    }
+
+    /// The regex as DataFusion runs it (the `regex` crate, through arrow's `regexp_is_match`).
+    fn regex_lite(pattern: &str) -> impl Fn(&str) -> bool {
+        let pattern = pattern.to_owned();
+        move |s: &str| {
+            let a = arrow::array::StringArray::from(vec![s]);
+            arrow::compute::kernels::comparison::regexp_is_match_scalar(&a, &pattern, None)
+                .map(|r| r.value(0))
+                .unwrap_or(false)
+        }
+    }
+}

@@ -425,7 +425,7 @@ pub async fn map(store: &Store, request: &MapRequest<'_>) -> Result<Map> {
     for e in &mut edges {
         e.kfl = match (node_match(&e.source), node_match(&e.target)) {
             (Some(s), Some(t)) if e.merged == 0 => {
-                Some(format!("{CONNECTIONS_ONLY}{} and {}", strip(&s.src), strip(&t.dst)))
+                Some(format!("{CONNECTIONS_ONLY}{} and {}", s.src, t.dst))
             }
             _ => None,
         };
@@ -572,16 +572,14 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
-/// The prefix that keeps a clause to the `connections` table (the map's rows): the namespace
-/// and address fields also match DNS transactions.
+/// The prefix that keeps an edge's clause to the `connections` table (the map's rows): the
+/// namespace and address fields also match DNS transactions.
 const CONNECTIONS_ONLY: &str = "!dns and ";
 
-fn strip(clause: &str) -> &str {
-    clause.strip_prefix(CONNECTIONS_ONLY).unwrap_or(clause)
-}
-
-/// KFL clauses selecting a node's connection rows, or `None` for folded nodes. A node named by
-/// DNS (`ext:name`) is never an initiator: its `src` clause matches nothing.
+/// KFL clauses selecting a node's rows as initiator or responder, or `None` for folded nodes.
+/// They are table-neutral: with `dns` they give the node's DNS transactions, with `!dns` its
+/// connections. A node named by DNS (`ext:name`) is never an initiator: its `src` clause
+/// matches nothing.
 pub fn node_match(id: &str) -> Option<Match> {
     let (ns, name) = parts(id);
     let side = |s: &str| -> Option<String> {
@@ -620,10 +618,7 @@ pub fn node_match(id: &str) -> Option<Match> {
             _ => return None,
         })
     };
-    Some(Match {
-        src: format!("{CONNECTIONS_ONLY}{}", side("src")?),
-        dst: format!("{CONNECTIONS_ONLY}{}", side("dst")?),
-    })
+    Some(Match { src: side("src")?, dst: side("dst")? })
 }
 
 fn looks_like_ip(s: &str) -> bool {
@@ -857,7 +852,7 @@ mod tests {
         let m = node_match("ext:203.0.113.9").expect("external by ip");
         assert!(m.dst.contains("dst.dns == \"\" and dst.ip == \"203.0.113.9\""), "{}", m.dst);
         let m = node_match("wl:shop/web").expect("workload");
-        assert_eq!(m.src, "!dns and (src.namespace == \"shop\" and src.workload == \"web\")");
+        assert_eq!(m.src, "(src.namespace == \"shop\" and src.workload == \"web\")");
         assert!(node_match("other:external").is_none());
     }
 

@@ -42,5 +42,8 @@ fn main() {
     println!(
         "cargo:warning=live capture (--interface) needs them: apt-get install clang libbpf-dev (or set CLANG), then rebuild"
     );
+    // A path that never exists: cargo runs this script again on every build until clang works,
+    // so installing clang later is enough (no stale empty object).
+    println!("cargo:rerun-if-changed={}.retry", out.display());
     std::fs::write(&out, b"").expect("cannot write to OUT_DIR");
 }

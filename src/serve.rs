@@ -8,10 +8,19 @@ use std::io::Write as _;
 
 pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if !podwire_query::catalog::is_bucket(&args.store) && !args.store.is_dir() {
-        anyhow::bail!(
-            "no store at `{}` (write one with `podwire standalone` or `podwire demo`)",
-            args.store.display()
-        );
+        if args.store.exists() {
+            anyhow::bail!("the store `{}` is not a folder", args.store.display());
+        }
+        // A new deployment: the query service may start before ingest wrote anything. An empty
+        // store answers every query with no rows.
+        std::fs::create_dir_all(&args.store).with_context(|| {
+            format!(
+                "no store at `{}` and it cannot be created (write one with `podwire standalone` \
+                 or `podwire demo`)",
+                args.store.display()
+            )
+        })?;
+        tracing::warn!(store = %args.store.display(), "The store folder did not exist; created it empty.");
     }
     let token = match &args.token_file {
         Some(path) => Some(

@@ -307,9 +307,21 @@ def test_token_from_environment(store):
         assert proc.wait(timeout=30) == 0
 
 
-def test_missing_store_is_a_clear_error(tmp_path):
-    out = run("serve", "--store", str(tmp_path / "nope"), "--listen", "127.0.0.1:0")
-    assert out.returncode == 1 and "no store at" in out.stderr
+def test_missing_store_is_made_and_a_bad_one_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    out = run("serve", "--store", str(tmp_path / "file"), "--listen", "127.0.0.1:0")
+    assert out.returncode == 1 and "is not a folder" in out.stderr
+    out = run("serve", "--store", str(tmp_path / "file" / "below"), "--listen", "127.0.0.1:0")
+    assert out.returncode == 1 and "cannot be created" in out.stderr
+    # A new deployment: the query service starts before ingest wrote the store.
+    s = Server(str(tmp_path / "new"))
+    try:
+        status, body = s.json("GET", "/healthz")
+        assert status == 200 and body["status"] == "ok"
+        status, rows = s.json("POST", "/api/v1/query", {"query": "tcp"})
+        assert status == 200 and rows == []
+    finally:
+        assert s.stop() == 0
 
 
 @pytest.fixture(scope="module")

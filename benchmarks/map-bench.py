@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""The connectivity map over a big store: `GET /api/v1/map` of a running `podwire serve` timed
+against DuckDB running the same grouped SQL on the same Parquet files, for windows of 1 hour, 24
+hours and 14 days (ending at the store's last connection) and three levels.
+
+    benchmarks/map-bench.py STORE [RUNS]          # RUNS defaults to 5
+
+It starts `podwire serve` (PODWIRE, default target/release/podwire) on a free loopback port,
+takes the statement the map endpoint returns (`sql`), rewrites what DuckDB spells differently
+(`approx_percentile_cont(p) WITHIN GROUP (ORDER BY x)` → `approx_quantile(x, p)`, the `~` regex
+→ `regexp_matches`, the table → `read_parquet(…, hive_partitioning = true)`), checks that both
+count the same connections and bytes, then reports the median of RUNS timed runs after one
+warm-up: podwire as an HTTP request answered by a server with the store open (JSON included),
+DuckDB as `execute().fetchall()` in this process with a connection already open. Both use every
+core."""
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import duckdb
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WINDOWS = [("1 h", 3_600_000), ("24 h", 86_400_000), ("14 d", 14 * 86_400_000)]
+LEVELS = ["namespace", "workload", "pod"]
+
+
+def duck_sql(sql, store):
+    sql = re.sub(r"approx_percentile_cont\(([0-9.]+)\)\s+WITHIN GROUP\s*\(ORDER BY (\w+)\)",
+                 r"approx_quantile(\2, \1)", sql)
+    sql = re.sub(r"(\w+) ~ ('[^']*')", r"regexp_matches(\1, \2)", sql)
+    table = f"read_parquet('{store}/connections/**/*.parquet', hive_partitioning = true, hive_types = {{'date': VARCHAR, 'hour': VARCHAR}})"
+    return re.sub(r"\bFROM\s+connections\b", f"FROM {table}", sql)
+
+
+def rfc3339(ms):
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
+
+
+def main():
+    store = os.path.abspath(sys.argv[1])
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    binary = os.environ.get("PODWIRE", os.path.join(HERE, "target", "release", "podwire"))
+    assert os.path.exists(binary), f"no podwire at {binary} (cargo build --release -p podwire)"
+    server = subprocess.Popen([binary, "-q", "serve", "--store", store, "--listen", "127.0.0.1:0"],
+                              stdout=subprocess.PIPE, text=True)
+    base = server.stdout.readline().strip().removeprefix("listening on ")
+    con = duckdb.connect()
+    last = con.execute(f"""SELECT epoch_ms(max(start_ts)) FROM read_parquet(
+        '{store}/connections/**/*.parquet', hive_partitioning = true)""").fetchone()[0] + 1
+    print(f"podwire {binary}; duckdb {duckdb.__version__}; {os.cpu_count()} cores; "
+          f"{runs} runs, median; store {store}")
+    print("| window | level | edges | podwire s | DuckDB s | podwire / DuckDB |")
+    print("|---|---|---|---|---|---|")
+    try:
+        for name, span in WINDOWS:
+            for level in LEVELS:
+                q = urllib.parse.urlencode({"from": rfc3339(last - span), "to": rfc3339(last), "level": level,
+                                            "max_nodes": 20000})
+                url = f"{base}/api/v1/map?{q}"
+
+                def podwire():
+                    with urllib.request.urlopen(url, timeout=600) as r:
+                        return json.load(r)
+
+                body = podwire()
+                sql = duck_sql(body["sql"], store)
+                rows = con.execute(sql).fetchall()
+                names = [d[0] for d in con.description]
+                totals = [dict(zip(names, r)) for r in rows if r[names.index("protocol")] is None]
+                want = (sum(t["connections"] for t in totals), sum(t["bytes_sent"] for t in totals))
+                got = (sum(e["connections"] for e in body["edges"]),
+                       sum(e["bytes_sent"] for e in body["edges"]))
+                assert got == want, (name, level, got, want)
+                times = {}
+                for tool, fn in (("podwire", podwire), ("duckdb", lambda: con.execute(sql).fetchall())):
+                    fn()
+                    samples = []
+                    for _ in range(runs):
+                        t0 = time.perf_counter()
+                        fn()
+                        samples.append(time.perf_counter() - t0)
+                    times[tool] = statistics.median(samples)
+                print(f"| {name} | {level} | {len(body['edges'])} | {times['podwire']:.3f} | "
+                      f"{times['duckdb']:.3f} | {times['podwire'] / times['duckdb']:.2f} |", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ hours and 14 days (ending at the store's last connection) and three levels.
 
 It starts `podwire serve` (PODWIRE, default target/release/podwire) on a free loopback port,
 takes the statement the map endpoint returns (`sql`), rewrites what DuckDB spells differently
-(`approx_percentile_cont(p) WITHIN GROUP (ORDER BY x)` → `approx_quantile(x, p)`, the `~` regex
+(`approx_percentile_cont(p) WITHIN GROUP (ORDER BY x)` → `approx_quantile(x, p)` in older statements, the `~` regex
 → `regexp_matches`, the table → `read_parquet(…, hive_partitioning = true)`), checks that both
 count the same connections and bytes, then reports the median of RUNS timed runs after one
 warm-up: podwire as an HTTP request answered by a server with the store open (JSON included),

@@ -77,7 +77,9 @@ def main():
                 sql = duck_sql(body["sql"], store)
                 rows = con.execute(sql).fetchall()
                 names = [d[0] for d in con.description]
-                totals = [dict(zip(names, r)) for r in rows if r[names.index("protocol")] is None]
+                # One row per edge and port (older statements: also per-edge totals, protocol NULL).
+                grouped = [dict(zip(names, r)) for r in rows]
+                totals = [t for t in grouped if t["protocol"] is None] or grouped
                 want = (sum(t["connections"] for t in totals), sum(t["bytes_sent"] for t in totals))
                 got = (sum(e["connections"] for e in body["edges"]),
                        sum(e["bytes_sent"] for e in body["edges"]))

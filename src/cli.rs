@@ -275,17 +275,42 @@ pub(crate) enum MapFormat {
     Mermaid,
 }
 
+/// A time window: `--from` and `--to`, shared by `query`, `map` and `translate`.
 #[derive(Debug, Args)]
-pub(crate) struct MapArgs {
-    /// The store: a folder or `s3://bucket/prefix`.
-    #[arg(long, env = "PODWIRE_STORE")]
-    pub(crate) store: PathBuf,
-    /// Start of the window (RFC 3339, a date, `now`, or relative like -1h).
+pub(crate) struct WindowArgs {
+    /// Start of the window, inclusive (RFC 3339, a date, `now`, or relative like -1h).
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) from: Option<String>,
     /// End of the window, exclusive.
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) to: Option<String>,
+}
+
+impl WindowArgs {
+    /// `(from, to)` in epoch ms, relative times counted from `now_ms`.
+    pub(crate) fn range(&self, now_ms: i64) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+        let at = |t: &Option<String>| {
+            t.as_deref().map(|t| podwire_query::time::parse_time(t, now_ms)).transpose()
+        };
+        Ok((at(&self.from)?, at(&self.to)?))
+    }
+}
+
+/// `--store`, for the commands that read one.
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// The store written by `podwire standalone` or `podwire ingest`: a folder, or
+    /// `s3://bucket/prefix` (settings from the AWS_* environment variables, as for `serve`).
+    #[arg(long, env = "PODWIRE_STORE")]
+    pub(crate) store: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MapArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) window: WindowArgs,
     /// How finely in-cluster endpoints are drawn: namespace, workload or pod.
     #[arg(long, default_value = "namespace")]
     pub(crate) level: String,
@@ -362,16 +387,10 @@ pub(crate) enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub(crate) struct QueryArgs {
-    /// The store written by `podwire standalone` or `podwire ingest`: a folder, or
-    /// `s3://bucket/prefix` (settings from the AWS_* environment variables, as for `serve`).
-    #[arg(long, env = "PODWIRE_STORE")]
-    pub(crate) store: PathBuf,
-    /// Only entries at or after this time.
-    #[arg(long, allow_hyphen_values = true)]
-    pub(crate) from: Option<String>,
-    /// Only entries before this time.
-    #[arg(long, allow_hyphen_values = true)]
-    pub(crate) to: Option<String>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) window: WindowArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub(crate) format: OutputFormat,
@@ -392,12 +411,9 @@ pub(crate) struct QueryArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct TranslateArgs {
-    /// Fold this time range into the SQL, as `podwire query --from` does.
-    #[arg(long, allow_hyphen_values = true)]
-    pub(crate) from: Option<String>,
-    /// See --from.
-    #[arg(long, allow_hyphen_values = true)]
-    pub(crate) to: Option<String>,
+    /// The time range folded into the SQL, as `podwire query` does.
+    #[command(flatten)]
+    pub(crate) window: WindowArgs,
     /// One line, no header comment.
     #[arg(long)]
     pub(crate) compact: bool,
@@ -526,6 +542,14 @@ pub(crate) struct LiveArgs {
     /// both; repeat the flag for either), via the inventory.
     #[arg(long, env = "PODWIRE_ONLY_LABEL")]
     pub(crate) only_label: Vec<String>,
+    /// Capture only traffic of pods whose name matches this regular expression (unanchored, as
+    /// Kubeshark's `tap.regex`: `^web-` for names starting with web-), via the inventory.
+    #[arg(long, env = "PODWIRE_ONLY_POD_REGEX")]
+    pub(crate) only_pod_regex: Vec<String>,
+    /// Leave out the pods of these namespaces (`kube-system`): with no --only-* selector, every
+    /// other pod is captured. Via the inventory, like the --only-* flags.
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_EXCLUDE_NAMESPACE")]
+    pub(crate) exclude_namespace: Vec<String>,
     /// A capture filter file (`cidr NET`, `port N`, `namespace NS`, `workload NAME`,
     /// `service NAME`, `pod NAME`, `label K=V[,K=V]` lines), re-read when it changes: the filter changes without a
     /// restart. Replaces the --only-* flags.

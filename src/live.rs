@@ -20,7 +20,9 @@
 //! | `podwire_capture_kernel_flows_evicted_total` | | flows the kernel table dropped before they were read |
 //! | `podwire_capture_interfaces` | | interfaces attached now (gauge) |
 use crate::cli::LiveArgs;
-use podwire_capture::ebpf::{Filter, InterfaceSpec, LiveCapture, LiveConfig, Resolver, Role};
+use podwire_capture::ebpf::{
+    EVERY_POD, Filter, InterfaceSpec, LiveCapture, LiveConfig, Resolver, Role,
+};
 use podwire_capture::pipeline::{BatchSink, Pipeline};
 use podwire_capture::stats::CaptureStats;
 use podwire_ingest::inventory::{Inventory, SharedInventory};
@@ -78,12 +80,15 @@ impl InventoryFile {
         let me = self.clone();
         Arc::new(move |kind: &str, value: &str| {
             me.refresh();
+            // Checked when the filter was set (`Filter::validate`): a bad one matches nothing.
+            let pod_regex = (kind == "pod-regex").then(|| regex::Regex::new(value).ok()).flatten();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
             me.shared.get().addresses_where(now, |id| {
                 let m = &id.meta;
                 match kind {
+                    EVERY_POD => !m.pod.is_empty(),
                     "namespace" => m.namespace == value,
                     "workload" => {
                         m.workload == value
@@ -93,6 +98,10 @@ impl InventoryFile {
                     }
                     "service" => m.service == value,
                     "pod" => m.pod == value,
+                    "pod-regex" => {
+                        !m.pod.is_empty()
+                            && pod_regex.as_ref().is_some_and(|re| re.is_match(&m.pod))
+                    }
                     // `app=web,tier=front`: every pair must match (a Kubernetes equality selector).
                     "label" => value.split(',').all(|pair| match pair.split_once('=') {
                         Some((k, v)) => id.labels.get(k.trim()).is_some_and(|l| l == v.trim()),
@@ -142,6 +151,12 @@ fn config(args: &LiveArgs, packets_table: bool, inventory: Option<&InventoryFile
                 .map(|n| ("namespace".to_string(), n.clone()))
                 .chain(args.only_workload.iter().map(|w| ("workload".to_string(), w.clone())))
                 .chain(args.only_label.iter().map(|l| ("label".to_string(), l.clone())))
+                .chain(args.only_pod_regex.iter().map(|r| ("pod-regex".to_string(), r.clone())))
+                .collect(),
+            exclude: args
+                .exclude_namespace
+                .iter()
+                .map(|n| ("namespace".to_string(), n.clone()))
                 .collect(),
         },
         filter_file: args.filter_file.clone(),
@@ -279,7 +294,9 @@ pub(crate) fn run<S: BatchSink>(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let stop = stop_on_signal(args.metrics_listen.map(|a| (a, Arc::clone(&metrics))))?;
-    let mut live = LiveCapture::start(config(args, packets_table, inventory))?;
+    let cfg = config(args, packets_table, inventory);
+    cfg.filter.validate().map_err(|e| anyhow::anyhow!("--only-pod-regex: {e}"))?;
+    let mut live = LiveCapture::start(cfg)?;
     let names = live.interface_names();
     pipeline.set_source(&format!("ebpf:{}", names.join(",")));
     tracing::info!(interfaces = ?names, "Capturing; stop with Ctrl-C or SIGTERM.");

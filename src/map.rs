@@ -10,15 +10,14 @@ use std::io::Write as _;
 
 pub(crate) fn run(args: &MapArgs) -> anyhow::Result<()> {
     let now_ms = time::now_ms();
-    let from_ms = args.from.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
-    let to_ms = args.to.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let (from_ms, to_ms) = args.window.range(now_ms)?;
     let level = Level::from_name(&args.level).with_context(|| {
         format!("unknown --level `{}`; use namespace, workload or pod", args.level)
     })?;
     if args.max_nodes == 0 {
         anyhow::bail!("--max-nodes must be at least 1");
     }
-    let (store, runtime) = crate::query::open_store(&args.store)?;
+    let (store, runtime) = crate::query::open_store(&args.store.store)?;
     let request = MapRequest {
         query: QueryRequest { kfl: &args.query, from_ms, to_ms, limit: None, now_ms },
         level,

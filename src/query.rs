@@ -8,13 +8,12 @@ use std::io::Write;
 
 pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
     let now_ms = time::now_ms();
-    let from_ms = args.from.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
-    let to_ms = args.to.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let (from_ms, to_ms) = args.window.range(now_ms)?;
     let format = args.format.into();
     if format == Format::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet needs --output FILE");
     }
-    let (store, runtime) = open_store(&args.store)?;
+    let (store, runtime) = open_store(&args.store.store)?;
     let out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -62,8 +61,7 @@ pub(crate) fn open_store(
 
 pub(crate) fn run_translate(args: &TranslateArgs) -> anyhow::Result<()> {
     let now_ms = time::now_ms();
-    let from_ms = args.from.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
-    let to_ms = args.to.as_deref().map(|t| time::parse_time(t, now_ms)).transpose()?;
+    let (from_ms, to_ms) = args.window.range(now_ms)?;
     let options = podwire_kfl::Options { now_ms, from_ms, to_ms };
     let t = podwire_kfl::translate(&args.query, &options).map_err(podwire_query::Error::from)?;
     let tables: Vec<&str> = t.tables.iter().map(|t| t.name()).collect();

@@ -132,28 +132,57 @@ impl Cidr {
 }
 
 /// The capture filter applied in the kernel: only packets with an end in `cidrs` or in the
-/// addresses the `pods` selectors resolve to (when any is given) and, for TCP and UDP, a port in
-/// `ports` (when not empty).
+/// addresses of the selected pods (when a selector is given) and, for TCP and UDP, a port in
+/// `ports` (when not empty). The selected pods are those any of `pods` matches (every pod when
+/// `pods` is empty but `exclude` is not), minus those any of `exclude` matches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Networks.
     pub cidrs: Vec<Cidr>,
     /// Ports.
     pub ports: Vec<u16>,
-    /// Pod selectors: (`namespace` | `workload` | `service` | `pod` | `label`, value).
+    /// Pod selectors: (one of [`SELECTOR_KINDS`], value).
     pub pods: Vec<(String, String)>,
+    /// Pods left out, as selectors of the same kinds (`exclude namespace kube-system`).
+    pub exclude: Vec<(String, String)>,
 }
 
-/// The selector kinds of [`Filter::pods`].
-pub const SELECTOR_KINDS: [&str; 5] = ["namespace", "workload", "service", "pod", "label"];
+/// The selector kinds of [`Filter::pods`]: `pod-regex` matches pod names by a regular
+/// expression (unanchored, as Kubeshark's `tap.regex`).
+pub const SELECTOR_KINDS: [&str; 6] =
+    ["namespace", "workload", "service", "pod", "pod-regex", "label"];
+
+/// The selector kind a [`Resolver`] is asked for "every pod", to subtract exclusions from when
+/// no positive selector is given.
+pub const EVERY_POD: &str = "every-pod";
 
 /// Resolves a pod selector (kind, value) to the addresses that match it now.
 pub type Resolver = std::sync::Arc<dyn Fn(&str, &str) -> Vec<IpAddr> + Send + Sync>;
 
 impl Filter {
-    /// Reads a filter file: one `cidr NET`, `port N` (or a bare network / port), or a pod selector
-    /// (`namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`, `label K=V[,K=V]`) per
-    /// line; `#` starts a comment.
+    /// True when pod selectors or exclusions are given: the filter then names pods.
+    pub fn selects_pods(&self) -> bool {
+        !self.pods.is_empty() || !self.exclude.is_empty()
+    }
+
+    /// Checks what can be checked before any pod is known: the pod-name regexes.
+    ///
+    /// # Errors
+    /// The first regex that does not compile, with the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        for (kind, value) in self.pods.iter().chain(&self.exclude) {
+            if kind == "pod-regex" {
+                regex::Regex::new(value)
+                    .map_err(|e| format!("pod-regex `{value}` is not a regular expression: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a filter file: one `cidr NET`, `port N` (or a bare network / port), a pod selector
+    /// (`namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`, `pod-regex RE`,
+    /// `label K=V[,K=V]`) or an exclusion (`exclude` and a selector: `exclude namespace
+    /// kube-system`) per line; `#` starts a comment.
     ///
     /// # Errors
     /// A line that is neither, with its number.
@@ -166,6 +195,18 @@ impl Filter {
             }
             let (kind, value) = line.split_once(char::is_whitespace).unwrap_or(("", line));
             let value = value.trim();
+            if kind == "exclude" {
+                let (k, v) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
+                if !SELECTOR_KINDS.contains(&k) || v.trim().is_empty() {
+                    return Err(format!(
+                        "line {}: `exclude {value}`: expected `exclude` and a pod selector, e.g. \
+                         `exclude namespace kube-system`",
+                        i + 1
+                    ));
+                }
+                f.exclude.push((k.to_string(), v.trim().to_string()));
+                continue;
+            }
             match kind {
                 "port" => f.ports.push(
                     value
@@ -178,16 +219,36 @@ impl Filter {
                 "" => f.cidrs.push(value.parse().map_err(|e| format!("line {}: {e}", i + 1))?),
                 other => {
                     return Err(format!(
-                        "line {}: `{other}`: expected `cidr NETWORK`, `port NUMBER`, or a pod \
+                        "line {}: `{other}`: expected `cidr NETWORK`, `port NUMBER`, a pod \
                          selector `namespace NAME`, `workload NAME`, `service NAME`, `pod NAME`, \
-                         `label K=V`",
+                         `pod-regex RE`, `label K=V`, or `exclude` and a selector",
                         i + 1
                     ));
                 }
             }
         }
+        f.validate().map_err(|e| format!("{e} (in the filter file)"))?;
         Ok(f)
     }
+}
+
+/// The addresses of the pods `f` selects, sorted: those any of `f.pods` matches (every pod when
+/// there is none), minus those any of `f.exclude` matches.
+pub fn resolve_selectors(
+    f: &Filter,
+    r: &(dyn Fn(&str, &str) -> Vec<IpAddr> + Send + Sync),
+) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = if f.pods.is_empty() {
+        r(EVERY_POD, "")
+    } else {
+        f.pods.iter().flat_map(|(k, v)| r(k, v)).collect()
+    };
+    let out: std::collections::HashSet<IpAddr> =
+        f.exclude.iter().flat_map(|(k, v)| r(k, v)).collect();
+    ips.retain(|ip| !out.contains(ip));
+    ips.sort();
+    ips.dedup();
+    ips
 }
 
 /// Live capture settings.
@@ -616,7 +677,7 @@ impl LiveCapture {
                 .iter()
                 .map(|ip| Cidr { addr: *ip, prefix: if ip.is_ipv4() { 32 } else { 128 } }),
         );
-        if !f.pods.is_empty() && f.cidrs.is_empty() {
+        if f.selects_pods() && f.cidrs.is_empty() {
             // Selectors that match no pod (yet): capture nothing rather than everything.
             f.cidrs.push(Cidr { addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED), prefix: 128 });
         }
@@ -658,22 +719,22 @@ impl LiveCapture {
 
     /// The addresses the filter's pod selectors match now.
     fn resolve(&self, f: &Filter) -> Result<Vec<IpAddr>, LiveError> {
-        if f.pods.is_empty() {
+        if !f.selects_pods() {
             return Ok(Vec::new());
         }
         let Some(r) = &self.cfg.resolver else {
             let sel: Vec<String> = f.pods.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            return Err(LiveError::NoResolver(sel.join(", ")));
+            let exc = f.exclude.iter().map(|(k, v)| format!("exclude {k} {v}"));
+            return Err(LiveError::NoResolver(
+                sel.into_iter().chain(exc).collect::<Vec<_>>().join(", "),
+            ));
         };
-        let mut ips: Vec<IpAddr> = f.pods.iter().flat_map(|(k, v)| r(k, v)).collect();
-        ips.sort();
-        ips.dedup();
-        Ok(ips)
+        Ok(resolve_selectors(f, r.as_ref()))
     }
 
     /// Re-resolves the pod selectors; re-applies the filter when their addresses changed.
     fn refresh_selectors(&mut self) -> Result<(), LiveError> {
-        if self.filter.pods.is_empty() {
+        if !self.filter.selects_pods() {
             return Ok(());
         }
         let f = self.filter.clone();
@@ -1071,6 +1132,53 @@ mod tests {
         assert_eq!(f.cidrs.len(), 2);
         let e = Filter::parse("cidr 10.0.0.0/8\nhost foo\n").unwrap_err();
         assert!(e.starts_with("line 2"), "{e}");
+    }
+
+    #[test]
+    fn exclusions_and_pod_regexes() {
+        let f = Filter::parse(
+            "pod-regex ^web-\nexclude namespace kube-system\nexclude   pod  web-canary\n",
+        )
+        .unwrap();
+        assert_eq!(f.pods, vec![("pod-regex".into(), "^web-".into())]);
+        assert_eq!(
+            f.exclude,
+            vec![("namespace".into(), "kube-system".into()), ("pod".into(), "web-canary".into())]
+        );
+        for bad in ["exclude kube-system\n", "exclude namespace\n", "pod-regex (web\n"] {
+            let e = Filter::parse(bad).unwrap_err();
+            assert!(e.starts_with("line 1") || e.contains("not a regular expression"), "{e}");
+        }
+
+        // Three pods: a and b in shop, c in kube-system.
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let r = move |kind: &str, value: &str| -> Vec<IpAddr> {
+            match (kind, value) {
+                (EVERY_POD, _) => vec![ip(3), ip(1), ip(2)],
+                ("namespace", "shop") => vec![ip(1), ip(2)],
+                ("namespace", "kube-system") => vec![ip(3)],
+                ("pod", "b") => vec![ip(2)],
+                _ => Vec::new(),
+            }
+        };
+        let only = |pods: &[(&str, &str)], exclude: &[(&str, &str)]| {
+            let pair = |(k, v): &(&str, &str)| (k.to_string(), v.to_string());
+            let f = Filter {
+                pods: pods.iter().map(pair).collect(),
+                exclude: exclude.iter().map(pair).collect(),
+                ..Filter::default()
+            };
+            assert!(f.selects_pods());
+            resolve_selectors(&f, &r)
+        };
+        assert_eq!(only(&[], &[("namespace", "kube-system")]), vec![ip(1), ip(2)]);
+        assert_eq!(only(&[("namespace", "shop")], &[("pod", "b")]), vec![ip(1)]);
+        assert_eq!(
+            only(&[("namespace", "shop"), ("namespace", "kube-system")], &[]),
+            vec![ip(1), ip(2), ip(3)]
+        );
+        assert!(only(&[("namespace", "shop")], &[("namespace", "shop")]).is_empty());
+        assert!(!Filter::default().selects_pods());
     }
 
     /// A flow's packets counted after the read of the interval that announced it, in that same

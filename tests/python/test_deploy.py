@@ -233,6 +233,8 @@ def test_every_object_validates_against_the_kubernetes_schemas(values_file):
             "the bundled broker is plaintext",
         ),
         ({"capture": {"namespaces": ["shop"]}}, "capture.inventory.configMap is required"),
+        ({"capture": {"excludedNamespaces": ["kube-system"]}}, "capture.inventory.configMap is required"),
+        ({"capture": {"podRegex": "^web-"}}, "capture.inventory.configMap is required"),
         ({"capture": {"podInterfaces": []}}, "capture needs interfaces"),
     ],
 )
@@ -247,8 +249,7 @@ def test_a_missing_required_value_fails_with_its_name(values, message):
     "values, path",
     [
         ({"retention": {"hours": 72}}, "/retention/hours"),
-        ({"capture": {"podRegex": "^web-"}}, "/capture/podRegex"),
-        ({"capture": {"excludedNamespaces": ["kube-system"]}}, "/capture/excludedNamespaces"),
+        ({"capture": {"excludedNamespaces": ["Kube_System"]}}, "/capture/excludedNamespaces"),
         ({"capture": {"protocols": ["tcp", "dns"]}}, "/capture/protocols"),
         ({"capture": {"labelSelector": "app in (web)"}}, "/capture/labelSelector"),
         ({"kafka": {"options": {"sasl.password": "x"}}}, "'sasl.password'"),
@@ -420,6 +421,8 @@ def test_targeting_and_protocol_values_reach_the_agent_as_its_flags():
     assert parsed_strings(parsed, "only_namespace") == capture["namespaces"]
     assert parsed_strings(parsed, "only_label") == [capture["labelSelector"]]
     assert parsed_strings(parsed, "only_workload") == capture["workloads"]
+    assert parsed_strings(parsed, "exclude_namespace") == capture["excludedNamespaces"]
+    assert parsed_strings(parsed, "only_pod_regex") == [capture["podRegex"]]
     assert parsed_numbers(parsed, "only_port") == capture["ports"]
     assert parsed_strings(parsed, "pod_interface") == capture["podInterfaces"]
     assert parsed_strings(parsed, "host_interface") == capture["hostInterfaces"]
@@ -440,7 +443,8 @@ def test_targeting_and_protocol_values_reach_the_agent_as_its_flags():
     (agent,) = objects_of(None, "DaemonSet")
     parsed = check_args(expand_references(containers(agent)[0]))
     assert "packets: false" in parsed
-    for field in ("only_namespace", "only_label", "only_workload", "pod_cidr"):
+    for field in ("only_namespace", "only_label", "only_workload", "only_pod_regex",
+                  "exclude_namespace", "pod_cidr"):
         assert parsed_strings(parsed, field) == [], field
 
 

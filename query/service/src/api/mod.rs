@@ -520,7 +520,13 @@ async fn map_endpoint(
         max_nodes,
     };
     let map = map::map(&state.store, &request).await?;
-    Ok(axum::Json(map).into_response())
+    // Sized up front: a day of a big cluster at pod level is ~20 MB of JSON, which
+    // `axum::Json`'s growing buffer would copy over and over.
+    let mut body = Vec::with_capacity(4096 + map.edges.len() * 768 + map.nodes.len() * 384);
+    serde_json::to_writer(&mut body, &map).map_err(|e| {
+        ApiError::from(crate::error::Error::Internal(format!("the map as JSON: {e}")))
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The query string of `GET /api/v1/timeline`.

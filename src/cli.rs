@@ -8,7 +8,7 @@ use std::time::Duration;
 ///
 /// Start with `podwire demo`: it runs the whole pipeline on a bundled sample scene.
 #[derive(Debug, Parser)]
-#[command(name = "podwire", version, about, long_about, after_help = EXAMPLES)]
+#[command(name = "podwire", version = VERSION, about, long_about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -36,6 +36,13 @@ Examples:
 
 Log verbosity: RUST_LOG=debug (default info).";
 
+/// `--version`: an agent build (without the `query` feature) says so.
+const VERSION: &str = if cfg!(feature = "query") {
+    env!("CARGO_PKG_VERSION")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (agent build: no query, map, serve or demo)")
+};
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Read capture files, track connections and DNS, name pods, and write the Parquet store,
@@ -43,24 +50,30 @@ pub(crate) enum Command {
     #[command(after_help = STANDALONE_HELP)]
     Standalone(StandaloneArgs),
     /// Run `standalone` on the sample scene bundled in the binary and print what it found.
+    #[cfg(feature = "query")]
     Demo(DemoArgs),
     /// Filter a store's history with KFL (Kubeshark's filter language) and print the matching
     /// connections and DNS transactions in time order.
     #[command(after_help = QUERY_HELP)]
+    #[cfg(feature = "query")]
     Query(QueryArgs),
     /// Draw the connectivity map of a window: who talked to whom (namespaces, workloads or pods,
     /// external names, nodes), with connections, failures, bytes and RTT per edge, as JSON,
     /// Graphviz dot or Mermaid.
     #[command(after_help = MAP_HELP)]
+    #[cfg(feature = "query")]
     Map(MapArgs),
     /// Print the SQL a KFL filter becomes (what `podwire query` runs).
     #[command(after_help = TRANSLATE_HELP)]
+    #[cfg(feature = "query")]
     Translate(TranslateArgs),
     /// List the KFL fields: name, type, the tables that have them, and what they mean.
+    #[cfg(feature = "query")]
     Fields(FieldsArgs),
     /// Serve the store over HTTP: KFL and read-only SQL queries streamed as JSON, CSV or Arrow,
     /// translation, the field catalog, health and Prometheus metrics.
     #[command(after_help = SERVE_HELP)]
+    #[cfg(feature = "query")]
     Serve(ServeArgs),
     /// A node agent: read capture files, track connections and DNS, and send the records to
     /// Kafka as Arrow batches (one topic per table) for `podwire ingest`.
@@ -288,6 +301,7 @@ pub(crate) struct WindowArgs {
 
 impl WindowArgs {
     /// `(from, to)` in epoch ms, relative times counted from `now_ms`.
+    #[cfg(feature = "query")]
     pub(crate) fn range(&self, now_ms: i64) -> anyhow::Result<(Option<i64>, Option<i64>)> {
         let at = |t: &Option<String>| {
             t.as_deref().map(|t| podwire_query::time::parse_time(t, now_ms)).transpose()

@@ -1,12 +1,18 @@
 //! `podwire`: pod-to-pod connection analysis for Kubernetes. One binary, one subcommand per job;
 //! each subcommand lives in its own module and the library crates do the work.
+// The agent build (no `query` feature) leaves the query commands' arguments and helps unused.
+#![cfg_attr(not(feature = "query"), allow(dead_code))]
+
 mod capture;
 mod cli;
+#[cfg(feature = "query")]
 mod demo;
 mod ingest;
 mod kafka;
 mod live;
+#[cfg(feature = "query")]
 mod map;
+#[cfg(feature = "query")]
 mod query;
 mod serve;
 mod standalone;
@@ -29,11 +35,17 @@ fn main() -> std::process::ExitCode {
     standalone::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
         cli::Command::Standalone(args) => standalone::run(&args).map(|_| ()),
+        #[cfg(feature = "query")]
         cli::Command::Demo(args) => demo::run(&args),
+        #[cfg(feature = "query")]
         cli::Command::Query(args) => query::run_query(&args),
+        #[cfg(feature = "query")]
         cli::Command::Map(args) => map::run(&args),
+        #[cfg(feature = "query")]
         cli::Command::Translate(args) => query::run_translate(&args),
+        #[cfg(feature = "query")]
         cli::Command::Fields(args) => query::run_fields(&args),
+        #[cfg(feature = "query")]
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Capture(args) => capture::run(&args),
         cli::Command::Ingest(args) => ingest::run(&args),
@@ -42,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // A bad filter: the positioned diagnostic with its caret, as podwire-kfl renders it.
+            #[cfg(feature = "query")]
             if let Some(podwire_query::Error::Kfl(kfl)) = e.downcast_ref() {
                 eprint!("{}", kfl.render());
                 return std::process::ExitCode::FAILURE;

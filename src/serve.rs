@@ -1,11 +1,17 @@
-//! `podwire serve`: the query service's HTTP API over one store, until SIGTERM or Ctrl-C.
+//! `podwire serve`: the query service's HTTP API over one store, until SIGTERM or Ctrl-C (feature
+//! `query`); and the metrics endpoint and signal handling every long-running command shares.
+#[cfg(feature = "query")]
 use crate::cli::ServeArgs;
 use anyhow::Context as _;
+#[cfg(feature = "query")]
 use podwire_query::api::{self, ApiConfig};
+#[cfg(feature = "query")]
 use podwire_query::web::Assets;
+#[cfg(feature = "query")]
 use podwire_query::{Store, StoreOptions};
 use std::io::Write as _;
 
+#[cfg(feature = "query")]
 pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if !podwire_query::catalog::is_bucket(&args.store) && !args.store.is_dir() {
         if args.store.exists() {
@@ -58,6 +64,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// Serves the API and dashboard over `store` on `listen` until SIGTERM or Ctrl-C; `announce`
 /// gets the bound address (port 0 picks one) once the server accepts connections.
+#[cfg(feature = "query")]
 pub(crate) fn serve_until_signal(
     store: Store,
     config: ApiConfig,

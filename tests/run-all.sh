@@ -74,6 +74,8 @@ cargo fmt --all --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The agent build (capture, standalone, ingest; the Dockerfile's CARGO_FEATURES) must stay whole.
+cargo clippy -p podwire --bin podwire --no-default-features --locked -- -D warnings
 
 step "rust tests"
 # Built for the whole workspace at once, so that every binary (the API test also runs the store

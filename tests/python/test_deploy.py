@@ -448,6 +448,22 @@ def test_targeting_and_protocol_values_reach_the_agent_as_its_flags():
         assert parsed_strings(parsed, field) == [], field
 
 
+def test_the_agent_can_have_its_own_image():
+    values = {"image": {"repository": "reg/podwire", "tag": "1.2.3"},
+              "agent": {"image": {"repository": "reg/podwire-agent"}}}
+    yaml = need("yaml", "pyyaml")
+    images = {}
+    for path, text in render_values(values).items():
+        if path.endswith(".yaml"):
+            for doc in yaml.safe_load_all(text):
+                if doc and doc["kind"] in ("DaemonSet", "Deployment"):
+                    for c in doc["spec"]["template"]["spec"]["containers"]:
+                        images.setdefault(doc["kind"], set()).add(c["image"])
+    assert images["DaemonSet"] == {"reg/podwire-agent:1.2.3"}, images
+    assert "reg/podwire:1.2.3" in images["Deployment"], images
+    assert not any("agent" in i for i in images["Deployment"]), images
+
+
 def test_values_are_all_documented_in_the_chart_readme():
     yaml = need("yaml", "pyyaml")
     with open(os.path.join(CHART, "values.yaml")) as f:

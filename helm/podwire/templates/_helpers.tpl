@@ -44,6 +44,12 @@ app.kubernetes.io/part-of: podwire
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
+{{/* The agent's image: agent.image where set, else the common one. */}}
+{{- define "podwire.agentImage" -}}
+{{- $i := .Values.agent.image | default dict }}
+{{- printf "%s:%s" ($i.repository | default .Values.image.repository) ($i.tag | default .Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
 {{/* Usage: include "podwire.serviceAccountName" (dict "root" $ "component" "ingest") */}}
 {{- define "podwire.serviceAccountName" -}}
 {{- $sa := (index .root.Values .component).serviceAccount }}

@@ -19,8 +19,9 @@ pub(crate) struct KafkaArgs {
     pub(crate) topic_prefix: String,
     /// A librdkafka property, passed through as it is; repeat for several. TLS and SASL go
     /// here: `security.protocol=SASL_SSL`, `sasl.mechanisms=SCRAM-SHA-512`, `sasl.username=…`,
-    /// `ssl.ca.location=/etc/kafka/ca.pem`. In the environment: comma-separated.
-    #[arg(long = "kafka-option", env = "PODWIRE_KAFKA_OPTIONS", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_option)]
+    /// `ssl.ca.location=/etc/kafka/ca.pem`. A value may hold commas (`ssl.cipher.suites=A,B`, a
+    /// password). In the environment: one per line.
+    #[arg(long = "kafka-option", env = "PODWIRE_KAFKA_OPTIONS", value_name = "KEY=VALUE", value_delimiter = '\n', value_parser = parse_option)]
     pub(crate) options: Vec<(String, String)>,
     /// Create missing topics with this many partitions at start (a topic that exists is left
     /// as it is). 0: create nothing (topics are managed elsewhere).

@@ -448,6 +448,14 @@ def test_targeting_and_protocol_values_reach_the_agent_as_its_flags():
         assert parsed_strings(parsed, field) == [], field
 
 
+def test_kafka_options_keep_their_commas():
+    parsed = check_args(["capture", "--pcap", "x.pcap", "--kafka", "k:9092",
+                         "--kafka-option", "sasl.password=a,b=c", "--kafka-option",
+                         "ssl.cipher.suites=ECDHE-RSA-AES128-GCM-SHA256,ECDHE-RSA-AES256-GCM-SHA384"])
+    assert '"sasl.password",\n' in parsed and '"a,b=c",' in parsed, parsed
+    assert '"ECDHE-RSA-AES128-GCM-SHA256,ECDHE-RSA-AES256-GCM-SHA384",' in parsed, parsed
+
+
 def test_the_agent_can_have_its_own_image():
     values = {"image": {"repository": "reg/podwire", "tag": "1.2.3"},
               "agent": {"image": {"repository": "reg/podwire-agent"}}}

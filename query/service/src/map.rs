@@ -311,7 +311,11 @@ pub async fn data_bounds(store: &Store) -> Result<(Option<i64>, Option<i64>)> {
 /// `__<side>_expanded__` stands for "this namespace is drawn at `level`".
 fn side_keys(side: Side, level: Level) -> Vec<(String, String)> {
     let c = |suffix: &str| side.column(suffix);
-    let (ns, node, ip) = (c("namespace"), c("node"), c("ip"));
+    let (ns, node) = (c("namespace"), c("node"));
+    let ip = match side {
+        Side::Src => col::SRC_IP,
+        Side::Dst => col::DST_IP,
+    };
     let exp = format!("__{}expanded__", side.prefix());
     let mut keys = vec![(ns.clone(), key(side, "namespace"))];
     if level != Level::Namespace {

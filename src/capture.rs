@@ -38,11 +38,7 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     let (capture_error, live_error) = if args.live.enabled() {
         let inventory =
             args.inventory.as_deref().map(crate::live::InventoryFile::load).transpose()?;
-        (
-            None,
-            crate::live::run(&args.live, args.tracker.packets, inventory.as_ref(), &mut pipeline)
-                .err(),
-        )
+        (None, crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline).err())
     } else {
         (read_files(&mut pipeline, &files).map_err(|e| anyhow::anyhow!("{e}"))?, None)
     };

@@ -476,6 +476,12 @@ pub(crate) struct TrackerArgs {
     /// Also write the `packets` table (one row per packet header; large).
     #[arg(long, env = "PODWIRE_PACKETS")]
     pub(crate) packets: bool,
+    /// Which traffic becomes records. `dns` is port 53 over UDP or TCP (the DNS transactions
+    /// and their connections; off: no dns rows and no dst_dns_name); `icmp` includes the
+    /// unreachable errors that explain failed connections. The rest is counted as filtered
+    /// (`packets_filtered`); live capture drops it in the kernel. E.g. `--protocols tcp,dns`.
+    #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_PROTOCOLS", default_value = "tcp,udp,dns,icmp")]
+    pub(crate) protocols: Vec<ProtocolSwitch>,
     /// Emit an interim row for connections with traffic at least this often.
     #[arg(long, env = "PODWIRE_ACTIVE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) active_timeout: Duration,
@@ -516,6 +522,28 @@ pub(crate) struct StandaloneArgs {
     pub(crate) tracker: TrackerArgs,
 }
 
+/// A protocol switch of `--protocols` (podwire_capture::protocols).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProtocolSwitch {
+    Tcp,
+    Udp,
+    Dns,
+    Icmp,
+}
+
+impl TrackerArgs {
+    /// The protocol switches asked for.
+    pub(crate) fn protocols(&self) -> podwire_capture::protocols::Protocols {
+        let on = |p| self.protocols.contains(&p);
+        podwire_capture::protocols::Protocols {
+            tcp: on(ProtocolSwitch::Tcp),
+            udp: on(ProtocolSwitch::Udp),
+            dns: on(ProtocolSwitch::Dns),
+            icmp: on(ProtocolSwitch::Icmp),
+        }
+    }
+}
+
 /// The flags that select live capture instead of --pcap.
 const LIVE_FLAGS: [&str; 3] = ["interface", "pod_interface", "host_interface"];
 
@@ -532,11 +560,14 @@ pub(crate) struct LiveArgs {
     /// new pods are picked up.
     #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_POD_INTERFACE")]
     pub(crate) pod_interface: Vec<String>,
-    /// Node uplinks (eth0, ens5): count only traffic no pod veth sees (host network). Give
-    /// --pod-cidr so pod traffic on them is not counted twice.
+    /// Node uplinks (eth0, ens5): count only traffic no pod veth sees (host network). Pod
+    /// traffic on them is told apart by the pod networks (--pod-cidr, or read from the routes).
     #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_HOST_INTERFACE")]
     pub(crate) host_interface: Vec<String>,
     /// This node's pod network(s) (`kubectl get node NAME -o jsonpath='{.spec.podCIDRs}'`).
+    /// Default: read from the routes onto the pod interfaces and the bridge they are ports of
+    /// (flannel's cni0, per-pod routes of kindnet, Calico, AWS VPC CNI), again every 5 s. Give
+    /// it with Cilium, whose pod routes go through cilium_host.
     #[arg(long, num_args = 1.., value_delimiter = ',', env = "PODWIRE_POD_CIDR")]
     pub(crate) pod_cidr: Vec<podwire_capture::ebpf::Cidr>,
     /// Capture only packets with an end in these networks (applied in the kernel).

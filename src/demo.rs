@@ -1,9 +1,10 @@
 //! `podwire demo`: the standalone pipeline on the sample scene bundled in the binary
 //! (`capture/demo/`, made by `capture/demo/make-scene.sh`), then a listing of what it found.
-use crate::cli::{DemoArgs, TrackerArgs};
+use crate::cli::{DemoArgs, ProtocolSwitch, TrackerArgs};
 use anyhow::Context as _;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
+use clap::ValueEnum;
 use podwire_schemas::connections::col;
 
 const SCENE_PCAP: &[u8] = include_bytes!("../capture/demo/scene.pcap");
@@ -22,6 +23,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let tracker = TrackerArgs {
         node: "node-a".into(),
         packets: true,
+        protocols: ProtocolSwitch::value_variants().to_vec(),
         active_timeout: std::time::Duration::from_secs(60),
         udp_timeout: std::time::Duration::from_secs(120),
         tcp_timeout: std::time::Duration::from_secs(900),

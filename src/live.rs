@@ -129,7 +129,11 @@ pub(crate) fn tracker_config(
     c
 }
 
-fn config(args: &LiveArgs, packets_table: bool, inventory: Option<&InventoryFile>) -> LiveConfig {
+fn config(
+    args: &LiveArgs,
+    tracker: &crate::cli::TrackerArgs,
+    inventory: Option<&InventoryFile>,
+) -> LiveConfig {
     let mut interfaces = Vec::new();
     let specs = [
         (&args.interface, Role::Plain),
@@ -164,7 +168,8 @@ fn config(args: &LiveArgs, packets_table: bool, inventory: Option<&InventoryFile
         ring_bytes: u32::try_from(args.ring_bytes).unwrap_or(1 << 30),
         read_interval: args.read_interval.max(Duration::from_millis(50)),
         flush_interval: args.flush_interval.max(Duration::from_millis(100)),
-        all_events: packets_table,
+        all_events: tracker.packets,
+        protocols: tracker.protocols(),
         resolver: inventory.map(InventoryFile::resolver),
     }
 }
@@ -288,13 +293,13 @@ fn stop_on_signal(
 /// pipeline.
 pub(crate) fn run<S: BatchSink>(
     args: &LiveArgs,
-    packets_table: bool,
+    tracker: &crate::cli::TrackerArgs,
     inventory: Option<&InventoryFile>,
     pipeline: &mut Pipeline<S>,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let stop = stop_on_signal(args.metrics_listen.map(|a| (a, Arc::clone(&metrics))))?;
-    let cfg = config(args, packets_table, inventory);
+    let cfg = config(args, tracker, inventory);
     cfg.filter.validate().map_err(|e| anyhow::anyhow!("--only-pod-regex: {e}"))?;
     let mut live = LiveCapture::start(cfg)?;
     let names = live.interface_names();

@@ -145,6 +145,7 @@ pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
         tcp_close_linger_ns: ns(t.tcp_close_linger.unwrap_or(std::time::Duration::from_secs(10))),
         max_connections: t.max_connections.max(16),
         packets_table: t.packets,
+        protocols: t.protocols(),
         ..TrackerConfig::default()
     }
 }
@@ -216,8 +217,7 @@ fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
     .context("cannot start the store thread")?;
     let config = PipelineConfig { tracker, ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
-    let result =
-        crate::live::run(&args.live, args.tracker.packets, inventory.as_ref(), &mut pipeline);
+    let result = crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline);
     let (sink, stats) = pipeline.finish().context("writing the store failed")?;
     let (written, _) =
         sink.finish().map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;

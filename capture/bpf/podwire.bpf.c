@@ -64,6 +64,11 @@ struct config {
 #define CFG_ALL_EVENTS 1   // every packet is an event (the packets table is on)
 #define CFG_FILTER_CIDR 2  // only packets with src or dst in `filter_cidrs`
 #define CFG_FILTER_PORT 4  // only TCP/UDP packets with a port in `filter_ports`
+// The protocol switches (capture/src/protocols.rs): port 53 over TCP or UDP is `dns`.
+#define CFG_NO_TCP 8
+#define CFG_NO_UDP 16
+#define CFG_NO_DNS 32
+#define CFG_NO_ICMP 64
 
 #define ROLE_PLAIN 0  // count everything in both directions
 #define ROLE_POD 1    // host side of a pod's veth: ingress = sent by the pod
@@ -368,8 +373,28 @@ static __always_inline int seen_elsewhere(__u32 role, int egress, struct pkt *p)
 	return 0;
 }
 
+// Whether the protocol switches drop this packet. A fragment's ports are not read here: it is
+// dropped only when neither its protocol nor DNS is on (user space, after reassembly, counts
+// the rest as filtered); an IPv6 fragment's protocol is not read either (44), so it is kept.
+static __always_inline int switched_off(__u32 cfg, struct pkt *p)
+{
+	int tcp = p->proto == IPPROTO_TCP, udp = p->proto == IPPROTO_UDP;
+	if (p->proto == IPPROTO_ICMP || p->proto == 58)
+		return (cfg & CFG_NO_ICMP) != 0;
+	if (!tcp && !udp)
+		return 0;
+	__u32 own = tcp ? CFG_NO_TCP : CFG_NO_UDP;
+	if (p->fragment)
+		return (cfg & own) && (cfg & CFG_NO_DNS);
+	if (p->sport == 53 || p->dport == 53)
+		return (cfg & CFG_NO_DNS) != 0;
+	return (cfg & own) != 0;
+}
+
 static __always_inline int filtered_out(__u32 cfg, struct pkt *p)
 {
+	if (switched_off(cfg, p))
+		return 1;
 	if ((cfg & CFG_FILTER_CIDR) && !in_lpm(&filter_cidrs, p->src) && !in_lpm(&filter_cidrs, p->dst))
 		return 1;
 	if ((cfg & CFG_FILTER_PORT) && (p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP) &&
@@ -456,7 +481,7 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 		return PASS;
 	}
 
-	int dns = p.sport == 53 || p.dport == 53;
+	int dns = (p.sport == 53 || p.dport == 53) && !(cfg->flags & CFG_NO_DNS);
 	if (p.fragment || p.proto == IPPROTO_ICMP || p.proto == 58) {
 		if (send_packet(skb, egress, 1, now))
 			st->v[ST_EVENTS]++;

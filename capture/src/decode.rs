@@ -237,6 +237,18 @@ pub enum Transport<'a> {
     },
 }
 
+impl Transport<'_> {
+    /// The IP protocol number (ICMPv6 is 58).
+    pub fn ip_protocol(&self) -> u8 {
+        match self {
+            Transport::Tcp { .. } => 6,
+            Transport::Udp { .. } => 17,
+            Transport::Icmp { v6: false, .. } => 1,
+            Transport::Icmp { v6: true, .. } => 58,
+        }
+    }
+}
+
 /// A decoded packet: the innermost IP header and its transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Packet<'a> {

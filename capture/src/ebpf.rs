@@ -14,6 +14,7 @@
 //! Each packet is counted once per node: see "Counting each packet once" in capture/README.md.
 use crate::decode::{LinkType, Skip};
 use crate::pipeline::{BatchSink, Pipeline};
+use crate::protocols::Protocols;
 use crate::source::Frame;
 use crate::stats::KernelCounters;
 use crate::tracker::FlowCounts;
@@ -41,6 +42,19 @@ const EV_DIRTY: u8 = 2;
 const CFG_ALL_EVENTS: u32 = 1;
 const CFG_FILTER_CIDR: u32 = 2;
 const CFG_FILTER_PORT: u32 = 4;
+const CFG_NO_TCP: u32 = 8;
+const CFG_NO_UDP: u32 = 16;
+const CFG_NO_DNS: u32 = 32;
+const CFG_NO_ICMP: u32 = 64;
+
+/// The config bits of the protocols switched off.
+fn protocol_flags(p: Protocols) -> u32 {
+    [(p.tcp, CFG_NO_TCP), (p.udp, CFG_NO_UDP), (p.dns, CFG_NO_DNS), (p.icmp, CFG_NO_ICMP)]
+        .into_iter()
+        .filter(|(on, _)| !on)
+        .map(|(_, bit)| bit)
+        .sum()
+}
 const ROLE_POD: u32 = 1;
 const ROLE_HOST: u32 = 2;
 const IF_NO_L2: u32 = 0x100;
@@ -272,6 +286,8 @@ pub struct LiveConfig {
     pub flush_interval: Duration,
     /// Send every packet to user space (the packets table is on).
     pub all_events: bool,
+    /// The protocol switches, applied in the kernel.
+    pub protocols: Protocols,
     /// Resolves pod selectors of the filter (needs an inventory); re-run every 5 s, so the
     /// filter follows pods as they come and go.
     pub resolver: Option<Resolver>,
@@ -289,6 +305,7 @@ impl Default for LiveConfig {
             read_interval: Duration::from_secs(1),
             flush_interval: Duration::from_secs(10),
             all_events: false,
+            protocols: Protocols::ALL,
             resolver: None,
         }
     }
@@ -376,6 +393,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 struct Attached {
     name: String,
     ifindex: u32,
+    role: Role,
     links: [SchedClassifierLinkId; 2],
 }
 
@@ -397,6 +415,10 @@ pub struct LiveCapture {
     ifaces: HashMap<MapData, u32, u32>,
     filter_cidrs: LpmTrie<MapData, [u8; 16], u8>,
     filter_ports: HashMap<MapData, u16, u8>,
+    pod_cidrs: LpmTrie<MapData, [u8; 16], u8>,
+    /// The pod networks read from the routes (`cfg.pod_cidrs` empty and a host interface
+    /// given): `None` when they were given instead.
+    routed_pod_cidrs: Option<Vec<Cidr>>,
     cfg: LiveConfig,
     interval_gen: u32,
     /// The interval's advance waits for running programs (until the kernel refuses it once).
@@ -617,7 +639,12 @@ impl LiveCapture {
         for c in &cfg.pod_cidrs {
             pod_cidrs.insert(&c.lpm_key(), 1, 0).map_err(map_err("pod_cidrs"))?;
         }
+        let routed_pod_cidrs = (cfg.pod_cidrs.is_empty()
+            && cfg.interfaces.iter().any(|i| i.role == Role::Host))
+        .then(Vec::new);
         let mut live = LiveCapture {
+            pod_cidrs,
+            routed_pod_cidrs,
             bpf,
             ring,
             flows,
@@ -626,7 +653,7 @@ impl LiveCapture {
             ifaces,
             filter_cidrs,
             filter_ports,
-            flags: if cfg.all_events { CFG_ALL_EVENTS } else { 0 },
+            flags: if cfg.all_events { CFG_ALL_EVENTS } else { 0 } | protocol_flags(cfg.protocols),
             cfg,
             interval_gen: 1,
             barrier: true,
@@ -648,6 +675,7 @@ impl LiveCapture {
         }
         live.write_config()?;
         live.attach_new(true)?;
+        live.refresh_pod_cidrs()?;
         Ok(live)
     }
 
@@ -730,6 +758,39 @@ impl LiveCapture {
             ));
         };
         Ok(resolve_selectors(f, r.as_ref()))
+    }
+
+    /// Reads the pod networks from the routes onto the attached pod interfaces and their
+    /// bridges ([`crate::routes`]) and updates the kernel's `pod_cidrs` when they changed; a
+    /// no-op when `--pod-cidr` was given or no host interface is captured.
+    fn refresh_pod_cidrs(&mut self) -> Result<(), LiveError> {
+        let Some(current) = &self.routed_pod_cidrs else { return Ok(()) };
+        let pods: Vec<String> =
+            self.attached.iter().filter(|a| a.role == Role::Pod).map(|a| a.name.clone()).collect();
+        let now = crate::routes::read_pod_networks(&pods);
+        if &now == current {
+            return Ok(());
+        }
+        let err = |e: aya::maps::MapError| classify("updating the pod networks", &chain(&e));
+        // Add before removing: a network that stays is never missing.
+        for c in now.iter().filter(|c| !current.contains(c)) {
+            self.pod_cidrs.insert(&c.lpm_key(), 1, 0).map_err(err)?;
+        }
+        for c in current.iter().filter(|c| !now.contains(c)) {
+            let _ = self.pod_cidrs.remove(&c.lpm_key());
+        }
+        let shown: Vec<String> = now.iter().map(|c| format!("{}/{}", c.addr, c.prefix)).collect();
+        if shown.is_empty() && !pods.is_empty() {
+            tracing::warn!(
+                pod_interfaces = pods.len(),
+                "No route onto the pod interfaces or their bridge: pod traffic seen on a host \
+                 interface before its pod sends may be counted twice. Give --pod-cidr."
+            );
+        } else {
+            tracing::info!(pod_networks = ?shown, "Pod networks read from the routes.");
+        }
+        self.routed_pod_cidrs = Some(now);
+        Ok(())
     }
 
     /// Re-resolves the pod selectors; re-applies the filter when their addresses changed.
@@ -831,7 +892,7 @@ impl LiveCapture {
         let egress = links.pop();
         let ingress = links.pop();
         if let (Some(i), Some(e)) = (ingress, egress) {
-            self.attached.push(Attached { name: name.to_string(), ifindex, links: [i, e] });
+            self.attached.push(Attached { name: name.to_string(), ifindex, role, links: [i, e] });
         }
         Ok(())
     }
@@ -1086,6 +1147,9 @@ impl LiveCapture {
                 }
                 if let Err(e) = self.refresh_selectors() {
                     tracing::warn!(error = %e, "Pod selectors not refreshed.");
+                }
+                if let Err(e) = self.refresh_pod_cidrs() {
+                    tracing::warn!(error = %e, "Pod networks not refreshed.");
                 }
                 next_scan = now + Duration::from_secs(5);
             }

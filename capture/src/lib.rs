@@ -6,6 +6,8 @@
 //! - [`tracker`]: the connection tracker (TCP state, UDP/ICMP pseudo-connections, ICMP errors,
 //!   timeouts, interim rows, a bounded table).
 //! - [`dns`]: DNS transactions and the time-aware IP → resolved-name index.
+//! - `routes` (with `ebpf`): the node's pod networks, read from its routes.
+//! - [`protocols`]: the protocol switches (which traffic becomes records).
 //! - [`stats`]: what was read, made and skipped, and why.
 //! - [`pipeline`]: source → decoder → tracker → Arrow batches → a [`pipeline::BatchSink`].
 pub mod decode;
@@ -17,6 +19,9 @@ pub mod frag;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod pipeline;
+pub mod protocols;
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub mod routes;
 pub mod source;
 pub mod stats;
 pub mod tracker;

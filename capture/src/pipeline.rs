@@ -1,5 +1,6 @@
 //! The capture pipeline: frames → [`Decoder`] → [`Tracker`] → Arrow batches → a [`BatchSink`].
 use crate::decode::{Decoder, Skip};
+use crate::protocols::Protocols;
 use crate::source::Frame;
 use crate::stats::{CaptureStats, KernelCounters};
 use crate::tracker::{FlowCounts, Tracker, TrackerConfig};
@@ -89,6 +90,8 @@ pub struct Pipeline<S> {
     /// kernel counters then).
     collect_finished: bool,
     finished: Vec<FlowRef>,
+    /// The protocol switches: packets of the others are counted as filtered.
+    protocols: Protocols,
 }
 
 /// A TCP or UDP flow: protocol number and both ends.
@@ -97,7 +100,9 @@ pub type FlowRef = (u8, (IpAddr, u16), (IpAddr, u16));
 impl<S: BatchSink> Pipeline<S> {
     /// A pipeline writing to `sink`.
     pub fn new(config: PipelineConfig, sink: S) -> Self {
+        let protocols = config.tracker.protocols;
         Pipeline {
+            protocols,
             decoder: Decoder::new(),
             tracker: Tracker::new(config.tracker),
             conns: ConnectionsBuilder::with_capacity(config.batch_rows.clamp(1, 64 * 1024)),
@@ -164,6 +169,11 @@ impl<S: BatchSink> Pipeline<S> {
         self.note_time(ts_ns);
         self.stats.frames += packets;
         self.stats.frame_bytes += from[0].bytes + from[1].bytes;
+        if !self.protocols.keeps(proto, a.1, b.1) {
+            // The kernel drops these before counting; a switch changed under it, say.
+            self.stats.filtered += packets;
+            return;
+        }
         self.stats.frames_tracked += packets;
         self.tracker.on_counts(ts_ns, proto, a, b, from);
     }
@@ -242,7 +252,13 @@ impl<S: BatchSink> Pipeline<S> {
             skipped,
             connections_evicted: t.stats.evicted - base.tracker.evicted,
             dns_parse_errors: t.dns.parse_errors - base.dns_parse_errors,
-            kernel: now.kernel.since(&base.kernel).columns(),
+            kernel: {
+                // Filtered in user space (the protocol switches on a capture file) or in the
+                // kernel: one column.
+                let mut k = now.kernel.since(&base.kernel);
+                k.filtered += now.filtered - base.filtered;
+                k.columns()
+            },
         };
         self.capture_stats.append(&rec);
         let mut base = self.stats.clone();
@@ -258,7 +274,10 @@ impl<S: BatchSink> Pipeline<S> {
         self.stats.frame_bytes += frame.data.len() as u64;
         match self.decoder.decode(frame.link, frame.data, frame.ts_ns) {
             Ok(pkt) => {
-                if self.tracker.on_packet(frame.ts_ns, &pkt) {
+                let (sport, dport) = pkt.ports();
+                if !self.protocols.keeps(pkt.transport.ip_protocol(), sport, dport) {
+                    self.stats.filtered += u64::from(pkt.packets);
+                } else if self.tracker.on_packet(frame.ts_ns, &pkt) {
                     self.stats.frames_tracked += u64::from(pkt.packets);
                 } else {
                     *self.stats.skipped.entry(Skip::UnreadableIcmpQuote).or_default() += 1;

@@ -16,6 +16,9 @@ pub struct CaptureStats {
     pub frames_tracked: u64,
     /// Frames that did not, by reason.
     pub skipped: BTreeMap<Skip, u64>,
+    /// Packets of protocols switched off (`--protocols`), dropped in user space. (The kernel's
+    /// are in [`KernelCounters::filtered`].)
+    pub filtered: u64,
     /// Tracker counters.
     pub tracker: TrackerStats,
     /// Final connection rows by outcome.
@@ -138,6 +141,13 @@ impl fmt::Display for CaptureStats {
                     k.packets_lost, k.events_lost, k.flows_evicted, k.dirty_lost
                 )?;
             }
+        }
+        if self.filtered > 0 {
+            writeln!(
+                f,
+                "filtered out        {:>12}  protocols switched off (--protocols)",
+                self.filtered
+            )?;
         }
         if self.skipped.is_empty() {
             writeln!(f, "skipped             {:>12}", 0)?;

@@ -22,6 +22,7 @@
 //!   sixteenth is finished early and counted as evicted.
 use crate::decode::{Packet, Segment, Transport};
 use crate::dns::{Carrier, DnsConfig, DnsTracker};
+use crate::protocols::Protocols;
 use etherparse::LaxIpSlice;
 use hashbrown::HashMap;
 use podwire_schemas::EndpointMeta;
@@ -53,6 +54,9 @@ pub struct TrackerConfig {
     pub max_connections: usize,
     /// Emit one `packets` row per packet.
     pub packets_table: bool,
+    /// Which traffic becomes records (the pipeline drops the rest before the tracker; with
+    /// `dns` off, port-53 payloads are not parsed).
+    pub protocols: Protocols,
     /// DNS tracking settings.
     pub dns: DnsConfig,
 }
@@ -69,6 +73,7 @@ impl Default for TrackerConfig {
             active_timeout_ns: 60 * NS,
             max_connections: 500_000,
             packets_table: false,
+            protocols: Protocols::ALL,
             dns: DnsConfig::default(),
         }
     }
@@ -632,7 +637,7 @@ impl Tracker {
             });
         }
 
-        if sport == 53 || dport == 53 {
+        if (sport == 53 || dport == 53) && self.config.protocols.dns {
             let (payload, tcp) = match pkt.transport {
                 Transport::Tcp { payload, .. } => (payload, true),
                 Transport::Udp { payload, .. } => (payload, false),

@@ -154,9 +154,11 @@ def check_args(args):
 
 def parsed_strings(parsed, field):
     """The quoted strings of a Vec field in the parsed command's Debug print."""
+    if re.search(rf"\b{field}: \[\]", parsed):
+        return []
     m = re.search(rf"\b{field}: \[(.*?)\n\s*\]", parsed, re.S)
     if not m:
-        return [] if re.search(rf"\b{field}: \[\]", parsed) else None
+        return None
     return re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
 
 
@@ -250,7 +252,8 @@ def test_a_missing_required_value_fails_with_its_name(values, message):
     [
         ({"retention": {"hours": 72}}, "/retention/hours"),
         ({"capture": {"excludedNamespaces": ["Kube_System"]}}, "/capture/excludedNamespaces"),
-        ({"capture": {"protocols": ["tcp", "dns"]}}, "/capture/protocols"),
+        ({"capture": {"protocols": ["packets"]}}, "/capture/protocols"),
+        ({"capture": {"protocols": ["tcp", "http"]}}, "/capture/protocols"),
         ({"capture": {"labelSelector": "app in (web)"}}, "/capture/labelSelector"),
         ({"kafka": {"options": {"sasl.password": "x"}}}, "'sasl.password'"),
         ({"agent": {"privilege": True}}, "/agent"),
@@ -427,6 +430,8 @@ def test_targeting_and_protocol_values_reach_the_agent_as_its_flags():
     assert parsed_strings(parsed, "pod_interface") == capture["podInterfaces"]
     assert parsed_strings(parsed, "host_interface") == capture["hostInterfaces"]
     assert "packets: true" in parsed, "protocols: packets turns the packets table on"
+    switches = [p for p in capture["protocols"] if p != "packets"]
+    assert parsed_block(parsed, "protocols").split() == [p.capitalize() + "," for p in switches]
     for field, cidrs in (
         ("pod_cidr", capture["podCIDR"].split(",")),
         ("only_cidr", capture["cidrs"]),
@@ -443,6 +448,7 @@ def test_targeting_and_protocol_values_reach_the_agent_as_its_flags():
     (agent,) = objects_of(None, "DaemonSet")
     parsed = check_args(expand_references(containers(agent)[0]))
     assert "packets: false" in parsed
+    assert parsed_block(parsed, "protocols").split() == ["Tcp,", "Udp,", "Dns,", "Icmp,"]
     for field in ("only_namespace", "only_label", "only_workload", "only_pod_regex",
                   "exclude_namespace", "pod_cidr"):
         assert parsed_strings(parsed, field) == [], field

@@ -79,15 +79,18 @@ def scene(tmp_path_factory):
     return out
 
 
-def run_scene(out, *live_flags):
+def run_scene(out, *live_flags, pcap_flags=()):
+    """The scene, captured live with `live_flags` and from tcpdump's file with `pcap_flags`.
+    Without --pod-cidr in `live_flags`, the agent reads the pod network from the routes."""
     live = (f"{BIN} standalone --pod-interface 'veth-*' --host-interface ext0 "
-            f"--pod-cidr 10.244.1.0/24 --inventory {out}/inventory-live.json "
+            f"--inventory {out}/inventory-live.json "
             f"--store {out}/live --node node-a --flush-interval 1s " + " ".join(live_flags))
     env = {**os.environ, "PWSCENE_OUT": str(out), "PWSCENE_LIVE": live}
     r = subprocess.run(["bash", SCENE], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, f"make-scene.sh failed:\n{r.stdout}\n{r.stderr}"
     r = subprocess.run([BIN, "standalone", "--pcap", f"{out}/scene.pcap", "--inventory",
-                        f"{out}/inventory-live.json", "--store", f"{out}/pcap", "--node", "node-a"],
+                        f"{out}/inventory-live.json", "--store", f"{out}/pcap", "--node", "node-a",
+                        *pcap_flags],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -105,6 +108,30 @@ def test_live_rows_equal_the_pcap_path_on_the_same_traffic(scene):
     named = [r for r in live if r[3] == "10.244.1.10" and r[4] == 8080]
     assert named and all(r[18].startswith(("frontend-", "report-")) and r[19].startswith("web-")
                          for r in named), named
+    # The pod network came from the routes (br0's 10.244.1.0/24), as no --pod-cidr was given.
+    log = open(f"{scene}/live.log").read()
+    assert "Pod networks read from the routes" in log and "10.244.1.0/24" in log, log[-3000:]
+
+
+def test_protocol_switches_in_the_kernel(tmp_path):
+    """--protocols tcp,dns: UDP echo, the closed UDP port and ICMP are dropped in the kernel and
+    counted as filtered, exactly the packets tcpdump saw of them; the rest equals the pcap path
+    with the same switches."""
+    require_tools()
+    run_scene(tmp_path, "--protocols", "tcp,dns", "--pod-cidr", "10.244.1.0/24",
+              pcap_flags=["--protocols", "tcp,dns"])
+    live = duckdb.sql(CONN_SQL.format(f"{tmp_path}/live")).fetchall()
+    pcap = duckdb.sql(CONN_SQL.format(f"{tmp_path}/pcap")).fetchall()
+    assert len(pcap) >= 10 and live == pcap, f"live {live}\npcap {pcap}"
+    assert {r[0] for r in live} == {"tcp", "udp"} and all(
+        r[0] == "tcp" or 53 in (r[2], r[4]) for r in live), live
+    off = int(subprocess.run(["tcpdump", "-nr", f"{tmp_path}/scene.pcap",
+                              "(ip or ip6) and not tcp and not port 53"],
+                             capture_output=True, text=True).stdout.count("\n"))
+    stats = f"read_parquet('{{}}/capture_stats/*/*/*.parquet')"
+    filtered_live = duckdb.sql(f"select sum(packets_filtered) from {stats.format(tmp_path / 'live')}").fetchall()[0][0]
+    filtered_pcap = duckdb.sql(f"select sum(packets_filtered) from {stats.format(tmp_path / 'pcap')}").fetchall()[0][0]
+    assert off >= 4 and filtered_live == off == filtered_pcap, (filtered_live, off, filtered_pcap)
 
 
 def test_live_counts_equal_tshark(scene):

@@ -138,3 +138,55 @@ def test_shared_capture_row_counts(tmp_path, name):
     assert cs[0] == read and cs[1] == skipped and cs[2] == read - skipped, (cs, out.stderr)
     assert cs[3] == num("  not_ip"), (cs, out.stderr)
     assert cs[4] >= 1 and cs[5] == 1
+
+
+# Each switch set against tshark's count of the frames it leaves out; what stays is the full
+# run's rows of the protocols kept, unchanged.
+SWITCHES = {
+    "tcp,dns": "(udp && !(udp.port==53)) || icmp || icmpv6",
+    "udp,icmp": "tcp || udp.port==53",
+    "tcp": "udp || icmp || icmpv6",
+}
+
+
+@pytest.mark.parametrize("switches", sorted(SWITCHES))
+@pytest.mark.parametrize("name", ["1kxun.pcap", "wireshark_samples-test.pcapng"])
+def test_protocol_switches_leave_out_exactly_the_traffic_switched_off(tmp_path, name, switches):
+    pcap = os.path.join(PCAPS, name)
+    full = run("standalone", "--pcap", pcap, "--store", str(tmp_path / "full"))
+    part = run("standalone", "--pcap", pcap, "--store", str(tmp_path / "part"), "--protocols", switches)
+    assert full.returncode == 0 and part.returncode == 0, full.stderr + part.stderr
+    ref = subprocess.run(["tshark", "-r", pcap, "-Y", SWITCHES[switches]], capture_output=True,
+                         text=True, check=True).stdout.count("\n")
+    stats = lambda s: q(str(tmp_path / s), f"""SELECT sum(packets), sum(packets_filtered),
+        sum(packets_tracked) FROM read_parquet('{tmp_path / s}/capture_stats/**/*.parquet')""")[0]
+    packets, filtered, tracked = stats("part")
+    assert filtered == ref and ref > 0, (switches, filtered, ref)
+    assert packets == stats("full")[0] and tracked == stats("full")[2] - filtered
+    on = switches.split(",")
+    keep = []
+    if "tcp" in on:
+        keep.append("(protocol = 'tcp' AND 53 NOT IN (src_port, dst_port))")
+    if "udp" in on:
+        keep.append("(protocol = 'udp' AND 53 NOT IN (src_port, dst_port))")
+    if "dns" in on:
+        keep.append("(protocol IN ('tcp', 'udp') AND 53 IN (src_port, dst_port))")
+    if "icmp" in on:
+        keep.append("protocol = 'icmp'")
+    # Per connection: an ICMP error can add a row to one (interim or final), so rows are summed.
+    cols = """conn_id, protocol, src_ip, src_port, dst_ip, dst_port, sum(src_packets),
+              sum(dst_packets), sum(src_bytes), sum(dst_bytes), count(*) FILTER (WHERE is_final)"""
+    where, having = f"({' OR '.join(keep)})", "true"
+    if "icmp" in on:
+        cols += ", max(outcome) FILTER (WHERE is_final)"
+    else:
+        # Without ICMP, an unreachable error no longer sets the outcome, and the connections
+        # only an ICMP error made (no packets of their own) are not made.
+        having = "sum(src_packets + dst_packets) > 0"
+        assert q(str(tmp_path / "part"), "SELECT sum(icmp_errors) FROM CONNS") == [(0,)]
+    sql = f"SELECT {cols} FROM CONNS WHERE {where} GROUP BY ALL HAVING {having} ORDER BY ALL"
+    want = q(str(tmp_path / "full"), sql)
+    got = q(str(tmp_path / "part"), sql)
+    assert got == want and got, (switches, len(got), len(want))
+    dns_rows = lambda s: q(str(tmp_path / s), "SELECT count(*) FROM DNS")[0][0] if os.path.isdir(tmp_path / s / "dns") else 0
+    assert dns_rows("part") == (dns_rows("full") if "dns" in on else 0)

@@ -83,6 +83,50 @@ pub(crate) enum Command {
     /// store; offsets are committed only once the files are durable.
     #[command(after_help = INGEST_HELP)]
     Ingest(IngestArgs),
+    /// Delete the hourly partitions older than the time kept (what `ingest --retention` does
+    /// every hour), or list them with --dry-run.
+    #[command(after_help = EXPIRE_HELP)]
+    Expire(ExpireArgs),
+}
+
+const EXPIRE_HELP: &str = "\
+A partition (STORE/<table>/date=…/hour=…/) goes once its whole hour is older than --keep, so a
+query over the kept window never finds part of an hour missing. Nothing else in the store is
+touched: not the ingest ledger (_ingest/), not hidden files (writes in progress), not files that
+are not in a partition folder. Folders and s3:// buckets alike.
+
+Examples:
+  podwire expire --store /data/store --keep 14d --dry-run   # what would go
+  podwire expire --store s3://flows/podwire --keep 336h
+  podwire ingest --kafka kafka:9092 --store /data/store --retention 14d   # the same, hourly";
+
+#[derive(Debug, Args)]
+pub(crate) struct ExpireArgs {
+    /// The store: a folder or `s3://bucket/prefix` (settings from the AWS_* environment
+    /// variables, as for `ingest`).
+    #[arg(long, env = "PODWIRE_STORE")]
+    pub(crate) store: String,
+    /// How much history to keep, e.g. 14d, 336h (at least 1h).
+    #[arg(long, env = "PODWIRE_RETENTION", value_parser = parse_retention)]
+    pub(crate) keep: Duration,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Tables to expire (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(crate) tables: Vec<TableArg>,
+}
+
+/// A retention period: a duration of at least an hour (less would delete the hour being
+/// written).
+pub(crate) fn parse_retention(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (e.g. 14d, 336h)"))?;
+    if d < Duration::from_secs(3600) {
+        return Err(format!(
+            "`{s}` is less than an hour: the store is kept by the hour (e.g. 14d, 336h)"
+        ));
+    }
+    Ok(d)
 }
 
 const CAPTURE_HELP: &str = "\
@@ -119,7 +163,8 @@ AWS_SESSION_TOKEN, AWS_REGION; AWS_ENDPOINT for MinIO/Ceph/…, AWS_ALLOW_HTTP=t
 Examples:
   podwire ingest --kafka kafka:9092 --store /data/store --inventory pods.json
   AWS_REGION=eu-west-1 podwire ingest --kafka kafka:9092 --store s3://flows/podwire --kube
-  podwire ingest --kafka kafka:9092 --store /data/store --metrics-listen 0.0.0.0:9464 --roll-age 10s";
+  podwire ingest --kafka kafka:9092 --store /data/store --metrics-listen 0.0.0.0:9464 --roll-age 10s
+  podwire ingest --kafka kafka:9092 --store /data/store --retention 14d   # delete older hours, hourly";
 
 #[derive(Debug, Args)]
 pub(crate) struct CaptureArgs {
@@ -208,6 +253,10 @@ pub(crate) struct IngestArgs {
     /// Serve /metrics (Prometheus) and /healthz here; port 0 picks a free one.
     #[arg(long, env = "PODWIRE_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+    /// Keep this much history (e.g. 14d): every hour, delete the partitions older than that
+    /// (as `podwire expire --keep`). Default: keep everything.
+    #[arg(long, env = "PODWIRE_RETENTION", value_parser = parse_retention)]
+    pub(crate) retention: Option<Duration>,
 }
 
 const SERVE_HELP: &str = "\

@@ -69,6 +69,21 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let retention = match args.retention {
+        Some(keep) => {
+            tracing::info!(keep = %humantime::format_duration(keep), "Retention on: older hours are deleted hourly.");
+            Some(
+                crate::expire::spawn_hourly(
+                    location.clone(),
+                    keep,
+                    Arc::clone(&metrics),
+                    Arc::clone(&stop),
+                )
+                .context("cannot start the retention thread")?,
+            )
+        }
+        None => None,
+    };
     let s = Arc::clone(&stop);
     runtime.spawn(async move {
         crate::serve::shutdown_signal().await;
@@ -76,7 +91,12 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
         s.store(true, Relaxed);
     });
     tracing::info!(brokers = %k.brokers, group = %args.group, store = %location, "Ingesting.");
-    let stats = Ingest::new(&config, &enricher, &metrics, &stop)?.run()?;
+    let result = Ingest::new(&config, &enricher, &metrics, &stop).and_then(|i| i.run());
+    stop.store(true, Relaxed);
+    if let Some(t) = retention {
+        let _ = t.join();
+    }
+    let stats = result?;
     tracing::info!(
         messages = stats.messages,
         dead_letters = stats.dead_letters,

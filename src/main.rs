@@ -7,6 +7,7 @@ mod capture;
 mod cli;
 #[cfg(feature = "query")]
 mod demo;
+mod expire;
 mod ingest;
 mod kafka;
 mod live;
@@ -49,6 +50,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Serve(args) => serve::run(&args),
         cli::Command::Capture(args) => capture::run(&args),
         cli::Command::Ingest(args) => ingest::run(&args),
+        cli::Command::Expire(args) => expire::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

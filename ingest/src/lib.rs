@@ -6,6 +6,7 @@
 //! - [`store`]: the Parquet store: Hive-partitioned by date and hour, ZSTD, sorted by time,
 //!   files written to a temporary name, fsynced and renamed (or uploaded whole to a bucket).
 //! - [`writer`]: offset-range segments to the store, for both transports (Kafka, in-process).
+//! - [`retention`]: deletes the hourly partitions older than the time kept.
 //! - [`location`]: a store's root, a local folder or an S3-compatible `s3://bucket/prefix`.
 pub mod enrich;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod kafka;
 pub mod kube_watch;
 pub mod location;
 pub mod metrics;
+pub mod retention;
 pub mod segment;
 pub mod store;
 pub mod writer;

@@ -170,6 +170,40 @@ impl Bucket {
             .map_err(|e| self.error(relative, &e))
     }
 
+    /// The objects under the folder `relative` (recursively): their keys relative to the
+    /// store's root, and sizes.
+    ///
+    /// # Errors
+    /// [`Error::ObjectStore`] when the listing failed.
+    pub fn list(&self, relative: &str) -> Result<Vec<(String, u64)>> {
+        use futures::TryStreamExt as _;
+        let key = self.key(relative);
+        let listed: std::result::Result<Vec<_>, _> =
+            self.runtime.block_on(self.store.list(Some(&key)).try_collect());
+        let skip = self.prefix.parts().count();
+        Ok(listed
+            .map_err(|e| self.error(relative, &e))?
+            .into_iter()
+            .map(|m| {
+                let rel: Vec<String> =
+                    m.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
+                (rel.join("/"), m.size)
+            })
+            .collect())
+    }
+
+    /// Deletes `relative` (an object that is already gone is not an error).
+    ///
+    /// # Errors
+    /// [`Error::ObjectStore`] when the delete failed.
+    pub fn delete(&self, relative: &str) -> Result<()> {
+        let key = self.key(relative);
+        match self.runtime.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(relative, &e)),
+        }
+    }
+
     /// Reads `relative`; `None` when it does not exist.
     ///
     /// # Errors

@@ -56,6 +56,9 @@ pub struct IngestMetrics {
     producer_dropped: Family<NodeLabel, Gauge>,
     buffered: Gauge,
     freshness: Gauge<f64, AtomicU64>,
+    expired_partitions: Counter,
+    expired_bytes: Counter,
+    retention_errors: Counter,
 }
 
 impl Default for IngestMetrics {
@@ -104,7 +107,24 @@ impl IngestMetrics {
             "At the last commit: now minus the newest event time committed",
             freshness.clone(),
         );
+        let expired_partitions = Counter::default();
+        r.register(
+            "expired_partitions",
+            "Hourly partitions deleted by retention (--retention)",
+            expired_partitions.clone(),
+        );
+        let expired_bytes = Counter::default();
+        r.register("expired_bytes", "Bytes deleted by retention", expired_bytes.clone());
+        let retention_errors = Counter::default();
+        r.register(
+            "retention_errors",
+            "Retention runs that failed (the next run retries)",
+            retention_errors.clone(),
+        );
         IngestMetrics {
+            expired_partitions,
+            expired_bytes,
+            retention_errors,
             registry: r,
             messages,
             rows,
@@ -181,6 +201,17 @@ impl IngestMetrics {
         self.producer_dropped
             .get_or_create(&NodeLabel { node: node.to_owned() })
             .set(i64::try_from(rows).unwrap_or(i64::MAX));
+    }
+
+    /// What a retention run deleted.
+    pub fn expired(&self, partitions: u64, bytes: u64) {
+        self.expired_partitions.inc_by(partitions);
+        self.expired_bytes.inc_by(bytes);
+    }
+
+    /// A retention run that failed.
+    pub fn retention_error(&self) {
+        self.retention_errors.inc();
     }
 
     /// Rows in open segments.

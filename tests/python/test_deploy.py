@@ -250,7 +250,7 @@ def test_a_missing_required_value_fails_with_its_name(values, message):
 @pytest.mark.parametrize(
     "values, path",
     [
-        ({"retention": {"hours": 72}}, "/retention/hours"),
+        ({"retention": {"hours": -1}}, "/retention/hours"),
         ({"capture": {"excludedNamespaces": ["Kube_System"]}}, "/capture/excludedNamespaces"),
         ({"capture": {"protocols": ["packets"]}}, "/capture/protocols"),
         ({"capture": {"protocols": ["tcp", "http"]}}, "/capture/protocols"),
@@ -631,3 +631,16 @@ def test_dockerfile_builds_what_the_readme_builds():
     assert re.search(r"^USER 65532", runtime, re.M)
     with open(os.path.join(ROOT, ".dockerignore")) as f:
         assert "target/" in f.read().split()
+
+
+def test_retention_reaches_ingest_as_its_flag():
+    """retention.hours becomes ingest's --retention (parsed by podwire); 0 passes nothing."""
+    s3 = os.path.join(CHART, "ci", "s3-values.yaml")
+    hours = merged_values(s3)["retention"]["hours"]
+    assert hours > 0
+    for values_file, want in ((s3, rf"retention: Some\(\s*{hours * 3600}s,\s*\)"),
+                              (None, r"retention: None")):
+        (ingest,) = [o for o in objects_of(values_file, "Deployment")
+                     if o["metadata"]["name"].endswith("-ingest")]
+        parsed = check_args(expand_references(containers(ingest)[0]))
+        assert re.search(want, parsed), parsed

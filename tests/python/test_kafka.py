@@ -541,3 +541,25 @@ def test_broker_restart_during_live_capture(s3, tmp_path):
         assert not odd, (len(odd), odd[:10])
     finally:
         b.stop()
+
+
+def test_ingest_applies_retention_at_start_and_counts_it(broker, tmp_path):
+    """`ingest --retention`: the hours older than the time kept go at start (then hourly), and
+    the metrics say how many; the hours inside the window stay."""
+    import datetime as dt
+    gen = os.path.join(os.path.dirname(BIN), "gen_store")
+    assert os.path.exists(gen), f"cargo build -p podwire-benchmarks --bin gen_store: {gen}"
+    store = tmp_path / "store"
+    r = subprocess.run([gen, "--rows", "5000", "--days", "2", "--out", str(store)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    day2 = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+    keep = f"{int((dt.datetime.now(dt.timezone.utc) - day2).total_seconds())}s"
+    ing = Ingest(broker, store, "gret", f"ret{random.randrange(1 << 30)}.", "--retention", keep)
+    wait_for(lambda: ing.metric("podwire_ingest_expired_partitions") == 24, timeout=30,
+             what="the first day's 24 hours expired")
+    assert ing.metric("podwire_ingest_expired_bytes") > 0
+    assert ing.metric("podwire_ingest_retention_errors") == 0
+    ing.stop()
+    assert not (store / "connections" / "date=2026-11-01").exists()
+    assert len(os.listdir(store / "connections" / "date=2026-11-02")) == 24

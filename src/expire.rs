@@ -1,0 +1,91 @@
+//! `podwire expire`, and the hourly retention run of `podwire ingest --retention`.
+use crate::cli::ExpireArgs;
+use podwire_ingest::location::Location;
+use podwire_ingest::metrics::IngestMetrics;
+use podwire_ingest::retention::{Expired, expire};
+use podwire_schemas::Table;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(crate) fn run(args: &ExpireArgs) -> anyhow::Result<()> {
+    let location = Location::parse(&args.store)?;
+    let tables = tables(&args.tables);
+    let cutoff = cutoff(args.keep);
+    let done = expire(&location, &tables, cutoff, args.dry_run)?;
+    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    if args.dry_run {
+        for p in &done.partitions {
+            println!("{p}");
+        }
+    }
+    tracing::info!(
+        store = %location,
+        partitions = done.partitions.len(),
+        files = done.files,
+        bytes = done.bytes,
+        dry_run = args.dry_run,
+        "Expired the partitions older than the time kept."
+    );
+    if !crate::standalone::quiet_logs() {
+        eprintln!(
+            "{verb} {} partitions ({} files, {} bytes) that ended before {}",
+            done.partitions.len(),
+            done.files,
+            done.bytes,
+            humantime::format_rfc3339_seconds(
+                UNIX_EPOCH + Duration::from_secs(u64::try_from(cutoff).unwrap_or(0))
+            )
+        );
+    }
+    Ok(())
+}
+
+fn tables(args: &[crate::cli::TableArg]) -> Vec<Table> {
+    if args.is_empty() { Table::ALL.to_vec() } else { args.iter().map(|t| t.table()).collect() }
+}
+
+/// Seconds since the epoch before which whole hours go.
+fn cutoff(keep: Duration) -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i64::try_from(now.saturating_sub(keep.as_secs())).unwrap_or(0)
+}
+
+/// How often `ingest --retention` runs.
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs retention at once and then hourly on a thread of its own, until `stop`. A failed run
+/// (the bucket unreachable, say) is logged and counted, and the next one retries.
+pub(crate) fn spawn_hourly(
+    location: Location,
+    keep: Duration,
+    metrics: Arc<IngestMetrics>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("retention".into()).spawn(move || {
+        while !stop.load(Relaxed) {
+            match expire(&location, &Table::ALL, cutoff(keep), false) {
+                Ok(Expired { partitions, files, bytes }) => {
+                    metrics.expired(partitions.len() as u64, bytes);
+                    if !partitions.is_empty() {
+                        tracing::info!(
+                            partitions = partitions.len(),
+                            first = %partitions[0],
+                            files,
+                            bytes,
+                            "Retention: deleted the partitions older than the time kept."
+                        );
+                    }
+                }
+                Err(e) => {
+                    metrics.retention_error();
+                    tracing::warn!(error = %e, "Retention run failed; the next run (in an hour) retries.");
+                }
+            }
+            let until = std::time::Instant::now() + EVERY;
+            while !stop.load(Relaxed) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    })
+}

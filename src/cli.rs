@@ -63,6 +63,12 @@ pub(crate) enum Command {
     #[command(after_help = MAP_HELP)]
     #[cfg(feature = "query")]
     Map(MapArgs),
+    /// Say why the connections a filter selects fail: refused, no answer, reset, unreachable,
+    /// a stale endpoint, failed DNS lookups, degraded, or ok; each verdict with its counts,
+    /// times, example connections and the KFL of its rows.
+    #[command(after_help = WHY_HELP)]
+    #[cfg(feature = "query")]
+    Why(WhyArgs),
     /// Print the SQL a KFL filter becomes (what `podwire query` runs).
     #[command(after_help = TRANSLATE_HELP)]
     #[cfg(feature = "query")]
@@ -366,6 +372,39 @@ pub(crate) struct StoreArgs {
     /// `s3://bucket/prefix` (settings from the AWS_* environment variables, as for `serve`).
     #[arg(long, env = "PODWIRE_STORE")]
     pub(crate) store: PathBuf,
+}
+
+const WHY_HELP: &str = "\
+Connections are grouped by client and server as the map draws them at workload level, with
+protocol and port; DNS lookups by client and name. Without --from/--to: the last hour of data.
+The verdicts and their rules are listed in query/service/src/why.rs; the JSON is the API's
+(GET /api/v1/why).
+
+Examples:
+  podwire why --store ./store 'dst.namespace == \"shop\"'
+  podwire why --store ./store --from -24h 'src.workload == \"frontend\" and dst.port == 5432'
+  podwire why --store ./store --format json '' | jq '.verdicts[] | select(.verdict != \"ok\")'";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum WhyFormat {
+    /// Sentences, with examples and the KFL of each finding.
+    Text,
+    /// The API's JSON.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WhyArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) window: WindowArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = WhyFormat::Text)]
+    pub(crate) format: WhyFormat,
+    /// The KFL filter; blank: every connection and lookup.
+    #[arg(default_value = "")]
+    pub(crate) query: String,
 }
 
 #[derive(Debug, Args)]

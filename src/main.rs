@@ -17,6 +17,8 @@ mod map;
 mod query;
 mod serve;
 mod standalone;
+#[cfg(feature = "query")]
+mod why;
 
 use clap::Parser;
 
@@ -42,6 +44,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Query(args) => query::run_query(&args),
         #[cfg(feature = "query")]
         cli::Command::Map(args) => map::run(&args),
+        #[cfg(feature = "query")]
+        cli::Command::Why(args) => why::run(&args),
         #[cfg(feature = "query")]
         cli::Command::Translate(args) => query::run_translate(&args),
         #[cfg(feature = "query")]

@@ -15,6 +15,8 @@
 //!   Arrow IPC, translate, fields, health, Prometheus metrics, OpenAPI.
 //! - [`map`]: the connectivity map (nodes and edges over a window) as one grouped query;
 //!   [`timeline`]: connections over time, the dashboard's histogram.
+//! - [`why`]: verdicts over a window (refused, no answer, reset, unreachable, stale endpoint,
+//!   failed lookups, degraded, ok), each with its evidence and the KFL of its rows.
 //! - [`web`]: the dashboard's page, embedded at build time (`build.rs` bundles `query/web/`).
 //! - [`error`]: [`Error`], which keeps user errors (a bad filter, rejected SQL) apart from
 //!   internal ones.
@@ -32,6 +34,7 @@ pub mod session;
 pub mod time;
 pub mod timeline;
 pub mod web;
+pub mod why;
 
 pub use error::{Error, Result};
 pub use output::Format;

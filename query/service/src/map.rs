@@ -243,8 +243,17 @@ pub(crate) fn connections_filter(
     store: &Store,
     request: &QueryRequest<'_>,
 ) -> Result<Option<sql::Expr>> {
+    table_filter(store, request, Table::Connections)
+}
+
+/// [`connections_filter`] for any table.
+pub(crate) fn table_filter(
+    store: &Store,
+    request: &QueryRequest<'_>,
+    table: Table,
+) -> Result<Option<sql::Expr>> {
     let translation = store.translate(request)?;
-    let Some(filter) = translation.filter(Table::Connections) else { return Ok(None) };
+    let Some(filter) = translation.filter(table) else { return Ok(None) };
     let mut filter = filter.cloned().unwrap_or_else(|| sql::Expr::value(sql::Value::Boolean(true)));
     if let Some(p) = prune::partition_predicate(translation.from_ms, translation.to_ms) {
         filter = and(p, filter);
@@ -309,7 +318,7 @@ pub async fn data_bounds(store: &Store) -> Result<(Option<i64>, Option<i64>)> {
 /// [`node_id`], once per group: grouping by the plain columns is cheaper than building an id
 /// string for every row (0.31 s -> 0.24 s for a day of the bench store at pod level).
 /// `__<side>_expanded__` stands for "this namespace is drawn at `level`".
-fn side_keys(side: Side, level: Level) -> Vec<(String, String)> {
+pub(crate) fn side_keys(side: Side, level: Level) -> Vec<(String, String)> {
     let c = |suffix: &str| side.column(suffix);
     let (ns, node) = (c("namespace"), c("node"));
     let ip = match side {
@@ -401,7 +410,7 @@ fn map_sql(level: Level) -> String {
 }
 
 /// The node id of one end from its grouping keys (see the table at the top).
-fn node_id(keys: &SideKeys, row: usize) -> String {
+pub(crate) fn node_id(keys: &SideKeys, row: usize) -> String {
     fn value(a: &Option<arrow::array::StringArray>, row: usize) -> &str {
         a.as_ref().filter(|a| !a.is_null(row)).map_or("", |a| a.value(row))
     }
@@ -432,7 +441,7 @@ fn node_id(keys: &SideKeys, row: usize) -> String {
 }
 
 /// The grouping-key columns of one side in a result batch (`None`: not grouped at this level).
-struct SideKeys {
+pub(crate) struct SideKeys {
     namespace: Option<arrow::array::StringArray>,
     workload: Option<arrow::array::StringArray>,
     pod: Option<arrow::array::StringArray>,
@@ -443,7 +452,7 @@ struct SideKeys {
 }
 
 impl SideKeys {
-    fn of(b: &RecordBatch, side: Side) -> Result<SideKeys> {
+    pub(crate) fn of(b: &RecordBatch, side: Side) -> Result<SideKeys> {
         let text = |what: &str| -> Result<Option<arrow::array::StringArray>> {
             b.column_by_name(&key(side, what))
                 .map(|c| Ok(cast(c, &DataType::Utf8)?.as_string::<i32>().clone()))
@@ -463,7 +472,7 @@ impl SideKeys {
 
 /// Addresses that are not on the internet: RFC 1918, CGNAT 100.64/10, loopback, link-local,
 /// IPv6 ULA (fc00::/7), link-local (fe80::/10) and loopback. Not an address: not private.
-fn is_private(ip: &str) -> bool {
+pub(crate) fn is_private(ip: &str) -> bool {
     match ip.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(a)) => {
             let [x, y, ..] = a.octets();
@@ -481,7 +490,7 @@ fn is_private(ip: &str) -> bool {
 }
 
 /// `ns IN ('a', 'b')` for the expanded namespaces of one side; TRUE when all are.
-fn expanded(side: Side, level: Level, expand: Option<&[String]>) -> sql::Expr {
+pub(crate) fn expanded(side: Side, level: Level, expand: Option<&[String]>) -> sql::Expr {
     let all = sql::Expr::value(sql::Value::Boolean(level != Level::Namespace));
     let Some(list) = expand else { return all };
     if level == Level::Namespace {
@@ -566,7 +575,7 @@ fn weight(e: &Edge) -> (u64, u64) {
 
 /// The `q` quantile of sorted `values`, interpolated linearly between the two nearest ranks
 /// (DuckDB's `quantile_cont`, numpy's default).
-fn percentile(values: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn percentile(values: &[f64], q: f64) -> Option<f64> {
     let last = values.len().checked_sub(1)?;
     let rank = q * last as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
@@ -660,7 +669,7 @@ fn read_rows(b: &RecordBatch, edges: &mut Edges) -> Result<()> {
     Ok(())
 }
 
-fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
+pub(crate) fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
     b.column_by_name(name)
         .ok_or_else(|| Error::Internal(format!("the map query returned no column `{name}`")))
 }
@@ -710,13 +719,13 @@ fn parts(id: &str) -> (&str, &str) {
 }
 
 /// A KFL string literal.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
 /// The prefix that keeps an edge's clause to the `connections` table (the map's rows): the
 /// namespace and address fields also match DNS transactions.
-const CONNECTIONS_ONLY: &str = "!dns and ";
+pub(crate) const CONNECTIONS_ONLY: &str = "!dns and ";
 
 /// KFL clauses selecting a node's rows as initiator or responder, or `None` for folded nodes.
 /// They are table-neutral: with `dns` they give the node's DNS transactions, with `!dns` its

@@ -43,15 +43,44 @@ function askToken(again) {
   return tokenPrompt;
 }
 
-/** fetch() with the token; on 401 asks for one and retries. Returns the Response (ok) or throws ApiError. */
-export async function apiFetch(path, opts = {}, attempt = 0) {
+// The server runs a few queries at once (`--max-concurrent-queries`, 4 by default) and answers
+// more with 503 BUSY and Retry-After. One view fires several requests together (map, timeline,
+// table, health), so the page keeps at most IN_FLIGHT of its own running, body included, and
+// waits and retries when the server is busy anyway (other tabs, other users).
+const IN_FLIGHT = 3;
+const BUSY_RETRIES = 6;
+let running = 0;
+const waiting = [];
+
+async function withSlot(fn) {
+  if (running >= IN_FLIGHT) await new Promise((resolve) => waiting.push(resolve));
+  running += 1;
+  try {
+    return await fn();
+  } finally {
+    running -= 1;
+    const next = waiting.shift();
+    if (next) next();
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** fetch() with the token; on 401 asks for one and retries; on 503 BUSY waits Retry-After and
+ * retries. Returns the Response (ok) or throws ApiError. */
+export async function apiFetch(path, opts = {}, attempt = 0, busy = 0) {
   const headers = { ...(opts.headers || {}) };
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
   const res = await fetch(path, { ...opts, headers });
   if (res.status === 401 && attempt < 3) {
     await askToken(attempt > 0 || !!token);
-    return apiFetch(path, opts, attempt + 1);
+    return apiFetch(path, opts, attempt + 1, busy);
+  }
+  if (res.status === 503 && res.headers.get('Retry-After') && busy < BUSY_RETRIES) {
+    const seconds = Math.min(Number(res.headers.get('Retry-After')) || 1, 5);
+    await sleep(seconds * 1000 * (0.5 + Math.random()));
+    return apiFetch(path, opts, attempt, busy + 1);
   }
   if (!res.ok) {
     let body = null;
@@ -63,13 +92,17 @@ export async function apiFetch(path, opts = {}, attempt = 0) {
 
 export async function getJson(path, params) {
   const qs = params ? '?' + new URLSearchParams(Object.entries(params).filter(([, v]) => v != null && v !== '')) : '';
-  const res = await apiFetch(path + qs, { signal: params && params.signal });
-  return parseJsonBig(await res.text());
+  return withSlot(async () => {
+    const res = await apiFetch(path + qs, { signal: params && params.signal });
+    return parseJsonBig(await res.text());
+  });
 }
 
 export async function postJson(path, body, signal) {
-  const res = await apiFetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal });
-  return parseJsonBig(await res.text());
+  return withSlot(async () => {
+    const res = await apiFetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body), signal });
+    return parseJsonBig(await res.text());
+  });
 }
 
 let offsetSupported = true;

@@ -7,6 +7,7 @@
 //! | `GET /api/v1/translate?query=…` | the SQL a filter becomes and the tables it reads |
 //! | `GET /api/v1/fields` | the KFL field catalog, aliases and helpers |
 //! | `GET /api/v1/map?query=…&level=…` | the connectivity map of a window ([`crate::map`]) |
+//! | `GET /api/v1/why?query=…&from=…&to=…` | verdicts with their evidence ([`crate::why`]) |
 //! | `GET /api/v1/timeline?query=…` | connections over time ([`crate::timeline`]) |
 //! | `GET /`, `GET /assets/…` | the dashboard ([`crate::web`]); no token needed: the page holds no data |
 //! | `GET /api/v1/openapi.json` | this API as OpenAPI 3.0 |
@@ -93,6 +94,7 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .route("/index.html", get(page))
         .route("/assets/{file}", get(asset))
         .route("/api/v1/map", get(map_endpoint))
+        .route("/api/v1/why", get(why_endpoint))
         .route("/api/v1/timeline", get(timeline_endpoint))
         .route("/api/v1/query", post(query))
         .route("/api/v1/sql", post(sql))
@@ -527,6 +529,31 @@ async fn map_endpoint(
         ApiError::from(crate::error::Error::Internal(format!("the map as JSON: {e}")))
     })?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The query string of `GET /api/v1/why`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhyParams {
+    #[serde(default)]
+    query: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn why_endpoint(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<WhyParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query_params(params)?;
+    let now_ms = time::now_ms();
+    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
+    let _slot = slot(&state)?;
+    let request = crate::why::WhyRequest {
+        query: QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms },
+    };
+    let why = crate::why::why(&state.store, &request).await?;
+    Ok(axum::Json(why).into_response())
 }
 
 /// The query string of `GET /api/v1/timeline`.

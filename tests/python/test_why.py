@@ -1,0 +1,194 @@
+"""`podwire why`: every verdict's numbers recomputed by DuckDB over the same Parquet, on the demo
+scene (real programs in network namespaces: a refused port, dropped SYNs, a mid-stream reset, an
+ICMP port unreachable, an NXDOMAIN) and on shared captures with no inventory (unnamed private
+addresses: stale endpoints; retransmissions: degraded); each verdict's KFL lists its rows; the
+API answers as the CLI does."""
+import ipaddress
+import json
+import os
+import subprocess
+
+import duckdb
+import pytest
+
+from podwire_bin import BIN, PCAPS, run
+
+WINDOW = ["--from", "1970-01-01", "--to", "2100-01-01"]
+# The outcomes each failure verdict stands for (query/service/src/why.rs).
+CLASSES = {"refused": ["refused"], "no_answer": ["no_answer", "aborted"], "reset": ["reset"],
+           "unreachable": ["unreachable"],
+           "stale_endpoint": ["refused", "no_answer", "aborted", "reset", "unreachable"]}
+BAD = CLASSES["stale_endpoint"]
+
+
+def why(store, kfl=""):
+    out = run("why", "--store", str(store), *WINDOW, "--format", "json", kfl)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def is_ip(s):
+    try:
+        ipaddress.ip_address(s)
+        return True
+    except ValueError:
+        return False
+
+
+def side_sql(side, node):
+    """The rows of one end of a map node id at workload level (the id rules of map.rs, again)."""
+    kind, rest = node.split(":", 1)
+    p = f"{side}_"
+    q = lambda s: "'" + s.replace("'", "''") + "'"
+    if kind in ("wl", "pod", "svc"):
+        ns, name = rest.split("/", 1)
+        return {
+            "wl": f"{p}namespace = {q(ns)} AND {p}pod <> '' AND {p}workload = {q(name)}",
+            "pod": f"{p}namespace = {q(ns)} AND {p}workload = '' AND {p}pod = {q(name)}",
+            "svc": f"{p}namespace = {q(ns)} AND {p}pod = '' AND {p}service = {q(name)}",
+        }[kind]
+    if kind == "ns":
+        return f"{p}namespace = {q(rest)} AND {p}pod = '' AND {p}service = ''"
+    if kind == "node":
+        return f"{p}namespace = '' AND {p}node = {q(rest)}"
+    outside = f"{p}namespace = '' AND {p}node = ''"
+    if side == "dst" and not is_ip(rest):
+        return f"{outside} AND dst_dns_name = {q(rest)}"
+    if side == "dst":
+        return f"{outside} AND dst_dns_name = '' AND dst_ip = {q(rest)}"
+    return f"{outside} AND src_ip = {q(rest)}"
+
+
+def duck(store, sql):
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW connections AS SELECT * FROM read_parquet('{store}/connections/**/*.parquet', hive_partitioning=true)")
+    if os.path.isdir(f"{store}/dns"):
+        con.execute(f"CREATE VIEW dns AS SELECT * FROM read_parquet('{store}/dns/**/*.parquet', hive_partitioning=true)")
+    return con.execute(sql).fetchall()
+
+
+def ms(col):
+    return f"(epoch_us({col}) // 1000)"
+
+
+def check_against_duckdb(store, report):
+    """Every number of every verdict, recomputed."""
+    seen_pairs = {}
+    for v in report["verdicts"]:
+        if v["verdict"] == "dns":
+            where = f"{side_sql('src', v['source'])} AND query_name = '{v['target']}'"
+            total, failed = duck(store, f"""SELECT count(*), count(*) FILTER (WHERE outcome = 'no_response'
+                                        OR rcode NOT IN ('NOERROR', '')) FROM dns WHERE {where}""")[0]
+            assert (v["total"], v["failed"]) == (total, failed) and failed > 0, v
+            continue
+        where = (f"({side_sql('src', v['source'])}) AND ({side_sql('dst', v['target'])}) "
+                 f"AND protocol = '{v['protocol']}' AND dst_port = {v['port']}")
+        total = duck(store, f"SELECT count(*) FROM connections WHERE is_final AND {where}")[0][0]
+        assert v["total"] == total, (v, total)
+        seen_pairs[(v["source"], v["target"], v["protocol"], v["port"])] = total
+        if v["verdict"] in CLASSES:
+            outs = ", ".join(f"'{o}'" for o in CLASSES[v["verdict"]])
+            failed, first, last = duck(store, f"""SELECT count(*), min({ms('start_ts')}), max({ms('end_ts')})
+                FROM connections WHERE is_final AND outcome IN ({outs}) AND {where}""")[0]
+            assert (v["failed"], v["first_ms"], v["last_ms"]) == (failed, first, last) and failed > 0, v
+        else:
+            bad = ", ".join(f"'{o}'" for o in BAD)
+            assert v["failed"] == 0 and duck(store, f"""SELECT count(*) FROM connections
+                WHERE is_final AND outcome IN ({bad}) AND {where}""")[0][0] == 0, v
+        ev = v["evidence"]
+        if v["verdict"] == "no_answer":
+            sent = duck(store, f"""SELECT sum(src_packets) FROM connections
+                                   WHERE outcome IN ('no_answer', 'aborted') AND {where}""")[0][0]
+            assert ev["packets_sent"] == sent, (v, sent)
+        if v["verdict"] == "reset":
+            by = dict(duck(store, f"""SELECT reset_by, count(*) FROM connections
+                                      WHERE is_final AND outcome = 'reset' AND {where} GROUP BY 1"""))
+            assert (ev["reset_by_src"], ev["reset_by_dst"]) == (by.get("src", 0), by.get("dst", 0)), v
+        if v["verdict"] == "unreachable":
+            t, c = duck(store, f"""SELECT max(icmp_type), max(icmp_code) FROM connections
+                                   WHERE is_final AND outcome = 'unreachable' AND {where}""")[0]
+            assert (ev["icmp_type"], ev["icmp_code"]) == (t, c), v
+        if v["verdict"] == "degraded" and "retransmits" in ev:
+            r, p = duck(store, f"""SELECT sum(src_retransmits + dst_retransmits),
+                                   sum(src_packets + dst_packets) FROM connections WHERE {where}""")[0]
+            assert (ev["retransmits"], ev["packets"]) == (r, p) and r > 0.02 * p, v
+        for e in v["examples"]:
+            got = duck(store, f"""SELECT sum(src_packets), sum(dst_packets), sum(src_bytes + dst_bytes)
+                                  FROM connections WHERE conn_id = {e['conn_id']}""")[0]
+            assert (e["src_packets"], e["dst_packets"], e["bytes"]) == got, (v["verdict"], e, got)
+    # Every connection is in one pair, and every pair was judged.
+    finals = duck(store, "SELECT count(*) FROM connections WHERE is_final")[0][0]
+    assert sum(seen_pairs.values()) == finals == report["connections"]
+
+
+def kfl_rows(store, kfl):
+    out = run("query", "--store", str(store), *WINDOW, "--format", "json", kfl)
+    assert out.returncode == 0, (kfl, out.stderr)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    store = tmp_path_factory.mktemp("why-demo")
+    out = run("demo", "--no-serve", "--store", str(store))
+    assert out.returncode == 0, out.stderr
+    return store
+
+
+def test_each_failure_of_the_demo_scene_gets_its_verdict(demo):
+    report = why(demo)
+    found = {(v["verdict"], v["target"], v["port"]) for v in report["verdicts"]}
+    for want in [("refused", "wl:shop/web", 8081), ("reset", "wl:shop/web", 9000),
+                 ("unreachable", "wl:shop/web", 9999), ("no_answer", "ext:203.0.113.99", 5432),
+                 ("dns", "db.batch.svc.cluster.local", 0), ("ok", "wl:shop/web", 8080)]:
+        assert want in found, (want, sorted(found))
+    by = {v["verdict"]: v for v in report["verdicts"] if v["verdict"] != "ok"}
+    assert "nothing was listening" in by["refused"]["explanation"]
+    assert "web-" in by["refused"]["explanation"], "names the pod that held the address"
+    assert by["reset"]["evidence"]["reset_by_dst"] == 1 and "by the server" in by["reset"]["explanation"]
+    assert "port unreachable" in by["unreachable"]["explanation"]
+    assert by["dns"]["evidence"] == {"NXDOMAIN": 1}
+    assert all(v["verdict"] == "ok" for v in report["verdicts"][-6:]), "problems come first"
+    check_against_duckdb(demo, report)
+
+
+def test_each_verdict_kfl_lists_its_rows(demo):
+    for v in why(demo)["verdicts"]:
+        rows = kfl_rows(demo, v["kfl"])
+        finals = [r for r in rows if r.get("is_final", True)]
+        want = v["total"] if v["verdict"] in ("ok", "degraded", "dns") else v["failed"]
+        assert len(finals) == want, (v["verdict"], v["kfl"], len(finals), want)
+
+
+def test_a_filter_narrows_the_verdicts(demo):
+    report = why(demo, 'dst.port == 8081')
+    assert [v["verdict"] for v in report["verdicts"]] == ["refused"]
+    assert report["dns_lookups"] == 0
+
+
+@pytest.mark.parametrize("name", ["1kxun.pcap", "alexa-app.pcapng", "reddit.pcap"])
+def test_shared_captures_without_an_inventory(tmp_path, name):
+    """No inventory: every private address is unnamed, so failures towards them are stale
+    endpoints; the retransmission-heavy pairs are degraded."""
+    out = run("standalone", "--pcap", os.path.join(PCAPS, name), "--store", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = why(tmp_path)
+    assert report["verdicts"]
+    check_against_duckdb(tmp_path, report)
+    kinds = {v["verdict"] for v in report["verdicts"]}
+    if name == "alexa-app.pcapng":
+        assert {"stale_endpoint", "degraded", "reset", "no_answer"} <= kinds, kinds
+
+
+def test_the_api_answers_as_the_cli(demo):
+    from test_api import Server
+    s = Server(str(demo))
+    try:
+        status, body = s.json("GET", "/api/v1/why?from=1970-01-01&to=2100-01-01&query=tcp")
+        assert status == 200, body
+        cli = why(demo, "tcp")
+        assert body["verdicts"] == cli["verdicts"]
+        status, body = s.json("GET", "/api/v1/why?query=tcp%20and")
+        assert status == 400 and body["error"]["class"] == "PARSE_UNEXPECTED_EOF", body
+    finally:
+        assert s.stop() == 0

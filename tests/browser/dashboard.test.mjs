@@ -217,6 +217,19 @@ test('two-namespace filter at workload level: namespace boxes with their workloa
   assert.equal(await page.locator('#tab-conns tr.detail table.packets tbody tr').count(), Number(nPackets), 'every packet of the connection listed');
   screenshots.push(await shot(page, 'edge-selected'));
 
+  // "why?" on the failing edge: one verdict per kind of failure DuckDB finds on its final rows.
+  await page.click('#why-button');
+  await page.waitForSelector('#why .verdict', { timeout: 30e3 });
+  const [failures] = facts(store, [`SELECT DISTINCT CASE WHEN outcome = 'aborted' THEN 'no_answer' ELSE outcome END AS o
+    FROM connections WHERE is_final AND src_workload = 'frontend' AND dst_workload = 'web'
+    AND outcome IN ('refused', 'no_answer', 'aborted', 'reset', 'unreachable')`]);
+  const badges = await page.$$eval('#why .verdict .badge', (els) => els.map((e) => e.textContent.replace(' ', '_')));
+  assert.deepEqual(badges.sort(), failures.map((r) => r.o).sort(), 'a verdict per kind of failure on the edge');
+  assert.ok(failures.length >= 2, 'the demo edge fails in several ways');
+  const whyText = await page.textContent('#why');
+  assert.match(whyText, /nothing was listening/, 'the refused port explained');
+  screenshots.push(await shot(page, 'why'));
+
   // Reloading the URL restores the same view.
   const link = page.url();
   const before = { d: await drawn(page), t, state: await page.evaluate(() => window.podwire.state) };

@@ -365,10 +365,39 @@ function showSelection() {
     if (it.box) buttons.append(h('button', { class: 'small', onclick: () => expand(it.namespace, false) }, 'close namespace'));
     else if (state.expand != null) buttons.append(h('button', { class: 'small', onclick: () => expand(it.namespace, true) }, 'open namespace'));
   }
+  if (clause) {
+    const failing = it && sel.startsWith('e:') && failedTotal(it.failed) > 0;
+    buttons.append(h('button', { class: failing ? 'small primary' : 'small', id: 'why-button', title: 'verdicts with their evidence (podwire why)', onclick: () => explain(clause) }, 'why?'));
+  }
   buttons.append(h('button', { class: 'small', onclick: () => update({ sel: null }, { map: false }) }, 'clear'));
   kids.push(buttons);
   if (clause) kids.push(h('code', { class: 'clause' }, clause));
+  kids.push(h('div', { id: 'why' }));
   el.replaceChildren(...kids);
+}
+
+/** GET /api/v1/why for the selection in the window: the problems found, each in one sentence
+ * with a button that filters to its rows; "nothing wrong" when all pairs are ok. */
+async function explain(clause) {
+  const box = $('#why');
+  box.replaceChildren(h('p', { class: 'muted' }, 'reading the evidence…'));
+  const w = windowOf();
+  try {
+    const r = await getJson('/api/v1/why', { query: kflAnd(effectiveQuery(), clause), from: w.from != null ? isoTime(w.from) : null, to: w.to != null ? isoTime(w.to) : null });
+    const problems = r.verdicts.filter((v) => v.verdict !== 'ok');
+    const kids = [h('h4', null, 'Why')];
+    if (!problems.length) {
+      kids.push(h('p', { class: 'verdict ok' }, `Nothing wrong found in ${fmtNum(r.connections)} connections and ${fmtNum(r.dns_lookups)} DNS lookups.`));
+    }
+    for (const v of problems) {
+      kids.push(h('div', { class: `verdict ${v.verdict}` },
+        h('span', { class: 'badge' }, v.verdict.replace('_', ' ')), ' ', v.explanation, ' ',
+        h('button', { class: 'small', title: v.kfl, onclick: () => update({ q: v.kfl, sel: null }) }, 'rows')));
+    }
+    box.replaceChildren(...kids);
+  } catch (e) {
+    box.replaceChildren(h('p', { class: 'bad' }, `why failed: ${e.message}`));
+  }
 }
 
 const SHAPES = {

@@ -977,3 +977,64 @@ impl std::fmt::Display for Why {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(target: &str, outcomes: &[(&str, u64)]) -> Pair {
+        Pair {
+            source: "wl:shop/frontend".into(),
+            target: target.into(),
+            protocol: "tcp".into(),
+            port: 8080,
+            total: outcomes.iter().map(|(_, n)| n).sum(),
+            outcomes: outcomes.iter().map(|(o, n)| ((*o).to_owned(), *n)).collect(),
+            ..Pair::default()
+        }
+    }
+
+    #[test]
+    fn each_failure_class_is_its_own_verdict() {
+        let p = pair("wl:shop/web", &[("closed", 5), ("refused", 2), ("reset", 1)]);
+        let v = judge(&p, None);
+        let names: Vec<&str> = v.iter().map(|v| v.verdict).collect();
+        assert_eq!(names, ["refused", "reset"]);
+        assert_eq!((v[0].failed, v[0].total), (2, 8));
+        assert!(v[0].kfl.ends_with("and outcome == \"refused\""), "{}", v[0].kfl);
+    }
+
+    #[test]
+    fn an_address_nobody_held_is_the_verdict_whatever_the_packets_said() {
+        let p = pair("unknown:10.244.9.9", &[("no_answer", 3), ("refused", 1)]);
+        let v = judge(&p, None);
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].verdict, v[0].failed), ("stale_endpoint", 4));
+        // A public address nobody named is not stale: it is the internet.
+        let p = pair("ext:203.0.113.9", &[("no_answer", 3)]);
+        assert_eq!(judge(&p, None)[0].verdict, "no_answer");
+    }
+
+    #[test]
+    fn degraded_needs_enough_evidence() {
+        let mut p = pair("wl:shop/web", &[("closed", 10)]);
+        p.packets = MIN_PACKETS - 1;
+        p.retransmits = MIN_PACKETS / 2;
+        assert_eq!(judge(&p, None)[0].verdict, "ok", "too few packets to judge");
+        p.packets = 1000;
+        p.retransmits = 21;
+        assert_eq!(judge(&p, None)[0].verdict, "degraded");
+        p.retransmits = 20;
+        assert_eq!(judge(&p, None)[0].verdict, "ok", "2 % exactly is not above");
+        // RTT: 3x the baseline, at least 1 ms more, enough samples on both sides.
+        p.rtts_ms = vec![4.0; RTT_MIN_SAMPLES];
+        let before = vec![1.0; RTT_MIN_SAMPLES];
+        let v = judge(&p, Some(&before));
+        assert_eq!(v[0].verdict, "degraded");
+        assert_eq!(v[0].evidence["rtt_factor"], serde_json::json!(4.0));
+        assert_eq!(judge(&p, Some(&before[..RTT_MIN_SAMPLES - 1]))[0].verdict, "ok");
+        p.rtts_ms = vec![0.4; RTT_MIN_SAMPLES];
+        let fast = vec![0.1; RTT_MIN_SAMPLES];
+        assert_eq!(judge(&p, Some(&fast))[0].verdict, "ok", "0.1 -> 0.4 ms is not news");
+    }
+}

@@ -69,6 +69,11 @@ pub(crate) enum Command {
     #[command(after_help = WHY_HELP)]
     #[cfg(feature = "query")]
     Why(WhyArgs),
+    /// Say why a filter finds nothing or less than expected: matches at other times, agents
+    /// that reported nothing in the window, and what each agent filtered out, skipped or lost.
+    #[command(name = "why-not", after_help = WHY_NOT_HELP)]
+    #[cfg(feature = "query")]
+    WhyNot(WhyArgs),
     /// Print the SQL a KFL filter becomes (what `podwire query` runs).
     #[command(after_help = TRANSLATE_HELP)]
     #[cfg(feature = "query")]
@@ -384,6 +389,16 @@ Examples:
   podwire why --store ./store 'dst.namespace == \"shop\"'
   podwire why --store ./store --from -24h 'src.workload == \"frontend\" and dst.port == 5432'
   podwire why --store ./store --format json '' | jq '.verdicts[] | select(.verdict != \"ok\")'";
+
+const WHY_NOT_HELP: &str = "\
+Read from the store itself: the filter's matches in the window (and, when there are none, at other
+times), the capture_stats rows of every node (an agent that reported in the 7 days before the
+window and not in it; packets its capture filter or protocol switches left out; packets skipped
+by reason; losses in the kernel or the tracker). Without --from/--to: the last hour of data.
+
+Examples:
+  podwire why-not --store ./store --from -1h 'dst.name == \"api.example.com\"'
+  podwire why-not --store ./store --format json 'src.namespace == \"payments\"'";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum WhyFormat {

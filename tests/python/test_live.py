@@ -25,6 +25,7 @@ tests/run-all.sh installs them.
 """
 import csv
 import io
+import json
 import os
 import shutil
 import signal
@@ -181,6 +182,12 @@ def test_pod_targeting(tmp_path, selector):
     filtered = duckdb.sql(f"""select sum(packets_filtered)
         from read_parquet('{tmp_path}/live/capture_stats/*/*/*.parquet')""").fetchall()[0][0]
     assert filtered > 20, filtered
+    # `why-not` on traffic the targeting left out names the filter, with the same count.
+    out = subprocess.run([BIN, "why-not", "--store", f"{tmp_path}/live", "--format", "json",
+                          'src.namespace == "shop" and dst.port == 8081'], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    reasons = {r["reason"]: r for r in json.loads(out.stdout)["reasons"]}
+    assert reasons["filtered"]["node"] == "node-a" and reasons["filtered"]["count"] == filtered, reasons
 
 
 def test_each_packet_counted_once_and_nothing_lost(scene):

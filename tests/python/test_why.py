@@ -3,6 +3,7 @@ scene (real programs in network namespaces: a refused port, dropped SYNs, a mid-
 ICMP port unreachable, an NXDOMAIN) and on shared captures with no inventory (unnamed private
 addresses: stale endpoints; retransmissions: degraded); each verdict's KFL lists its rows; the
 API answers as the CLI does."""
+import datetime
 import ipaddress
 import json
 import os
@@ -192,3 +193,54 @@ def test_the_api_answers_as_the_cli(demo):
         assert status == 400 and body["error"]["class"] == "PARSE_UNEXPECTED_EOF", body
     finally:
         assert s.stop() == 0
+
+
+def why_not(store, kfl, *window, env=None):
+    out = run("why-not", "--store", str(store), *(window or WINDOW), "--format", "json", kfl)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def reasons(answer):
+    return {(r["reason"], r["node"]): r for r in answer["reasons"]}
+
+
+def test_why_not_says_when_the_rows_are_elsewhere_in_time(demo):
+    first, last = duck(demo, f"""SELECT min({ms('start_ts')}), max({ms('start_ts')}) FROM connections
+                                 WHERE is_final AND dst_port = 8081""")[0]
+    answer = why_not(demo, "dst.port == 8081", "--from", "2100-01-01", "--to", "2100-01-02")
+    r = reasons(answer)
+    assert answer["connections"] == 0 and ("outside_window", None) in r, answer
+    assert r[("outside_window", None)]["detail"] == {"connections": 1, "dns_lookups": 0}
+    assert ("no_capture", None) in r
+    # Within the data: it matches, and nothing else is wrong with a capture file of the scene
+    # (its ARP frames are not IP, so they explain nothing).
+    answer = why_not(demo, "dst.port == 8081")
+    assert [x["reason"] for x in answer["reasons"]] == ["matches"] and answer["connections"] == 1
+    assert first == last
+
+
+def test_why_not_names_an_agent_that_stopped(tmp_path):
+    """Two nodes: node-b's capture ends a day before the scene. Over the scene's window, node-b's
+    agent is silent, with its last report as DuckDB reads it."""
+    scene = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "capture", "demo", "scene.pcap")
+    store = tmp_path / "store"
+    assert run("standalone", "--pcap", scene, "--store", str(store), "--node", "node-a").returncode == 0
+    t0 = duck(store, "SELECT epoch(min(start_ts)) FROM connections")[0][0]
+    first = float(subprocess.run(["capinfos", "-a", "-T", "-r", "-S", os.path.join(PCAPS, "1kxun.pcap")],
+                                 capture_output=True, text=True, check=True).stdout.split()[-1])
+    shifted = tmp_path / "b.pcap"
+    subprocess.run(["editcap", "-t", str(t0 - 86400 - first), os.path.join(PCAPS, "1kxun.pcap"),
+                    str(shifted)], check=True, capture_output=True)
+    assert run("standalone", "--pcap", str(shifted), "--store", str(store), "--node", "node-b").returncode == 0
+    # The last report in the 7 days before the window (1kxun.pcap also has packets stamped
+    # years later: those are not "before").
+    last_b = duck(store, f"""SELECT max({ms('end_ts')}) FROM read_parquet('{store}/capture_stats/**/*.parquet')
+                             WHERE node = 'node-b' AND epoch(ts) >= {t0 - 60 - 7 * 86400}
+                             AND epoch(ts) < {t0 - 60}""")[0][0]
+    iso_at = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()
+    answer = why_not(store, "dst.port == 8081", "--from", iso_at(t0 - 60), "--to", iso_at(t0 + 3600))
+    r = reasons(answer)
+    assert ("agent_silent", "node-b") in r and ("agent_silent", "node-a") not in r, answer
+    iso = datetime.datetime.fromtimestamp(last_b / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    assert iso in r[("agent_silent", "node-b")]["explanation"], (iso, r)

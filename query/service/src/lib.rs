@@ -16,7 +16,9 @@
 //! - [`map`]: the connectivity map (nodes and edges over a window) as one grouped query;
 //!   [`timeline`]: connections over time, the dashboard's histogram.
 //! - [`why`]: verdicts over a window (refused, no answer, reset, unreachable, stale endpoint,
-//!   failed lookups, degraded, ok), each with its evidence and the KFL of its rows.
+//!   failed lookups, degraded, ok), each with its evidence and the KFL of its rows;
+//!   [`why_not`]: why a filter finds nothing or little (other times, silent agents, what the
+//!   capture filtered, skipped or lost).
 //! - [`web`]: the dashboard's page, embedded at build time (`build.rs` bundles `query/web/`).
 //! - [`error`]: [`Error`], which keeps user errors (a bad filter, rejected SQL) apart from
 //!   internal ones.
@@ -35,6 +37,7 @@ pub mod time;
 pub mod timeline;
 pub mod web;
 pub mod why;
+pub mod why_not;
 
 pub use error::{Error, Result};
 pub use output::Format;

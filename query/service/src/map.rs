@@ -293,6 +293,25 @@ pub(crate) fn fill_template(
     Ok(statement)
 }
 
+/// `query` with no time range given: the last [`DEFAULT_WINDOW_MS`] of data (of the store's
+/// connections); otherwise as it is.
+///
+/// # Errors
+/// What DataFusion says.
+pub(crate) async fn default_window<'a>(
+    store: &Store,
+    mut query: QueryRequest<'a>,
+) -> Result<QueryRequest<'a>> {
+    if query.from_ms.is_none()
+        && query.to_ms.is_none()
+        && let (_, Some(last)) = data_bounds(store).await?
+    {
+        query.to_ms = Some(last + 1);
+        query.from_ms = Some(last + 1 - DEFAULT_WINDOW_MS);
+    }
+    Ok(query)
+}
+
 /// The newest connection start in the store (epoch ms), `None` when it has none.
 ///
 /// # Errors
@@ -511,14 +530,7 @@ pub(crate) fn expanded(side: Side, level: Level, expand: Option<&[String]>) -> s
 /// # Errors
 /// [`Error::Kfl`] for a bad filter; what DataFusion says.
 pub async fn map(store: &Store, request: &MapRequest<'_>) -> Result<Map> {
-    let mut query = request.query;
-    if query.from_ms.is_none()
-        && query.to_ms.is_none()
-        && let (_, Some(last)) = data_bounds(store).await?
-    {
-        query.to_ms = Some(last + 1);
-        query.from_ms = Some(last + 1 - DEFAULT_WINDOW_MS);
-    }
+    let query = default_window(store, request.query).await?;
     let level = request.level;
     let expand = request.expand.as_deref();
     let filter = connections_filter(store, &query)?;

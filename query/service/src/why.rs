@@ -155,14 +155,7 @@ impl Example {
 /// # Errors
 /// [`Error::Kfl`] for a bad filter; what DataFusion says.
 pub async fn why(store: &Store, request: &WhyRequest<'_>) -> Result<Why> {
-    let mut query = request.query;
-    if query.from_ms.is_none()
-        && query.to_ms.is_none()
-        && let (_, Some(last)) = map::data_bounds(store).await?
-    {
-        query.to_ms = Some(last + 1);
-        query.from_ms = Some(last + 1 - map::DEFAULT_WINDOW_MS);
-    }
+    let query = map::default_window(store, request.query).await?;
     let mut out = Why {
         from_ms: query.from_ms,
         to_ms: query.to_ms,

@@ -8,6 +8,7 @@
 //! | `GET /api/v1/fields` | the KFL field catalog, aliases and helpers |
 //! | `GET /api/v1/map?query=…&level=…` | the connectivity map of a window ([`crate::map`]) |
 //! | `GET /api/v1/why?query=…&from=…&to=…` | verdicts with their evidence ([`crate::why`]) |
+//! | `GET /api/v1/why-not?query=…&from=…&to=…` | why a filter finds little ([`crate::why_not`]) |
 //! | `GET /api/v1/timeline?query=…` | connections over time ([`crate::timeline`]) |
 //! | `GET /`, `GET /assets/…` | the dashboard ([`crate::web`]); no token needed: the page holds no data |
 //! | `GET /api/v1/openapi.json` | this API as OpenAPI 3.0 |
@@ -95,6 +96,7 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .route("/assets/{file}", get(asset))
         .route("/api/v1/map", get(map_endpoint))
         .route("/api/v1/why", get(why_endpoint))
+        .route("/api/v1/why-not", get(why_not_endpoint))
         .route("/api/v1/timeline", get(timeline_endpoint))
         .route("/api/v1/query", post(query))
         .route("/api/v1/sql", post(sql))
@@ -541,19 +543,33 @@ struct WhyParams {
     to: Option<String>,
 }
 
+impl WhyParams {
+    /// The filter and window asked for.
+    fn request(&self) -> Result<QueryRequest<'_>, ApiError> {
+        let now_ms = time::now_ms();
+        let (from_ms, to_ms) = time_range(self.from.as_deref(), self.to.as_deref(), now_ms)?;
+        Ok(QueryRequest { kfl: &self.query, from_ms, to_ms, limit: None, now_ms })
+    }
+}
+
 async fn why_endpoint(
     State(state): State<Arc<AppState>>,
     params: Result<Query<WhyParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
-    let now_ms = time::now_ms();
-    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
+    let request = crate::why::WhyRequest { query: params.request()? };
     let _slot = slot(&state)?;
-    let request = crate::why::WhyRequest {
-        query: QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms },
-    };
-    let why = crate::why::why(&state.store, &request).await?;
-    Ok(axum::Json(why).into_response())
+    Ok(axum::Json(crate::why::why(&state.store, &request).await?).into_response())
+}
+
+async fn why_not_endpoint(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<WhyParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query_params(params)?;
+    let request = params.request()?;
+    let _slot = slot(&state)?;
+    Ok(axum::Json(crate::why_not::why_not(&state.store, &request).await?).into_response())
 }
 
 /// The query string of `GET /api/v1/timeline`.

@@ -74,6 +74,12 @@ pub(crate) enum Command {
     #[command(name = "why-not", after_help = WHY_NOT_HELP)]
     #[cfg(feature = "query")]
     WhyNot(WhyArgs),
+    /// What changed and what is wrong in a window, ranked: the most failing connections, names
+    /// that fail to resolve, new destinations outside the cluster, public addresses without a
+    /// name, and agents that were silent or lost packets.
+    #[command(after_help = INSIGHTS_HELP)]
+    #[cfg(feature = "query")]
+    Insights(ReportArgs),
     /// Print the SQL a KFL filter becomes (what `podwire query` runs).
     #[command(after_help = TRANSLATE_HELP)]
     #[cfg(feature = "query")]
@@ -400,6 +406,26 @@ Examples:
   podwire why-not --store ./store --from -1h 'dst.name == \"api.example.com\"'
   podwire why-not --store ./store --format json 'src.namespace == \"payments\"'";
 
+const INSIGHTS_HELP: &str = "\
+Each item is a sentence with the KFL of its rows. New destinations are those not seen in the
+window of the same length before. Without --from/--to: the last hour of data.
+
+Examples:
+  podwire insights --store ./store --from -24h
+  podwire insights --store ./store --format json | jq '.items[] | select(.kind == \"new_external\")'";
+
+/// The store, window and format of `why`, `why-not` and `insights`.
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) window: WindowArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = WhyFormat::Text)]
+    pub(crate) format: WhyFormat,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum WhyFormat {
     /// Sentences, with examples and the KFL of each finding.
@@ -411,12 +437,7 @@ pub(crate) enum WhyFormat {
 #[derive(Debug, Args)]
 pub(crate) struct WhyArgs {
     #[command(flatten)]
-    pub(crate) store: StoreArgs,
-    #[command(flatten)]
-    pub(crate) window: WindowArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = WhyFormat::Text)]
-    pub(crate) format: WhyFormat,
+    pub(crate) report: ReportArgs,
     /// The KFL filter; blank: every connection and lookup.
     #[arg(default_value = "")]
     pub(crate) query: String,

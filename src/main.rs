@@ -49,6 +49,8 @@ fn main() -> std::process::ExitCode {
         #[cfg(feature = "query")]
         cli::Command::WhyNot(args) => why::run_why_not(&args),
         #[cfg(feature = "query")]
+        cli::Command::Insights(args) => why::run_insights(&args),
+        #[cfg(feature = "query")]
         cli::Command::Translate(args) => query::run_translate(&args),
         #[cfg(feature = "query")]
         cli::Command::Fields(args) => query::run_fields(&args),

@@ -244,3 +244,29 @@ def test_why_not_names_an_agent_that_stopped(tmp_path):
     assert ("agent_silent", "node-b") in r and ("agent_silent", "node-a") not in r, answer
     iso = datetime.datetime.fromtimestamp(last_b / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     assert iso in r[("agent_silent", "node-b")]["explanation"], (iso, r)
+
+
+def test_insights_rank_what_is_wrong_and_what_is_new(demo):
+    out = run("insights", "--store", str(demo), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    items = json.loads(out.stdout)["items"]
+    kinds = [i["kind"] for i in items]
+    assert kinds == sorted(kinds, key=["failing", "dns_failing", "new_external", "unnamed_external",
+                                       "capture"].index), kinds
+    failing = [i for i in items if i["kind"] == "failing"]
+    assert len(failing) == 4 and all(i["count"] == 1 for i in failing), failing
+    assert any("db.batch.svc.cluster.local" in i["explanation"] for i in items if i["kind"] == "dns_failing")
+    # The last hour of data has no hour of data before it: every outside destination is new.
+    new = {i["explanation"].split(": ", 1)[1].split(" ")[0]: i["count"] for i in items
+           if i["kind"] == "new_external"}
+    want = dict(duck(demo, """SELECT CASE WHEN dst_dns_name <> '' THEN dst_dns_name ELSE dst_ip END,
+                                     count(*) FROM connections
+                              WHERE is_final AND dst_namespace = '' AND dst_node = '' GROUP BY 1"""))
+    assert new == want, (new, want)
+    unnamed = [i for i in items if i["kind"] == "unnamed_external"]
+    assert [i["kfl"] for i in unnamed] == ['!dns and dst.namespace == "" and dst.node == "" and dst.dns == "" and dst.ip == "203.0.113.99"']
+    # Every item's KFL lists the rows it counts.
+    for i in items:
+        if i["kind"] in ("failing", "new_external", "unnamed_external"):
+            finals = [r for r in kfl_rows(demo, i["kfl"]) if r.get("is_final", True)]
+            assert len(finals) == i["count"], (i, len(finals))

@@ -18,7 +18,7 @@
 //! - [`why`]: verdicts over a window (refused, no answer, reset, unreachable, stale endpoint,
 //!   failed lookups, degraded, ok), each with its evidence and the KFL of its rows;
 //!   [`why_not`]: why a filter finds nothing or little (other times, silent agents, what the
-//!   capture filtered, skipped or lost).
+//!   capture filtered, skipped or lost); [`insights`]: what changed and what is wrong, ranked.
 //! - [`web`]: the dashboard's page, embedded at build time (`build.rs` bundles `query/web/`).
 //! - [`error`]: [`Error`], which keeps user errors (a bad filter, rejected SQL) apart from
 //!   internal ones.
@@ -26,6 +26,7 @@ pub mod api;
 pub mod catalog;
 pub mod csv;
 pub mod error;
+pub mod insights;
 pub mod local;
 pub mod map;
 pub mod output;

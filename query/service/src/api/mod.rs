@@ -9,6 +9,7 @@
 //! | `GET /api/v1/map?query=…&level=…` | the connectivity map of a window ([`crate::map`]) |
 //! | `GET /api/v1/why?query=…&from=…&to=…` | verdicts with their evidence ([`crate::why`]) |
 //! | `GET /api/v1/why-not?query=…&from=…&to=…` | why a filter finds little ([`crate::why_not`]) |
+//! | `GET /api/v1/insights?from=…&to=…` | what changed and what is wrong ([`crate::insights`]) |
 //! | `GET /api/v1/timeline?query=…` | connections over time ([`crate::timeline`]) |
 //! | `GET /`, `GET /assets/…` | the dashboard ([`crate::web`]); no token needed: the page holds no data |
 //! | `GET /api/v1/openapi.json` | this API as OpenAPI 3.0 |
@@ -97,6 +98,7 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .route("/api/v1/map", get(map_endpoint))
         .route("/api/v1/why", get(why_endpoint))
         .route("/api/v1/why-not", get(why_not_endpoint))
+        .route("/api/v1/insights", get(insights_endpoint))
         .route("/api/v1/timeline", get(timeline_endpoint))
         .route("/api/v1/query", post(query))
         .route("/api/v1/sql", post(sql))
@@ -570,6 +572,21 @@ async fn why_not_endpoint(
     let request = params.request()?;
     let _slot = slot(&state)?;
     Ok(axum::Json(crate::why_not::why_not(&state.store, &request).await?).into_response())
+}
+
+async fn insights_endpoint(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<WhyParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query_params(params)?;
+    if !params.query.is_empty() {
+        return Err(ApiError::bad_request(
+            "insights take no `query`: they look at the whole window",
+        ));
+    }
+    let request = params.request()?;
+    let _slot = slot(&state)?;
+    Ok(axum::Json(crate::insights::insights(&state.store, &request).await?).into_response())
 }
 
 /// The query string of `GET /api/v1/timeline`.

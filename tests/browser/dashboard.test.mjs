@@ -375,6 +375,16 @@ test('namespace double-click opens it; DNS and capture-health tabs; no page erro
   assert.match(health, /packets read/);
   assert.equal(await page.locator('#tab-health .error-cell').count(), 0, 'capture_stats read without an error');
   screenshots.push(await shot(page, 'health-tab'));
+
+  // Insights of the window: a failing item per (port, protocol, kind of failure) DuckDB finds.
+  await page.click('.tabs [data-tab="insights"]');
+  await page.waitForSelector('#tab-insights .insight', { timeout: 30e3 });
+  const [[{ n: failingKinds }]] = facts(store, [`SELECT count(DISTINCT (dst_port, protocol,
+      CASE WHEN outcome = 'aborted' THEN 'no_answer' ELSE outcome END)) AS n FROM connections
+    WHERE is_final AND outcome IN ('refused', 'no_answer', 'aborted', 'reset', 'unreachable')`]);
+  assert.equal(await page.locator('#tab-insights .insight.failing').count(), Number(failingKinds), 'a failing item per kind of failure');
+  assert.ok(await page.locator('#tab-insights .insight.new_external').count() > 0, 'outside destinations listed');
+  screenshots.push(await shot(page, 'insights-tab'));
   await page.close();
   assert.deepEqual(errors, [], 'no page errors');
 });

@@ -167,8 +167,8 @@ function syncControls() {
     b.classList.toggle('on', b.dataset.tab === state.tab);
     b.setAttribute('aria-selected', b.dataset.tab === state.tab);
   }
-  for (const t of ['conns', 'dns', 'health']) $(`#tab-${t}`).hidden = t !== state.tab;
-  $('#export').style.visibility = state.tab === 'health' ? 'hidden' : 'visible';
+  for (const t of ['conns', 'dns', 'health', 'insights']) $(`#tab-${t}`).hidden = t !== state.tab;
+  $('#export').style.visibility = state.tab === 'health' || state.tab === 'insights' ? 'hidden' : 'visible';
   const w = windowOf();
   $('#window-text').replaceChildren(w.from == null ? 'no data' : h('span', null,
     state.range ? '' : h('span', { class: 'badge custom' }, 'brushed'), ' ',
@@ -319,6 +319,7 @@ function loadTab() {
   const w = windowOf();
   const sel = selectionClause();
   if (state.tab === 'health') return health.show(w.from, w.to);
+  if (state.tab === 'insights') return showInsights(w);
   const table = state.tab === 'conns' ? connTable : dnsTable;
   if (state.sel && sel.clause == null) {
     return table.show({ title: h('span', null, `“${sel.label}” has no clause of its own (a folded node or not on this map): narrow the filter to see its rows.`), fetch: async () => [] });
@@ -331,6 +332,41 @@ function loadTab() {
     fetch: (offset, limit) => queryPage({ query, from: w.from, to: w.to, limit, offset }),
     count: () => countRows(query, w),
   });
+}
+
+const INSIGHT_TITLES = {
+  failing: 'Failing connections',
+  dns_failing: 'Names that fail to resolve',
+  new_external: 'New destinations outside the cluster',
+  unnamed_external: 'Public addresses without a name',
+  capture: 'Capture',
+};
+
+/** The Insights tab: GET /api/v1/insights for the window, section by section, each item with a
+ * button to its rows. */
+async function showInsights(w) {
+  const box = $('#tab-insights');
+  box.replaceChildren(h('p', { class: 'muted' }, 'reading the window…'));
+  try {
+    const r = await getJson('/api/v1/insights', { from: w.from != null ? isoTime(w.from) : null, to: w.to != null ? isoTime(w.to) : null });
+    if (!r.items.length) {
+      box.replaceChildren(h('p', { class: 'verdict ok' }, 'Nothing to report in the window.'));
+      return;
+    }
+    const kids = [];
+    let kind = null;
+    for (const it of r.items) {
+      if (it.kind !== kind) {
+        kind = it.kind;
+        kids.push(h('h4', { class: 'insight-kind' }, INSIGHT_TITLES[kind] || kind));
+      }
+      kids.push(h('div', { class: `insight ${it.kind}` }, it.explanation, ' ',
+        it.kfl ? h('button', { class: 'small', title: it.kfl, onclick: () => update({ q: it.kfl, sel: null, tab: it.kind === 'dns_failing' ? 'dns' : 'conns' }) }, 'rows') : null));
+    }
+    box.replaceChildren(...kids);
+  } catch (e) {
+    box.replaceChildren(h('p', { class: 'bad' }, `insights failed: ${e.message}`));
+  }
 }
 
 function showSelection() {

@@ -6,7 +6,7 @@
 //   expand  namespaces broken down to the level (comma list); absent = all of them at `level`
 //           (for level=namespace: none)
 //   sel     n:<node id> | e:<edge id>
-//   tab     conns | dns | health
+//   tab     conns | dns | health | insights
 //   hide    dns,node (noise toggles)
 
 export const PRESETS = [
@@ -18,7 +18,7 @@ export const PRESETS = [
 ];
 
 export const LEVELS = ['namespace', 'workload', 'pod'];
-export const TABS = ['conns', 'dns', 'health'];
+export const TABS = ['conns', 'dns', 'health', 'insights'];
 
 export function defaultState() {
   return { q: '', range: '1h', from: null, to: null, level: 'namespace', expand: [], sel: null, tab: 'conns', hide: [] };

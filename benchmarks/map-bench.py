@@ -84,17 +84,24 @@ def rfc3339(ms):
         timespec="milliseconds").replace("+00:00", "Z")
 
 
-def main():
-    store = os.path.abspath(sys.argv[1])
-    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    binary = os.environ.get("PODWIRE", os.path.join(HERE, "target", "release", "podwire"))
-    assert os.path.exists(binary), f"no podwire at {binary} (cargo build --release -p podwire)"
+def start(binary, store):
+    """`podwire serve` on the store on a free loopback port, its base URL, a DuckDB connection,
+    and the end of the store's data (epoch ms, exclusive)."""
     server = subprocess.Popen([binary, "-q", "serve", "--store", store, "--listen", "127.0.0.1:0"],
                               stdout=subprocess.PIPE, text=True)
     base = server.stdout.readline().strip().removeprefix("listening on ")
     con = duckdb.connect()
     last = con.execute(f"""SELECT epoch_ms(max(start_ts)) FROM read_parquet(
         '{store}/connections/**/*.parquet', hive_partitioning = true)""").fetchone()[0] + 1
+    return server, base, con, last
+
+
+def main():
+    store = os.path.abspath(sys.argv[1])
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    binary = os.environ.get("PODWIRE", os.path.join(HERE, "target", "release", "podwire"))
+    assert os.path.exists(binary), f"no podwire at {binary} (cargo build --release -p podwire)"
+    server, base, con, last = start(binary, store)
     print(f"podwire {binary}; duckdb {duckdb.__version__}; {os.cpu_count()} cores; "
           f"{runs} runs, median; store {store}")
     print("| window | level | edges | podwire s | DuckDB s | podwire / DuckDB |")

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -40,12 +39,7 @@ def main():
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     binary = os.environ.get("PODWIRE", os.path.join(os.path.dirname(HERE), "target", "release", "podwire"))
     assert os.path.exists(binary), f"no podwire at {binary} (cargo build --release -p podwire)"
-    server = subprocess.Popen([binary, "-q", "serve", "--store", store, "--listen", "127.0.0.1:0"],
-                              stdout=subprocess.PIPE, text=True)
-    base = server.stdout.readline().strip().removeprefix("listening on ")
-    con = duckdb.connect()
-    last = con.execute(f"""SELECT epoch_ms(max(start_ts)) FROM read_parquet(
-        '{store}/connections/**/*.parquet', hive_partitioning = true)""").fetchone()[0] + 1
+    server, base, con, last = map_bench.start(binary, store)
     print(f"podwire {binary}; duckdb {duckdb.__version__}; {os.cpu_count()} cores; "
           f"{runs} runs, median; store {store}")
     print("| window | filter | verdicts (not ok) | podwire s | DuckDB s | podwire / DuckDB |")

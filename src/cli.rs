@@ -225,6 +225,15 @@ pub(crate) enum TableArg {
 }
 
 impl TableArg {
+    /// The tables of `--tables`; none given: all.
+    pub(crate) fn tables(args: &[TableArg]) -> Vec<podwire_schemas::Table> {
+        if args.is_empty() {
+            podwire_schemas::Table::ALL.to_vec()
+        } else {
+            args.iter().map(|t| t.table()).collect()
+        }
+    }
+
     pub(crate) fn table(self) -> podwire_schemas::Table {
         use podwire_schemas::Table;
         match self {

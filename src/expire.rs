@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) fn run(args: &ExpireArgs) -> anyhow::Result<()> {
     let location = Location::parse(&args.store)?;
-    let tables = tables(&args.tables);
+    let tables = crate::cli::TableArg::tables(&args.tables);
     let cutoff = cutoff(args.keep);
     let done = expire(&location, &tables, cutoff, args.dry_run)?;
     let verb = if args.dry_run { "would delete" } else { "deleted" };
@@ -41,9 +41,6 @@ pub(crate) fn run(args: &ExpireArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tables(args: &[crate::cli::TableArg]) -> Vec<Table> {
-    if args.is_empty() { Table::ALL.to_vec() } else { args.iter().map(|t| t.table()).collect() }
-}
 
 /// Seconds since the epoch before which whole hours go.
 fn cutoff(keep: Duration) -> i64 {

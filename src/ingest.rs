@@ -9,7 +9,6 @@ use podwire_ingest::location::Location;
 use podwire_ingest::metrics::IngestMetrics;
 use podwire_ingest::segment::RollPolicy;
 use podwire_ingest::store::StoreConfig;
-use podwire_schemas::Table;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -20,11 +19,7 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let location = Location::parse(&args.store)?;
     location.create().with_context(|| format!("cannot create the store folder `{location}`"))?;
     let k = &args.kafka;
-    let tables: Vec<Table> = if args.tables.is_empty() {
-        Table::ALL.to_vec()
-    } else {
-        args.tables.iter().map(|t| t.table()).collect()
-    };
+    let tables = crate::cli::TableArg::tables(&args.tables);
     let mut topics: Vec<String> = tables.iter().map(|t| k.topic(*t)).collect();
     topics.push(format!("{}dead-letter", k.topic_prefix));
     k.ensure_topics(&topics)?;

@@ -194,3 +194,18 @@ fn a_store_that_cannot_be_written_is_an_error_naming_the_path() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("writing the store failed") && err.contains("connections"), "{err}");
 }
+
+#[test]
+fn an_unknown_or_empty_protocol_switch_is_refused_with_the_names() {
+    let pcap = shared("1kxun.pcap");
+    let store = tempfile::tempdir().unwrap();
+    let base = ["standalone", "--pcap", pcap.to_str().unwrap(), "--store"];
+    for bad in ["tcp,http", ""] {
+        let out =
+            podwire(&[&base[..], &[store.path().to_str().unwrap(), "--protocols", bad]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("[possible values: tcp, udp, dns, icmp]"), "{bad}: {err}");
+    }
+    assert_eq!(parquet_files(store.path()), 0, "nothing written");
+}

@@ -237,14 +237,26 @@ pub enum Transport<'a> {
     },
 }
 
+/// IP protocol numbers.
+pub mod ip_proto {
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
 impl Transport<'_> {
-    /// The IP protocol number (ICMPv6 is 58).
+    /// The IP protocol number.
     pub fn ip_protocol(&self) -> u8 {
         match self {
-            Transport::Tcp { .. } => 6,
-            Transport::Udp { .. } => 17,
-            Transport::Icmp { v6: false, .. } => 1,
-            Transport::Icmp { v6: true, .. } => 58,
+            Transport::Tcp { .. } => ip_proto::TCP,
+            Transport::Udp { .. } => ip_proto::UDP,
+            Transport::Icmp { v6: false, .. } => ip_proto::ICMP,
+            Transport::Icmp { v6: true, .. } => ip_proto::ICMPV6,
         }
     }
 }

@@ -1,6 +1,5 @@
 //! The capture pipeline: frames → [`Decoder`] → [`Tracker`] → Arrow batches → a [`BatchSink`].
-use crate::decode::{Decoder, Skip};
-use crate::protocols::Protocols;
+use crate::decode::{Decoder, Skip, ip_proto};
 use crate::source::Frame;
 use crate::stats::{CaptureStats, KernelCounters};
 use crate::tracker::{FlowCounts, Tracker, TrackerConfig};
@@ -90,8 +89,6 @@ pub struct Pipeline<S> {
     /// kernel counters then).
     collect_finished: bool,
     finished: Vec<FlowRef>,
-    /// The protocol switches: packets of the others are counted as filtered.
-    protocols: Protocols,
 }
 
 /// A TCP or UDP flow: protocol number and both ends.
@@ -100,9 +97,7 @@ pub type FlowRef = (u8, (IpAddr, u16), (IpAddr, u16));
 impl<S: BatchSink> Pipeline<S> {
     /// A pipeline writing to `sink`.
     pub fn new(config: PipelineConfig, sink: S) -> Self {
-        let protocols = config.tracker.protocols;
         Pipeline {
-            protocols,
             decoder: Decoder::new(),
             tracker: Tracker::new(config.tracker),
             conns: ConnectionsBuilder::with_capacity(config.batch_rows.clamp(1, 64 * 1024)),
@@ -169,7 +164,7 @@ impl<S: BatchSink> Pipeline<S> {
         self.note_time(ts_ns);
         self.stats.frames += packets;
         self.stats.frame_bytes += from[0].bytes + from[1].bytes;
-        if !self.protocols.keeps(proto, a.1, b.1) {
+        if !self.tracker.protocols().keeps(proto, a.1, b.1) {
             // The kernel drops these before counting; a switch changed under it, say.
             self.stats.filtered += packets;
             return;
@@ -275,7 +270,7 @@ impl<S: BatchSink> Pipeline<S> {
         match self.decoder.decode(frame.link, frame.data, frame.ts_ns) {
             Ok(pkt) => {
                 let (sport, dport) = pkt.ports();
-                if !self.protocols.keeps(pkt.transport.ip_protocol(), sport, dport) {
+                if !self.tracker.protocols().keeps(pkt.transport.ip_protocol(), sport, dport) {
                     self.stats.filtered += u64::from(pkt.packets);
                 } else if self.tracker.on_packet(frame.ts_ns, &pkt) {
                     self.stats.frames_tracked += u64::from(pkt.packets);
@@ -311,9 +306,9 @@ impl<S: BatchSink> Pipeline<S> {
                     && r.protocol != podwire_schemas::connections::protocol::ICMP
                 {
                     let p = if r.protocol == podwire_schemas::connections::protocol::TCP {
-                        6
+                        ip_proto::TCP
                     } else {
-                        17
+                        ip_proto::UDP
                     };
                     self.finished.push((p, (r.src_ip, r.src_port), (r.dst_ip, r.dst_port)));
                 }

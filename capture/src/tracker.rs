@@ -20,6 +20,7 @@
 //!   Counters on a row are deltas since the previous row.
 //! - Memory: at most `max_connections` live connections; when full, the least recently seen
 //!   sixteenth is finished early and counted as evicted.
+use crate::decode::ip_proto::{ICMP, TCP, UDP};
 use crate::decode::{Packet, Segment, Transport};
 use crate::dns::{Carrier, DnsConfig, DnsTracker};
 use crate::protocols::Protocols;
@@ -309,10 +310,6 @@ impl TimerWheel {
     }
 }
 
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-
 /// A live connection. Index 0 of the two-element arrays is the initiator (`src`).
 #[derive(Debug, Clone)]
 struct Conn {
@@ -497,6 +494,11 @@ impl Tracker {
             packets_out: Vec::new(),
             stats: TrackerStats::default(),
         }
+    }
+
+    /// The protocol switches it was made with.
+    pub fn protocols(&self) -> Protocols {
+        self.config.protocols
     }
 
     /// The capturing node's name.

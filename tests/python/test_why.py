@@ -264,7 +264,7 @@ def test_insights_rank_what_is_wrong_and_what_is_new(demo):
                               WHERE is_final AND dst_namespace = '' AND dst_node = '' GROUP BY 1"""))
     assert new == want, (new, want)
     unnamed = [i for i in items if i["kind"] == "unnamed_external"]
-    assert [i["kfl"] for i in unnamed] == ['!dns and dst.namespace == "" and dst.node == "" and dst.dns == "" and dst.ip == "203.0.113.99"']
+    assert [i["kfl"] for i in unnamed] == ['!dns and (dst.namespace == "" and dst.node == "" and dst.dns == "" and dst.ip == "203.0.113.99")']
     # Every item's KFL lists the rows it counts.
     for i in items:
         if i["kind"] in ("failing", "new_external", "unnamed_external"):

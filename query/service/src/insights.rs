@@ -10,12 +10,13 @@
 //! | `capture` | nodes whose agents were silent, skipped or lost packets in the window | [`crate::why_not`] |
 //!
 //! Sections come in that order, each with its [`TOP`] heaviest items.
+use crate::columns::{column, ints, ms_column, strings};
 use crate::error::Result;
-use crate::map::{self, column, fill_template, is_private, quote, table_filter};
+use crate::map::{self, CONNECTIONS_ONLY, fill_template, is_private, node_match, table_filter};
 use crate::session::{QueryRequest, Store};
 use arrow::array::{Array, AsArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::DataType;
 use podwire_schemas::Table;
 use podwire_schemas::connections::col;
 use podwire_schemas::endpoint::Side;
@@ -145,20 +146,13 @@ async fn externals(store: &Store, query: &QueryRequest<'_>, out: &mut Insights) 
     let batches = store.plan(statement).await?.collect().await?;
     let mut all = Vec::new();
     for b in &batches {
-        let keys = cast(column(b, "dst_key")?, &DataType::Utf8)?;
-        let keys = keys.as_string::<i32>();
+        let keys = strings(b, "dst_key")?;
         let named = column(b, "named")?.as_boolean().clone();
-        let first = map::ms_column(b, "first_seen")?;
-        let ints = |name: &str| -> Result<Vec<u64>> {
-            let c = cast(column(b, name)?, &DataType::Int64)?;
-            let a = c.as_primitive::<Int64Type>();
-            Ok((0..a.len())
-                .map(|i| if a.is_null(i) { 0 } else { u64::try_from(a.value(i)).unwrap_or(0) })
-                .collect())
-        };
-        let (conns, bytes) = (ints("connections")?, ints("bytes")?);
+        let first = ms_column(b, "first_seen")?;
+        let count = |v: Option<i64>| v.map_or(0, |n| u64::try_from(n).unwrap_or(0));
+        let (conns, bytes) = (ints(b, "connections")?, ints(b, "bytes")?);
         let lists = column(b, "sources")?.as_list::<i32>();
-        for i in 0..b.num_rows() {
+        for (i, key) in keys.into_iter().enumerate() {
             let mut sources = Vec::new();
             if !lists.is_null(i) {
                 let v = cast(&lists.value(i), &DataType::Utf8)?;
@@ -166,70 +160,57 @@ async fn externals(store: &Store, query: &QueryRequest<'_>, out: &mut Insights) 
             }
             sources.sort();
             all.push(External {
-                key: keys.value(i).to_owned(),
+                key,
                 named: named.value(i),
                 first_ms: first[i],
-                connections: conns[i],
-                bytes: bytes[i],
+                connections: count(conns[i]),
+                bytes: count(bytes[i]),
                 sources,
             });
         }
     }
     // Unnamed private addresses are not "external": they are most likely pods nobody named.
     all.retain(|e| e.named || !is_private(&e.key));
-    let who = |e: &External| {
+    let new = all.iter().filter(|e| e.first_ms.is_some_and(|f| f >= from));
+    push_top(out, "new_external", new, |e, who| {
+        format!(
+            "New destination outside the cluster: {} ({} connections, {} bytes, from {who}), not seen in the window of the same length before.",
+            e.key, e.connections, e.bytes
+        )
+    });
+    let unnamed = all.iter().filter(|e| !e.named);
+    push_top(out, "unnamed_external", unnamed, |e, who| {
+        format!(
+            "{} connections ({} bytes) from {who} went to {}, a public address with no DNS name behind it: a hard-coded IP, or a lookup podwire did not see.",
+            e.connections, e.bytes, e.key
+        )
+    });
+    Ok(())
+}
+
+/// The [`TOP`] destinations of `items` with connections in the window, most connections first,
+/// as insights of `kind`; `explain` gets the destination and its first clients.
+fn push_top<'a>(
+    out: &mut Insights,
+    kind: &'static str,
+    items: impl Iterator<Item = &'a External>,
+    explain: impl Fn(&External, &str) -> String,
+) {
+    let mut items: Vec<&External> = items.filter(|e| e.connections > 0).collect();
+    items.sort_by(|a, b| b.connections.cmp(&a.connections).then(a.key.cmp(&b.key)));
+    for e in items.into_iter().take(TOP) {
         let shown: Vec<&str> = e.sources.iter().take(3).map(String::as_str).collect();
         let more = e.sources.len().saturating_sub(3);
-        if more > 0 { format!("{} and {more} more", shown.join(", ")) } else { shown.join(", ") }
-    };
-    let kfl = |e: &External| {
-        if e.named {
-            format!(
-                "!dns and dst.namespace == \"\" and dst.node == \"\" and dst.dns == {}",
-                quote(&e.key)
-            )
+        let who = if more > 0 {
+            format!("{} and {more} more", shown.join(", "))
         } else {
-            format!(
-                "!dns and dst.namespace == \"\" and dst.node == \"\" and dst.dns == \"\" and dst.ip == {}",
-                quote(&e.key)
-            )
-        }
-    };
-    let mut new: Vec<&External> =
-        all.iter().filter(|e| e.first_ms.is_some_and(|f| f >= from) && e.connections > 0).collect();
-    new.sort_by(|a, b| b.connections.cmp(&a.connections).then(a.key.cmp(&b.key)));
-    for e in new.into_iter().take(TOP) {
-        out.items.push(Insight {
-            kind: "new_external",
-            explanation: format!(
-                "New destination outside the cluster: {} ({} connections, {} bytes, from {}), not seen in the window of the same length before.",
-                e.key,
-                e.connections,
-                e.bytes,
-                who(e)
-            ),
-            count: e.connections,
-            kfl: kfl(e),
-        });
+            shown.join(", ")
+        };
+        // The map's node for the destination, and its KFL.
+        let kfl = node_match(&format!("ext:{}", e.key))
+            .map_or_else(String::new, |m| format!("{CONNECTIONS_ONLY}{}", m.dst));
+        out.items.push(Insight { kind, explanation: explain(e, &who), count: e.connections, kfl });
     }
-    let mut unnamed: Vec<&External> =
-        all.iter().filter(|e| !e.named && e.connections > 0).collect();
-    unnamed.sort_by(|a, b| b.connections.cmp(&a.connections).then(a.key.cmp(&b.key)));
-    for e in unnamed.into_iter().take(TOP) {
-        out.items.push(Insight {
-            kind: "unnamed_external",
-            explanation: format!(
-                "{} connections ({} bytes) from {} went to {}, a public address with no DNS name behind it: a hard-coded IP, or a lookup podwire did not see.",
-                e.connections,
-                e.bytes,
-                who(e),
-                e.key
-            ),
-            count: e.connections,
-            kfl: kfl(e),
-        });
-    }
-    Ok(())
 }
 
 impl std::fmt::Display for Insights {

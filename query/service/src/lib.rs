@@ -24,6 +24,7 @@
 //!   internal ones.
 pub mod api;
 pub mod catalog;
+pub(crate) mod columns;
 pub mod csv;
 pub mod error;
 pub mod insights;

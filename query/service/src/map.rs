@@ -39,12 +39,13 @@
 //!
 //! The statement is built as a `sqlparser` AST: a fixed template (no user text in it) is parsed,
 //! then the KFL filter's AST and the expanded namespaces (as literals) are put in its place.
+use crate::columns::{column, min_opt, ms_column};
 use crate::error::{Error, Result};
 use crate::prune;
 use crate::session::{QueryRequest, Store};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use arrow::datatypes::{DataType, Int64Type};
 use podwire_schemas::Table;
 use podwire_schemas::connections::{col, outcome};
 use podwire_schemas::endpoint::Side;
@@ -681,33 +682,12 @@ fn read_rows(b: &RecordBatch, edges: &mut Edges) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
-    b.column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("the map query returned no column `{name}`")))
-}
-
-/// A timestamp column as epoch ms.
-pub(crate) fn ms_column(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let c = column(b, name)?;
-    let per_ms = match c.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => -1000,
-        DataType::Timestamp(TimeUnit::Millisecond, _) => 1,
-        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1_000_000,
-        other => return Err(Error::Internal(format!("`{name}` is {other}, not a timestamp"))),
-    };
-    let c = cast(c, &DataType::Int64)?;
-    let a = c.as_primitive::<Int64Type>();
-    let ms = |v: i64| if per_ms < 0 { v.saturating_mul(-per_ms) } else { v.div_euclid(per_ms) };
-    Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| ms(a.value(i)))).collect())
-}
-
 fn ms_at(b: &RecordBatch, name: &str, row: usize) -> Result<Option<i64>> {
     Ok(ms_column(b, name)?.get(row).copied().flatten())
 }
 
 /// The kind of a node id.
-fn kind_of(id: &str) -> &'static str {
+pub(crate) fn kind_of(id: &str) -> &'static str {
     match id.split_once(':').map(|(k, _)| k) {
         Some("ns") => "namespace",
         Some("wl") => "workload",
@@ -876,13 +856,6 @@ fn merge(into: &mut Edge, e: Edge) {
     into.first_seen = min_opt(into.first_seen, e.first_seen);
     into.last_seen = into.last_seen.max(e.last_seen);
     into.merged += e.merged.max(1);
-}
-
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// The nodes of `edges`, heaviest first, then the namespace boxes of expanded namespaces.

@@ -22,17 +22,16 @@
 //!
 //! Nothing is estimated: every count is a count of final rows (a connection counts once) or a
 //! sum over rows, as a query over the same Parquet files gives it (the tests check with DuckDB).
+use crate::columns::{column, int_list, ints, min_opt, ms_column, strings, when};
 use crate::error::Result;
 use crate::map::{
-    self, CONNECTIONS_ONLY, Level, SideKeys, column, fill_template, is_private, node_id,
-    node_match, percentile, quote, side_keys, table_filter,
+    self, CONNECTIONS_ONLY, Level, SideKeys, fill_template, kind_of, node_id, node_match,
+    percentile, quote, side_keys, table_filter,
 };
 use crate::session::{QueryRequest, Store};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::array::{AsArray, RecordBatch};
 use podwire_schemas::Table;
-use podwire_schemas::connections::{by, col, outcome};
+use podwire_schemas::connections::{by, col, outcome, protocol};
 use podwire_schemas::endpoint::Side;
 use serde::Serialize;
 use sqlparser::ast as sql;
@@ -282,7 +281,7 @@ fn pairs_sql() -> String {
          FROM (SELECT {inner}, {protocol}, {port}, {fin}, {out}, {reset_by}, {sp}, {dp}, {sr}, {dr}, \
                  {sz}, {dz}, {icmp_type}, {icmp_code}, {icmp_src}, {id}, {start}, {end}, \
                  {dst_ip} AS dst_addr, {dst_pod} AS dst_pod_name, \
-                 CASE WHEN {fin} THEN CAST({rtt} AS DOUBLE) END AS rtt_us \
+                 CASE WHEN {fin} THEN {rtt} END AS rtt_us \
                FROM connections WHERE __filter__) AS ends \
          GROUP BY {group}, {protocol}, {port}",
         inner = inner.join(", "),
@@ -337,34 +336,6 @@ async fn pairs(
     Ok(out)
 }
 
-fn ints(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let c = cast(column(b, name)?, &DataType::Int64)?;
-    let a = c.as_primitive::<Int64Type>();
-    Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect())
-}
-
-fn strings(b: &RecordBatch, name: &str) -> Result<Vec<String>> {
-    let c = cast(column(b, name)?, &DataType::Utf8)?;
-    let a = c.as_string::<i32>();
-    Ok((0..a.len())
-        .map(|i| if a.is_null(i) { String::new() } else { a.value(i).to_owned() })
-        .collect())
-}
-
-fn list_values<T: Copy>(
-    b: &RecordBatch,
-    name: &str,
-    row: usize,
-    out: &mut Vec<T>,
-    f: impl Fn(&arrow::array::ArrayRef) -> Result<Vec<Option<T>>>,
-) -> Result<()> {
-    let lists = column(b, name)?.as_list::<i32>();
-    if !lists.is_null(row) {
-        out.extend(f(&lists.value(row))?.into_iter().flatten());
-    }
-    Ok(())
-}
-
 fn read_pairs(b: &RecordBatch, out: &mut Vec<Pair>) -> Result<()> {
     let (src, dst) = (SideKeys::of(b, Side::Src)?, SideKeys::of(b, Side::Dst)?);
     let u = |v: Option<i64>| v.map_or(0, |n| u64::try_from(n).unwrap_or(0));
@@ -392,14 +363,12 @@ fn read_pairs(b: &RecordBatch, out: &mut Vec<Pair>) -> Result<()> {
         (strings(b, "icmp_src")?, strings(b, "failed_dst_ip")?, strings(b, "failed_dst_pod")?);
     let times: Vec<Vec<Option<i64>>> = ["first_success", "last_success", "first_seen", "last_seen"]
         .iter()
-        .map(|n| map::ms_column(b, n))
+        .map(|n| ms_column(b, n))
         .collect::<Result<_>>()?;
     let mut bad_times = Vec::new();
     for o in BAD {
-        bad_times.push((
-            o,
-            (map::ms_column(b, &format!("first_{o}"))?, map::ms_column(b, &format!("last_{o}"))?),
-        ));
+        bad_times
+            .push((o, (ms_column(b, &format!("first_{o}"))?, ms_column(b, &format!("last_{o}"))?)));
     }
     for i in 0..b.num_rows() {
         let mut p = Pair {
@@ -434,32 +403,18 @@ fn read_pairs(b: &RecordBatch, out: &mut Vec<Pair>) -> Result<()> {
             }
         }
         for o in BAD {
-            let mut ids = Vec::new();
-            list_values(b, &format!("ex_{o}"), i, &mut ids, |a| {
-                let a = cast(a, &DataType::Int64)?;
-                let a = a.as_primitive::<Int64Type>();
-                Ok(a.iter().collect())
-            })?;
+            let mut ids = int_list(b, &format!("ex_{o}"), i)?;
             ids.sort_unstable();
             ids.truncate(EXAMPLES);
             if !ids.is_empty() {
                 p.examples.insert(o.to_owned(), ids);
             }
         }
-        let mut rtts = Vec::new();
-        list_values(b, "rtts_us", i, &mut rtts, |a| {
-            Ok(a.as_primitive::<arrow::datatypes::Float64Type>().iter().collect())
-        })?;
-        p.rtts_ms = rtts.into_iter().map(|us| us / 1000.0).collect();
+        p.rtts_ms = int_list(b, "rtts_us", i)?.into_iter().map(|us| us as f64 / 1000.0).collect();
         p.rtts_ms.sort_by(f64::total_cmp);
         out.push(p);
     }
     Ok(())
-}
-
-fn when(ms: Option<i64>) -> String {
-    ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map_or_else(|| "?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
 }
 
 /// A node id for a sentence: `frontend (shop)`, `api.example.com`, `10.0.0.7`.
@@ -554,8 +509,8 @@ fn judge(p: &Pair, baseline_ms: Option<&[f64]>) -> Vec<Verdict> {
     let mut out = Vec::new();
     let failing = BAD.iter().map(|o| n(o)).sum::<u64>();
     // A target nobody held: the address itself is the problem, whatever the packets said.
-    if failing > 0 && p.target.starts_with("unknown:") && is_private(&p.target["unknown:".len()..])
-    {
+    // (`unknown:` ids are private addresses no one named: the map's id rules.)
+    if failing > 0 && kind_of(&p.target) == "unknown" {
         let mut v = base(
             "stale_endpoint",
             failing,
@@ -591,7 +546,7 @@ fn judge(p: &Pair, baseline_ms: Option<&[f64]>) -> Vec<Verdict> {
     }
     let unanswered = n(outcome::NO_ANSWER) + n(outcome::ABORTED);
     if unanswered > 0 {
-        let what = if p.protocol == "udp" { "requests" } else { "SYNs" };
+        let what = if p.protocol == protocol::UDP { "requests" } else { "SYNs" };
         let mut v = base(
             "no_answer",
             unanswered,
@@ -773,7 +728,7 @@ async fn dns_verdicts(
         let (names, rcodes) = (strings(b, "name")?, strings(b, "rcode")?);
         let unanswered = column(b, "unanswered")?.as_boolean().clone();
         let n = ints(b, "n")?;
-        let (first, last) = (map::ms_column(b, "first")?, map::ms_column(b, "last")?);
+        let (first, last) = (ms_column(b, "first")?, ms_column(b, "last")?);
         for i in 0..b.num_rows() {
             let e = by.entry((node_id(&src, i), names[i].clone())).or_default();
             let k = u64::try_from(n[i].unwrap_or(0)).unwrap_or(0);
@@ -790,10 +745,7 @@ async fn dns_verdicts(
             *e.failed.entry(why).or_default() += k;
             e.first = min_opt(e.first, first[i]);
             e.last = e.last.max(last[i]);
-            list_values(b, "ids", i, &mut e.ids, |a| {
-                let a = cast(a, &DataType::Int64)?;
-                Ok(a.as_primitive::<Int64Type>().iter().collect())
-            })?;
+            e.ids.extend(int_list(b, "ids", i)?);
         }
     }
     let mut out = Vec::new();
@@ -845,13 +797,6 @@ async fn dns_verdicts(
     Ok(out)
 }
 
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// Reads the example connections whole: bytes, packets and duration over all their rows in
 /// the window.
 async fn examples(store: &Store, query: &QueryRequest<'_>, why: &mut Why) -> Result<()> {
@@ -889,7 +834,7 @@ async fn examples(store: &Store, query: &QueryRequest<'_>, why: &mut Why) -> Res
     for b in &batches {
         let (id, sp, dp, bytes) =
             (ints(b, "id")?, ints(b, "sp")?, ints(b, "dp")?, ints(b, "bytes")?);
-        let (first, last) = (map::ms_column(b, "first")?, map::ms_column(b, "last")?);
+        let (first, last) = (ms_column(b, "first")?, ms_column(b, "last")?);
         let u = |v: Option<i64>| v.map_or(0, |n| u64::try_from(n).unwrap_or(0));
         for i in 0..b.num_rows() {
             let Some(conn_id) = id[i] else { continue };

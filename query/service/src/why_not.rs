@@ -15,13 +15,14 @@
 //!
 //! Not yet: whether a named pod existed then or had another address, typo-close names, and
 //! fields that are empty for such rows (issue 24).
+use crate::columns::{column, ints, min_opt, ms_column, when};
 use crate::error::Result;
 use crate::map::{self, fill_template, table_filter};
 use crate::prune;
 use crate::session::{QueryRequest, Store};
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::DataType;
 use podwire_schemas::Table;
 use podwire_schemas::capture_stats::{SKIP_REASONS, col as scol};
 use podwire_schemas::connections::col;
@@ -116,18 +117,6 @@ pub async fn why_not(store: &Store, query: &QueryRequest<'_>) -> Result<WhyNot> 
     Ok(out)
 }
 
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn when(ms: Option<i64>) -> String {
-    ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map_or_else(|| "?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
-}
-
 /// Rows of `table` the filter matches (final rows of connections), and their first and last
 /// time; zero when the filter does not apply to the table.
 async fn matches(
@@ -155,41 +144,25 @@ async fn matches(
     let (mut first, mut last) = (None, None);
     for b in &batches {
         n += u64::try_from(ints(b, "n")?.first().copied().flatten().unwrap_or(0)).unwrap_or(0);
-        first = min_opt(first, map::ms_column(b, "first")?.first().copied().flatten());
-        last = last.max(map::ms_column(b, "last")?.first().copied().flatten());
+        first = min_opt(first, ms_column(b, "first")?.first().copied().flatten());
+        last = last.max(ms_column(b, "last")?.first().copied().flatten());
     }
     Ok((n, first, last))
 }
 
-fn ints(b: &arrow::array::RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let c = cast(map::column(b, name)?, &DataType::Int64)?;
-    let a = c.as_primitive::<Int64Type>();
-    Ok((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))).collect())
-}
-
-/// `ts >= from AND ts < to` on `capture_stats`, with the partition predicate.
-fn stats_window(from_ms: Option<i64>, to_ms: Option<i64>) -> sql::Expr {
-    let mut parts = Vec::new();
+/// `capture_stats` rows of `[from, to)`: the condition on `ts` (numbers only, so written into
+/// the statement), and the partition predicate that keeps other hours' folders unread.
+fn stats_window(from_ms: Option<i64>, to_ms: Option<i64>) -> (String, sql::Expr) {
+    let mut parts = vec!["true".to_owned()];
     if let Some(f) = from_ms {
         parts.push(format!("{} >= to_timestamp_millis({f})", scol::TS));
     }
     if let Some(t) = to_ms {
         parts.push(format!("{} < to_timestamp_millis({t})", scol::TS));
     }
-    let text = if parts.is_empty() { "true".to_owned() } else { parts.join(" AND ") };
-    let dialect = sqlparser::dialect::GenericDialect {};
-    let mut expr = sqlparser::parser::Parser::new(&dialect)
-        .try_with_sql(&text)
-        .and_then(|mut p| p.parse_expr())
-        .unwrap_or_else(|_| sql::Expr::value(sql::Value::Boolean(true)));
-    if let Some(p) = prune::partition_predicate(from_ms, to_ms) {
-        expr = sql::Expr::BinaryOp {
-            left: Box::new(sql::Expr::Nested(Box::new(p))),
-            op: sql::BinaryOperator::And,
-            right: Box::new(sql::Expr::Nested(Box::new(expr))),
-        };
-    }
-    expr
+    let partitions = prune::partition_predicate(from_ms, to_ms)
+        .unwrap_or_else(|| sql::Expr::value(sql::Value::Boolean(true)));
+    (parts.join(" AND "), partitions)
 }
 
 /// The per-node reasons from `capture_stats`.
@@ -211,18 +184,19 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
     for (c, _) in kernel {
         sums.push(format!("sum({c}) AS \"{c}\""));
     }
+    let (window, partitions) = stats_window(query.from_ms, query.to_ms);
     let template = format!(
-        "SELECT {node} AS node, {sums} FROM capture_stats WHERE __window__ GROUP BY {node} ORDER BY {node}",
+        "SELECT {node} AS node, {sums} FROM capture_stats WHERE __partitions__ AND {window} \
+         GROUP BY {node} ORDER BY {node}",
         node = scol::NODE,
         sums = sums.join(", ")
     );
-    let window = stats_window(query.from_ms, query.to_ms);
-    let statement = fill_template(&template, &HashMap::from([("__window__", window)]))?;
+    let statement = fill_template(&template, &HashMap::from([("__partitions__", partitions)]))?;
     out.sql.push(format!("{statement:#}"));
     let batches = store.plan(statement).await?.collect().await?;
     let mut reporting = Vec::new();
     for b in &batches {
-        let nodes = cast(map::column(b, "node")?, &DataType::Utf8)?;
+        let nodes = cast(column(b, "node")?, &DataType::Utf8)?;
         let nodes = nodes.as_string::<i32>();
         let filtered = ints(b, "filtered")?;
         let mut skipped: Vec<(&str, Vec<Option<i64>>)> = Vec::new();
@@ -296,19 +270,20 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
     }
     // Agents that reported before the window and not in it.
     if let Some(from) = query.from_ms {
+        let (window, partitions) = stats_window(Some(from - LOOKBACK_MS), Some(from));
         let template = format!(
-            "SELECT {node} AS node, max({end}) AS last_report FROM capture_stats WHERE __window__ GROUP BY {node} ORDER BY {node}",
+            "SELECT {node} AS node, max({end}) AS last_report FROM capture_stats \
+             WHERE __partitions__ AND {window} GROUP BY {node} ORDER BY {node}",
             node = scol::NODE,
             end = scol::END_TS
         );
-        let window = stats_window(Some(from - LOOKBACK_MS), Some(from));
-        let statement = fill_template(&template, &HashMap::from([("__window__", window)]))?;
+        let statement = fill_template(&template, &HashMap::from([("__partitions__", partitions)]))?;
         out.sql.push(format!("{statement:#}"));
         let batches = store.plan(statement).await?.collect().await?;
         for b in &batches {
-            let nodes = cast(map::column(b, "node")?, &DataType::Utf8)?;
+            let nodes = cast(column(b, "node")?, &DataType::Utf8)?;
             let nodes = nodes.as_string::<i32>();
-            let last = map::ms_column(b, "last_report")?;
+            let last = ms_column(b, "last_report")?;
             for (i, last) in last.into_iter().enumerate() {
                 let node = nodes.value(i);
                 if reporting.iter().any(|n| n == node) {

@@ -38,6 +38,10 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.store.display(),
         args.store.display()
     );
+    println!(
+        "Ask podwire why the failed ones failed:\n  podwire why --store {}",
+        args.store.display()
+    );
     if args.no_serve {
         return Ok(());
     }

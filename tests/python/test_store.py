@@ -25,6 +25,7 @@ def demo_store(tmp_path_factory):
     out = run("demo", "--no-serve", "--store", str(store))
     assert out.returncode == 0, out.stderr
     assert "api.example.com" in out.stdout
+    assert f"podwire why --store {store}" in out.stdout, "the demo points at the verdicts"
     return str(store)
 
 

@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 
 import duckdb
@@ -223,6 +224,9 @@ def test_why_not_says_when_the_rows_are_elsewhere_in_time(demo):
 def test_why_not_names_an_agent_that_stopped(tmp_path):
     """Two nodes: node-b's capture ends a day before the scene. Over the scene's window, node-b's
     agent is silent, with its last report as DuckDB reads it."""
+    for tool in ("editcap", "capinfos"):
+        assert shutil.which(tool), (f"`{tool}` is missing: apt-get install wireshark-common "
+                                    "(tshark brings it; tests/run-all.sh installs tshark)")
     scene = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "capture", "demo", "scene.pcap")
     store = tmp_path / "store"
     assert run("standalone", "--pcap", scene, "--store", str(store), "--node", "node-a").returncode == 0

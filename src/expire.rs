@@ -41,7 +41,6 @@ pub(crate) fn run(args: &ExpireArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// Seconds since the epoch before which whole hours go.
 fn cutoff(keep: Duration) -> i64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -358,10 +358,12 @@ impl Inventory {
         v
     }
 
-    /// Who held `ip` at `ts_ns`: the identity valid then (the latest-starting one if several);
-    /// when none was valid then, the one whose validity is nearest in time (an inventory is a
-    /// snapshot, and a capture may predate it). Pods win over services and nodes at the same
-    /// address.
+    /// Who held `ip` at `ts_ns`: the identity valid then (the latest-starting one if several;
+    /// pods win over services and nodes at the same address). When none was valid then:
+    /// before everything known of the address, the earliest identity (an inventory is a
+    /// snapshot, and a capture may predate it); after a known end (a deletion, a finished pod)
+    /// or between two holders, nobody: the pod was gone then, and naming it would hide a stale
+    /// endpoint.
     pub fn lookup(&self, ip: IpAddr, ts_ns: i64) -> Option<&EndpointMeta> {
         self.identity(ip, ts_ns).map(|id| &id.meta)
     }
@@ -369,17 +371,14 @@ impl Inventory {
     /// The identity [`Self::lookup`] takes the metadata from.
     pub fn identity(&self, ip: IpAddr, ts_ns: i64) -> Option<&Identity> {
         let ids = self.by_ip.get(&ip)?;
-        let distance = |id: &Identity| -> i64 {
-            if ts_ns < id.from_ns {
-                id.from_ns.saturating_sub(ts_ns)
-            } else if ts_ns >= id.to_ns {
-                ts_ns.saturating_sub(id.to_ns).saturating_add(1)
-            } else {
-                0
-            }
-        };
-        ids.iter()
-            .min_by_key(|id| (distance(id), id.meta.pod.is_empty(), std::cmp::Reverse(id.from_ns)))
+        let valid = ids
+            .iter()
+            .filter(|id| id.from_ns <= ts_ns && ts_ns < id.to_ns)
+            .min_by_key(|id| (id.meta.pod.is_empty(), std::cmp::Reverse(id.from_ns)));
+        if valid.is_some() || ids.iter().any(|id| id.from_ns <= ts_ns) {
+            return valid;
+        }
+        ids.iter().min_by_key(|id| (id.from_ns, id.meta.pod.is_empty()))
     }
 }
 
@@ -497,9 +496,12 @@ mod tests {
         let after = inv.lookup(ip, ns("2026-01-01T03:00:00Z")).unwrap();
         assert_eq!(after.pod, "db-0");
         assert_eq!(after.workload_kind, "StatefulSet");
-        // Between the Job's end (01:00) and db-0's start (02:00): the nearest in time.
-        let gap = inv.lookup(ip, ns("2026-01-01T01:20:00Z")).unwrap();
-        assert_eq!(gap.pod, "report-29000000-xyz");
+        // Between the Job's end (01:00) and db-0's start (02:00): nobody held it.
+        assert_eq!(inv.lookup(ip, ns("2026-01-01T01:20:00Z")), None);
+        // Before anything known of the address (a capture older than the snapshot): the
+        // earliest holder.
+        let before = inv.lookup(ip, ns("2025-12-31T00:00:00Z")).unwrap();
+        assert_eq!(before.pod, "report-29000000-xyz");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 """`podwire why`: every verdict's numbers recomputed by DuckDB over the same Parquet, on the demo
 scene (real programs in network namespaces: a refused port, dropped SYNs, a mid-stream reset, an
-ICMP port unreachable, an NXDOMAIN) and on shared captures with no inventory (unnamed private
-addresses: stale endpoints; retransmissions: degraded); each verdict's KFL lists its rows; the
-API answers as the CLI does."""
+ICMP port unreachable, an NXDOMAIN), on a scene of its own (why_scene.py: a pod deleted and its
+address reused, a slow and lossy link, an address reached without a lookup) and on shared
+captures with no inventory (unnamed private addresses: stale endpoints; retransmissions:
+degraded); each verdict's KFL lists its rows; the API answers as the CLI does. `why-not`: each
+reason on the stores that have it, its counts from DuckDB."""
 import datetime
 import ipaddress
 import json
@@ -14,6 +16,7 @@ import duckdb
 import pytest
 
 from podwire_bin import BIN, PCAPS, run
+import why_scene
 
 WINDOW = ["--from", "1970-01-01", "--to", "2100-01-01"]
 # The outcomes each failure verdict stands for (query/service/src/why.rs).
@@ -274,3 +277,140 @@ def test_insights_rank_what_is_wrong_and_what_is_new(demo):
         if i["kind"] in ("failing", "new_external", "unnamed_external"):
             finals = [r for r in kfl_rows(demo, i["kfl"]) if r.get("is_final", True)]
             assert len(finals) == i["count"], (i, len(finals))
+
+
+# -- the why scene: a deleted pod's address reused, a slow and lossy link, no lookup ----------------
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    work = tmp_path_factory.mktemp("why-scene")
+    play = why_scene.Scene(work)
+    try:
+        play.up()
+        play.play(str(work / "scene.pcap"))
+    finally:
+        play.down()
+    play.inventory(str(work / "inventory.json"))
+    store = work / "store"
+    out = run("standalone", "--pcap", str(work / "scene.pcap"), "--inventory", str(work / "inventory.json"),
+              "--store", str(store), "--node", "node-w")
+    assert out.returncode == 0, out.stderr
+    return store, play.t
+
+
+def iso(ms):
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat()
+
+
+def test_a_deleted_pod_whose_address_was_reused_is_a_stale_endpoint(scene):
+    store, t = scene
+    report = why(store)
+    check_against_duckdb(store, report)
+    stale = [v for v in report["verdicts"] if v["verdict"] == "stale_endpoint"]
+    assert [(v["source"], v["target"], v["port"]) for v in stale] == [
+        ("wl:shop/checkout", f"unknown:{why_scene.STALE_IP}", 8080)], report["verdicts"]
+    v = stale[0]
+    assert v["failed"] == v["total"] == 3, v
+    # Failed only after the deletion, and before the new pod.
+    assert t["deleted_s"] * 1000 <= v["first_ms"] and v["last_ms"] <= t["created_s"] * 1000, (v, t)
+    cart, pay = why_scene.PODS["cart"][3], why_scene.PODS["payments"][3]
+    held = lambda pod, agg: duck(store, f"""SELECT {agg}({ms('start_ts')}) FROM connections
+                                            WHERE dst_ip = '{why_scene.STALE_IP}' AND dst_pod = '{pod}'""")[0][0]
+    ev = v["evidence"]
+    assert (ev["held_before"], ev["held_before_last_ms"]) == (f"shop/{cart}", held(cart, "max")), ev
+    assert (ev["held_after"], ev["held_after_first_ms"]) == (f"shop/{pay}", held(pay, "min")), ev
+    assert cart in v["explanation"] and pay in v["explanation"], v["explanation"]
+    # Before and after, the same client and address worked, under each pod's own name.
+    ok = {v["target"]: v["total"] for v in report["verdicts"] if v["verdict"] == "ok" and v["port"] == 8080}
+    assert ok.get("wl:shop/cart") == 3 and ok.get("wl:shop/payments") == 3, ok
+
+
+def test_a_slow_lossy_link_is_degraded_against_its_own_baseline(scene):
+    store, t = scene
+    start, end = t["slow"], t["slow"] + why_scene.PHASE_S * 1000
+    out = run("why", "--store", str(store), "--from", iso(start), "--to", iso(end), "--format", "json",
+              "dst.port == 8080")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    v = [v for v in report["verdicts"] if v["target"] == "wl:shop/ledger"]
+    assert [x["verdict"] for x in v] == ["degraded"], report["verdicts"]
+    ev = v[0]["evidence"]
+    pair = "dst_workload = 'ledger' AND src_workload = 'checkout' AND dst_port = 8080 AND is_final"
+    median = lambda a, b: duck(store, f"""SELECT median(handshake_rtt_us / 1000.0), count(handshake_rtt_us)
+        FROM connections WHERE {pair} AND {between(a, b)}""")[0]
+    now, n_now = median(start, end)
+    before, n_before = median(start - (end - start), start)
+    assert n_now >= 5 and n_before >= 5, (n_now, n_before)
+    assert ev["rtt_p50_ms"] == pytest.approx(now) and ev["baseline_rtt_p50_ms"] == pytest.approx(before), (ev, now, before)
+    assert ev["rtt_factor"] >= 3 and "handshake RTT" in v[0]["explanation"], v[0]
+    # The bucket's drops: the server's retransmissions, counted as DuckDB counts them.
+    r, p = duck(store, f"""SELECT sum(src_retransmits + dst_retransmits), sum(src_packets + dst_packets)
+        FROM connections WHERE dst_workload = 'ledger' AND src_workload = 'checkout' AND dst_port = 8080
+        AND {between(start, end)}""")[0]
+    assert r > 0.02 * p and (ev["retransmits"], ev["packets"]) == (r, p), (ev, r, p)
+
+
+def between(a, b):
+    """`start_ts` in [a, b) epoch ms, as the KFL window compares it (to the microsecond)."""
+    return f"epoch_us(start_ts) >= {a * 1000} AND epoch_us(start_ts) < {b * 1000}"
+
+
+def test_why_not_a_pod_that_was_gone_then(scene):
+    store, t = scene
+    cart, pay = why_scene.PODS["cart"][3], why_scene.PODS["payments"][3]
+    after = ["--from", iso(t["created_s"] * 1000), "--to", iso(t["end"])]
+    answer = why_not(store, f'dst.pod == "{cart}"', *after)
+    r = reasons(answer)
+    assert ("outside_window", None) in r and ("name_elsewhere", None) in r, answer
+    elsewhere = r[("name_elsewhere", None)]
+    n = duck(store, f"""SELECT count(*) FROM connections WHERE is_final AND (src_pod = '{cart}' OR dst_pod = '{cart}')""")[0][0]
+    assert elsewhere["count"] == n == 3, (elsewhere, n)
+    assert why_scene.STALE_IP in elsewhere["explanation"] and pay in elsewhere["explanation"], elsewhere
+    # The pod at an address it did not have.
+    answer = why_not(store, f'dst.pod == "{pay}" and dst.ip == "10.244.9.21"', *after)
+    other = reasons(answer)[("other_ip", None)]
+    assert other["suggestion"] == f'dst.ip == "{why_scene.STALE_IP}"', other
+    assert other["count"] == duck(store, f"""SELECT count(*) FROM connections WHERE is_final AND dst_pod = '{pay}'
+        AND {between(t['created_s'] * 1000, t['end'])}""")[0][0]
+
+
+def test_why_not_typos_sides_and_unknown_names(scene):
+    store, t = scene
+    ledger = why_scene.PODS["ledger"][3]
+    typo = ledger[:-1] + ("a" if ledger[-1] != "a" else "b")
+    r = reasons(why_not(store, f'dst.pod == "{typo}"'))
+    assert r[("did_you_mean", None)]["suggestion"] == f'dst.pod == "{ledger}"', r
+    r = reasons(why_not(store, 'src.workload == "ledger"'))
+    side = r[("other_side", None)]
+    assert side["suggestion"] == 'dst.workload == "ledger"', side
+    assert side["count"] == duck(store, "SELECT count(*) FROM connections WHERE is_final AND dst_workload = 'ledger'")[0][0]
+    r = reasons(why_not(store, 'dst.namespace == "qqqzzzxxx"'))
+    assert ("unknown_name", None) in r and ("did_you_mean", None) not in r, r
+
+
+def test_why_not_a_name_empty_where_no_lookup_was_seen(scene):
+    store, t = scene
+    early = ["--from", iso(t["start"] - 1000), "--to", iso(t["lookup"])]
+    for field in ("dst.name", "dst.dns"):
+        answer = why_not(store, f'{field} == "{why_scene.NAME}"', *early)
+        r = reasons(answer)
+        assert answer["connections"] == 0 and ("field_empty", None) in r, answer
+        empty = r[("field_empty", None)]
+        n = duck(store, f"""SELECT count(*) FROM connections WHERE is_final AND dst_ip = '{why_scene.EXT_IP}'
+            AND {between(t['start'] - 1000, t['lookup'])}""")[0][0]
+        assert empty["count"] == n == 2, (empty, n)
+        assert empty["suggestion"] == f'dst.ip == "{why_scene.EXT_IP}"', empty
+        finals = [x for x in kfl_rows_in(store, empty["suggestion"], *early) if x.get("is_final", True)]
+        assert len(finals) == n
+    # After the lookup, the name is there.
+    answer = why_not(store, f'dst.name == "{why_scene.NAME}"', "--from", iso(t["lookup"]), "--to", iso(t["end"]))
+    # (The capture skipped an IGMP report: a capture reason, not a name one.)
+    names = {"other_ip", "other_side", "name_elsewhere", "field_empty", "did_you_mean", "unknown_name"}
+    assert answer["connections"] == 1 and answer["reasons"][0]["reason"] == "matches", answer
+    assert not names & {x["reason"] for x in answer["reasons"]}, answer
+
+
+def kfl_rows_in(store, kfl, *window):
+    out = run("query", "--store", str(store), *window, "--format", "json", kfl)
+    assert out.returncode == 0, (kfl, out.stderr)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]

@@ -437,13 +437,20 @@ pub fn lookup(name: &str) -> Option<&'static Field> {
 /// Up to three known names closest to `name` by edit distance (case-insensitive), best first,
 /// at most one edit worse than the best.
 pub fn suggest<'a>(name: &str, extra: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    closest(name, catalog().map(|f| f.name).chain(extra))
+}
+
+/// Up to three of `candidates` closest to `name` by Levenshtein distance (case-insensitive),
+/// best first, at most one edit worse than the best and at most a third of `name`'s length
+/// away (two edits for short names); `name` itself is not a suggestion.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let target = name.to_lowercase();
     let limit = (target.chars().count() / 3).max(2);
-    let mut scored: Vec<(usize, String)> = catalog()
-        .map(|f| f.name)
-        .chain(extra)
+    let mut scored: Vec<(usize, String)> = candidates
+        .into_iter()
+        .filter(|cand| *cand != name)
         .filter_map(|cand| {
-            let d = edit_distance(&target, &cand.to_lowercase());
+            let d = strsim::levenshtein(&target, &cand.to_lowercase());
             (d <= limit).then(|| (d, cand.to_string()))
         })
         .collect();
@@ -451,21 +458,6 @@ pub fn suggest<'a>(name: &str, extra: impl IntoIterator<Item = &'a str>) -> Vec<
     scored.dedup_by(|a, b| a.1 == b.1);
     let best = scored.first().map_or(0, |s| s.0);
     scored.into_iter().take_while(|s| s.0 <= best + 1).take(3).map(|(_, n)| n).collect()
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - [`span`]: byte ranges and `line:col` positions.
 //! - [`error`]: [`Error`] with a stable [`ErrorClass`] (KFL.md §6.5), a position, a caret
 //!   diagnostic ([`Error::render`]) and a hint.
+//! - [`terms`]: the `field == "text"` tests of a query (the names `why-not` checks).
 //! - [`fields`]: the catalog of selectors (`src.ip`, `dst.namespace`, `request.questions[0].name`,
 //!   `outcome`, `rtt`, …), the columns they read in each table, types and units.
 //! - [`mod@translate`]: type checks against the catalog and lowers to a `sqlparser` statement, routed
@@ -33,6 +34,7 @@ pub mod fields;
 pub mod lexer;
 pub mod parser;
 pub mod span;
+pub mod terms;
 pub mod translate;
 
 pub use error::{Error, ErrorClass, Result};

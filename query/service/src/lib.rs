@@ -35,6 +35,7 @@ pub mod prune;
 pub mod pushdown;
 pub mod readonly;
 pub mod session;
+pub(crate) mod sightings;
 pub mod time;
 pub mod timeline;
 pub mod web;

@@ -29,6 +29,8 @@ use crate::map::{
     percentile, quote, side_keys, table_filter,
 };
 use crate::session::{QueryRequest, Store};
+use crate::sightings::sightings;
+use crate::why_not::LOOKBACK_MS;
 use arrow::array::{AsArray, RecordBatch};
 use podwire_schemas::Table;
 use podwire_schemas::connections::{by, col, outcome, protocol};
@@ -177,6 +179,7 @@ pub async fn why(store: &Store, request: &WhyRequest<'_>) -> Result<Why> {
         let base = baseline.get(&(p.source.clone(), p.target.clone(), p.protocol.clone(), p.port));
         out.verdicts.extend(judge(p, base.map(Vec::as_slice)));
     }
+    holders(store, &query, &mut out).await?;
     out.verdicts.extend(dns_verdicts(store, &query, &mut out.sql, &mut out.dns_lookups).await?);
     examples(store, &query, &mut out).await?;
     out.verdicts.sort_by(|a, b| {
@@ -187,6 +190,52 @@ pub async fn why(store: &Store, request: &WhyRequest<'_>) -> Result<Why> {
             .then_with(|| (&a.source, &a.target, a.port).cmp(&(&b.source, &b.target, b.port)))
     });
     Ok(out)
+}
+
+/// For each `stale_endpoint`, the pods that held its address before the failures and after
+/// them, as connections at either end show them in the [`LOOKBACK_MS`] around the window.
+async fn holders(store: &Store, query: &QueryRequest<'_>, out: &mut Why) -> Result<()> {
+    let stale: Vec<String> = out
+        .verdicts
+        .iter()
+        .filter(|v| v.verdict == "stale_endpoint")
+        .map(|v| name(&v.target))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let around = QueryRequest {
+        kfl: "",
+        from_ms: query.from_ms.map(|f| f.saturating_sub(LOOKBACK_MS)),
+        to_ms: query.to_ms.map(|t| t.saturating_add(LOOKBACK_MS)),
+        ..*query
+    };
+    let seen = sightings(store, &around, "ip", &stale, &mut out.sql).await?;
+    for v in out.verdicts.iter_mut().filter(|v| v.verdict == "stale_endpoint") {
+        let ip = name(&v.target);
+        let pods = || seen.iter().filter(|s| s.ip == ip && !s.pod.is_empty());
+        let before = pods()
+            .filter(|s| matches!((s.last_ms, v.first_ms), (Some(l), Some(f)) if l < f))
+            .max_by_key(|s| s.last_ms);
+        let after = pods()
+            .filter(|s| matches!((s.first_ms, v.last_ms), (Some(f), Some(l)) if f > l))
+            .min_by_key(|s| s.first_ms);
+        let mut told = Vec::new();
+        if let Some(b) = before {
+            told.push(format!("{} held {ip} until at least {}", b.who(), when(b.last_ms)));
+            v.evidence.insert("held_before".into(), b.who().into());
+            v.evidence.insert("held_before_last_ms".into(), b.last_ms.into());
+        }
+        if let Some(a) = after {
+            told.push(format!("{} holds it from {}", a.who(), when(a.first_ms)));
+            v.evidence.insert("held_after".into(), a.who().into());
+            v.evidence.insert("held_after_first_ms".into(), a.first_ms.into());
+        }
+        if !told.is_empty() {
+            v.explanation.push_str(&format!(" In the store, {}.", told.join("; ")));
+        }
+    }
+    Ok(())
 }
 
 fn rank(verdict: &str) -> u8 {

@@ -13,19 +13,33 @@
 //! | `skipped` | a node's agent skipped packets it could not read (by reason) |
 //! | `lost` | a node's agent lost packets or details (ring buffer, flow tables) |
 //!
-//! Not yet: whether a named pod existed then or had another address, typo-close names, and
-//! fields that are empty for such rows (issue 24).
+//! When the filter matches nothing in the window, each of its `field == "text"` tests
+//! ([`podwire_kfl::terms`]) is also tried alone, and the names are looked for in the
+//! [`LOOKBACK_MS`] before and after the window, at both ends of connections:
+//!
+//! | reason | when |
+//! |---|---|
+//! | `other_ip` | the test matches alone, and the pod it names had other addresses than the filter's |
+//! | `other_side` | it matches nothing at its end, but rows at the other end (`src` for `dst`) |
+//! | `name_elsewhere` | the name was seen at other times: when, at which addresses, and who held those addresses in the window |
+//! | `field_empty` | a DNS name: the addresses it resolved to have connections in the window, named otherwise (no lookup seen before them); the `dst.ip` filter that finds them |
+//! | `did_you_mean` | the name was never seen, but names a few edits away were |
+//! | `unknown_name` | the name was never seen, nor anything close |
 use crate::columns::{column, ints, min_opt, ms_column, when};
 use crate::error::Result;
 use crate::map::{self, fill_template, table_filter};
 use crate::prune;
 use crate::session::{QueryRequest, Store};
+use crate::sightings::{Sighting, answers, sightings, values};
 use arrow::array::AsArray;
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
+use podwire_kfl::fields::{Field, Source};
+use podwire_kfl::terms::{Term, quote, terms};
 use podwire_schemas::Table;
 use podwire_schemas::capture_stats::{SKIP_REASONS, col as scol};
 use podwire_schemas::connections::col;
+use podwire_schemas::endpoint::Side;
 use serde::Serialize;
 use sqlparser::ast as sql;
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +77,10 @@ pub struct Reason {
     pub count: u64,
     /// Counts by kind.
     pub detail: BTreeMap<String, u64>,
+    /// The `field == "text"` test of the filter it is about, if any.
+    pub term: Option<String>,
+    /// A KFL filter to try instead, if one is known.
+    pub suggestion: Option<String>,
 }
 
 /// Says why a filter finds nothing or little in a window.
@@ -92,6 +110,8 @@ pub async fn why_not(store: &Store, query: &QueryRequest<'_>) -> Result<WhyNot> 
             ),
             count: conns + dns,
             detail: BTreeMap::from([("connections".into(), conns), ("dns_lookups".into(), dns)]),
+            term: None,
+            suggestion: None,
         });
     } else {
         let everywhere = QueryRequest { from_ms: None, to_ms: None, ..query };
@@ -110,15 +130,196 @@ pub async fn why_not(store: &Store, query: &QueryRequest<'_>) -> Result<WhyNot> 
                 ),
                 count: c + d,
                 detail: BTreeMap::from([("connections".into(), c), ("dns_lookups".into(), d)]),
+                term: None,
+                suggestion: None,
             });
         }
+    }
+    if conns + dns == 0 {
+        name_reasons(store, &query, &mut out).await?;
     }
     capture_reasons(store, &query, &mut out).await?;
     Ok(out)
 }
 
+/// Most distinct names read for a "did you mean".
+const CANDIDATES: usize = 100_000;
+
+/// The endpoint column (`pod`, `name`, `ip`, `dns_name`, ...) and end a text field reads in
+/// `connections`, if it is one.
+fn endpoint_of(field: &Field) -> Option<(Side, &'static str)> {
+    use podwire_schemas::connections::col as c;
+    match field.source(Table::Connections)? {
+        Source::Endpoint(side, suffix) => Some((side, suffix)),
+        Source::Column(c::SRC_IP) => Some((Side::Src, "ip")),
+        Source::Column(c::DST_IP) => Some((Side::Dst, "ip")),
+        Source::Column(c::DST_DNS_NAME) => Some((Side::Dst, "dns_name")),
+        _ => None,
+    }
+}
+
+/// The same field at the other end (`dst.pod` for `src.pod`), if there is one.
+fn other_end(field: &Field) -> Option<&'static Field> {
+    let name = match field.name.split_once('.')? {
+        ("src", rest) => format!("dst.{rest}"),
+        ("dst", rest) => format!("src.{rest}"),
+        _ => return None,
+    };
+    podwire_kfl::fields::lookup(&name)
+}
+
+fn reason(reason: &'static str, term: &Term, explanation: String, count: u64) -> Reason {
+    Reason {
+        reason,
+        node: None,
+        explanation,
+        count,
+        detail: BTreeMap::new(),
+        term: Some(term.kfl()),
+        suggestion: None,
+    }
+}
+
+/// Addresses of `seen`, each once, in first-seen order.
+fn addresses(seen: &[Sighting]) -> Vec<String> {
+    let mut ips: Vec<String> = Vec::new();
+    for s in seen {
+        if !ips.contains(&s.ip) {
+            ips.push(s.ip.clone());
+        }
+    }
+    ips
+}
+
+/// The reasons of each `field == "text"` test of a filter that matches nothing in the window.
+async fn name_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyNot) -> Result<()> {
+    let Some(expr) = podwire_kfl::parse(query.kfl)? else { return Ok(()) };
+    let all = terms(&expr);
+    let around = QueryRequest {
+        from_ms: query.from_ms.map(|f| f.saturating_sub(LOOKBACK_MS)),
+        to_ms: query.to_ms.map(|t| t.saturating_add(LOOKBACK_MS)),
+        ..*query
+    };
+    for term in &all {
+        let Some((side, suffix)) = endpoint_of(term.field) else { continue };
+        let kfl = term.kfl();
+        let n = connections_matching(store, query, &kfl, &mut out.sql).await?;
+        let names_pod = matches!(suffix, "pod" | "name");
+        if n > 0 {
+            // It matches alone: does the filter ask for the pod at an address it did not have?
+            let asked: Vec<&Term> =
+                all.iter().filter(|t| endpoint_of(t.field) == Some((side, "ip"))).collect();
+            if !names_pod || asked.is_empty() {
+                continue;
+            }
+            let seen =
+                sightings(store, query, suffix, std::slice::from_ref(&term.value), &mut out.sql)
+                    .await?;
+            let had = addresses(&seen);
+            for ip in asked {
+                if had.contains(&ip.value) {
+                    continue;
+                }
+                let mut r = reason(
+                    "other_ip",
+                    term,
+                    format!(
+                        "{} matches {n} connections in the window, but {} had {} then, not {}.",
+                        term.kfl(),
+                        term.value,
+                        had.join(", "),
+                        ip.value
+                    ),
+                    n,
+                );
+                r.suggestion = Some(
+                    had.iter()
+                        .map(|a| format!("{} == {}", ip.field.name, quote(a)))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                );
+                r.detail.insert("connections".into(), n);
+                out.reasons.push(r);
+            }
+            continue;
+        }
+        let mut at_other_end = false;
+        if let Some(other) = other_end(term.field) {
+            let swapped = Term { field: other, value: term.value.clone() };
+            let kfl = swapped.kfl();
+            let m = connections_matching(store, query, &kfl, &mut out.sql).await?;
+            if m > 0 {
+                at_other_end = true;
+                let mut r = reason(
+                    "other_side",
+                    term,
+                    format!(
+                        "{} matches nothing in the window, but {kfl} matches {m} connections: `src` is the side that opened the connection, `dst` the side that answered.",
+                        term.kfl()
+                    ),
+                    m,
+                );
+                r.suggestion = Some(kfl);
+                r.detail.insert("connections".into(), m);
+                out.reasons.push(r);
+            }
+        }
+        // Seen at the other end in the window: it existed then, so not "elsewhere".
+        if !at_other_end {
+            elsewhere(store, query, &around, term, suffix, out).await?;
+        }
+        // A DNS name whose addresses were reached without a lookup seen before.
+        if side == Side::Dst && matches!(suffix, "name" | "dns_name") {
+            let ips = answers(store, &around, &term.value, &mut out.sql).await?;
+            if ips.is_empty() {
+                continue;
+            }
+            let by_ip = ips
+                .iter()
+                .map(|(ip, _, _)| format!("dst.ip == {}", quote(ip)))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let m = connections_matching(store, query, &by_ip, &mut out.sql).await?;
+            if m == 0 {
+                continue;
+            }
+            let list: Vec<String> = ips.iter().map(|(ip, _, _)| ip.clone()).collect();
+            let mut r = reason(
+                "field_empty",
+                term,
+                format!(
+                    "{m} connections in the window went to {}, which {} resolved to (answers from {} to {}), but their {} is not that name: no lookup of it was seen before them (a cached answer, a lookup on another node, or one older than the capture). Filter by address instead: {by_ip}.",
+                    list.join(", "),
+                    term.value,
+                    when(ips.iter().filter_map(|a| a.1).min()),
+                    when(ips.iter().filter_map(|a| a.2).max()),
+                    term.field.name
+                ),
+                m,
+            );
+            r.suggestion = Some(by_ip);
+            r.detail.insert("connections".into(), m);
+            r.detail.insert("addresses".into(), list.len() as u64);
+            out.reasons.push(r);
+        }
+    }
+    Ok(())
+}
+
 /// Rows of `table` the filter matches (final rows of connections), and their first and last
 /// time; zero when the filter does not apply to the table.
+/// How many final connection rows `kfl` matches in `query`'s window.
+async fn connections_matching(
+    store: &Store,
+    query: &QueryRequest<'_>,
+    kfl: &str,
+    sqls: &mut Vec<String>,
+) -> Result<u64> {
+    let (n, _, _) =
+        matches(store, &QueryRequest { kfl, ..*query }, Table::Connections, sqls).await?;
+    Ok(n)
+}
+
 async fn matches(
     store: &Store,
     query: &QueryRequest<'_>,
@@ -150,18 +351,21 @@ async fn matches(
     Ok((n, first, last))
 }
 
-/// `capture_stats` rows of `[from, to)`: the condition on `ts` (numbers only, so written into
-/// the statement), and the partition predicate that keeps other hours' folders unread.
+/// `capture_stats` rows that overlap `[from, to)`: the condition (numbers only, so written into
+/// the statement), and the partition predicate that keeps other hours' folders unread. A row
+/// covers `[ts, end_ts]`: a capture file's can cover hours, so rows that started up to
+/// [`LOOKBACK_MS`] before the window are read too.
 fn stats_window(from_ms: Option<i64>, to_ms: Option<i64>) -> (String, sql::Expr) {
     let mut parts = vec!["true".to_owned()];
     if let Some(f) = from_ms {
-        parts.push(format!("{} >= to_timestamp_millis({f})", scol::TS));
+        parts.push(format!("{} >= to_timestamp_millis({f})", scol::END_TS));
     }
     if let Some(t) = to_ms {
         parts.push(format!("{} < to_timestamp_millis({t})", scol::TS));
     }
-    let partitions = prune::partition_predicate(from_ms, to_ms)
-        .unwrap_or_else(|| sql::Expr::value(sql::Value::Boolean(true)));
+    let partitions =
+        prune::partition_predicate(from_ms.map(|f| f.saturating_sub(LOOKBACK_MS)), to_ms)
+            .unwrap_or_else(|| sql::Expr::value(sql::Value::Boolean(true)));
     (parts.join(" AND "), partitions)
 }
 
@@ -221,6 +425,8 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
                     ),
                     count: f,
                     detail: BTreeMap::from([("packets_filtered".into(), f)]),
+                    term: None,
+                    suggestion: None,
                 });
             }
             // Not IP (ARP, LLDP) explains no missing connection.
@@ -241,6 +447,8 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
                     ),
                     count: total,
                     detail,
+                    term: None,
+                    suggestion: None,
                 });
             }
             let detail: BTreeMap<String, u64> = lost
@@ -264,6 +472,8 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
                     ),
                     count: total,
                     detail,
+                    term: None,
+                    suggestion: None,
                 });
             }
         }
@@ -298,6 +508,8 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
                     ),
                     count: 0,
                     detail: BTreeMap::new(),
+                    term: None,
+                    suggestion: None,
                 });
             }
         }
@@ -309,18 +521,112 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
             explanation: "No capture agent reported anything in the window (no capture_stats rows): nothing was being recorded then.".into(),
             count: 0,
             detail: BTreeMap::new(),
+            term: None,
+            suggestion: None,
         });
     }
     let order = |r: &Reason| match r.reason {
         "matches" => 0,
         "outside_window" => 1,
-        "no_capture" => 2,
-        "agent_silent" => 3,
-        "filtered" => 4,
-        "skipped" => 5,
-        _ => 6,
+        "other_ip" | "other_side" | "name_elsewhere" | "field_empty" | "did_you_mean"
+        | "unknown_name" => 2,
+        "no_capture" => 3,
+        "agent_silent" => 4,
+        "filtered" => 5,
+        "skipped" => 6,
+        _ => 7,
     };
+    // Stable: the name reasons keep the filter's order.
     out.reasons.sort_by_key(|r| (order(r), r.node.clone()));
+    Ok(())
+}
+
+/// Where and when a name that matches nothing in the window was seen around it, or the names
+/// close to it.
+async fn elsewhere(
+    store: &Store,
+    query: &QueryRequest<'_>,
+    around: &QueryRequest<'_>,
+    term: &Term,
+    suffix: &str,
+    out: &mut WhyNot,
+) -> Result<()> {
+    let names_pod = matches!(suffix, "pod" | "name");
+    let seen =
+        sightings(store, around, suffix, std::slice::from_ref(&term.value), &mut out.sql).await?;
+    if !seen.is_empty() {
+        let first = seen.iter().filter_map(|s| s.first_ms).min();
+        let last = seen.iter().filter_map(|s| s.last_ms).max();
+        let total: u64 = seen.iter().map(|s| s.connections).sum();
+        let ips = addresses(&seen);
+        let mut sentence = format!(
+            "{} was seen in {total} connections from {} to {}",
+            term.value,
+            when(first),
+            when(last)
+        );
+        if suffix != "ip" {
+            sentence.push_str(&format!(" at {}", ips.join(", ")));
+        }
+        let mut r = reason("name_elsewhere", term, String::new(), total);
+        if names_pod || suffix == "ip" {
+            // Who had those addresses in the window.
+            let holders = sightings(store, query, "ip", &ips, &mut out.sql).await?;
+            let named: Vec<String> = holders
+                .iter()
+                .filter(|h| !h.pod.is_empty())
+                .map(|h| format!("{} was {}", h.ip, h.who()))
+                .collect();
+            if !named.is_empty() {
+                sentence.push_str(&format!("; in the window, {}", named.join(", ")));
+            }
+            r.detail.insert("holders_in_window".into(), named.len() as u64);
+        }
+        r.explanation = format!(
+            "{} matches nothing in the window: {sentence}. It did not exist then, or had another name or address.",
+            term.kfl()
+        );
+        r.detail.insert("connections".into(), total);
+        out.reasons.push(r);
+    } else if suffix != "ip" {
+        let candidates = values(store, around, suffix, CANDIDATES, &mut out.sql).await?;
+        let close =
+            podwire_kfl::fields::closest(&term.value, candidates.iter().map(String::as_str));
+        let mut r = if close.is_empty() {
+            reason(
+                "unknown_name",
+                term,
+                format!(
+                    "No connection in the {} days before and after the window has {} at either end, nor a name close to it.",
+                    LOOKBACK_MS / 86_400_000,
+                    quote(&term.value)
+                ),
+                0,
+            )
+        } else {
+            let mut r = reason(
+                "did_you_mean",
+                term,
+                format!(
+                    "No connection in the {} days before and after the window has {} at either end; did you mean {}?",
+                    LOOKBACK_MS / 86_400_000,
+                    quote(&term.value),
+                    close.iter().map(|c| quote(c)).collect::<Vec<_>>().join(" or ")
+                ),
+                0,
+            );
+            r.suggestion = Some(
+                close
+                    .iter()
+                    .map(|c| format!("{} == {}", term.field.name, quote(c)))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            );
+            r
+        };
+        r.detail.insert("names_read".into(), candidates.len() as u64);
+        out.reasons.push(r);
+    }
     Ok(())
 }
 
@@ -336,6 +642,9 @@ impl std::fmt::Display for WhyNot {
         )?;
         for r in &self.reasons {
             writeln!(f, "[{}] {}", r.reason, r.explanation)?;
+            if let Some(s) = &r.suggestion {
+                writeln!(f, "    try: {s}")?;
+            }
         }
         Ok(())
     }

@@ -389,6 +389,32 @@ test('namespace double-click opens it; DNS and capture-health tabs; no page erro
   assert.deepEqual(errors, [], 'no page errors');
 });
 
+test('a filter that finds nothing: "why nothing?" names the typo and its fix lists the rows', async () => {
+  const [[{ pod }]] = facts(store, [`SELECT dst_pod AS pod FROM connections WHERE dst_pod <> '' GROUP BY dst_pod ORDER BY count(*) DESC LIMIT 1`]);
+  const typo = `${pod.slice(0, 1)}q${pod.slice(1)}`;
+  const page = await newPage(browser, errors);
+  await open(page, url({ q: `dst.pod == "${typo}" and protocol.layer4 == "tcp"`, level: 'namespace' }));
+  assert.equal((await tableInfo(page)).rows, 0, 'the misspelt pod finds nothing');
+  await page.click('#why-not-button');
+  await page.waitForSelector('#why-not .verdict', { timeout: 30e3 });
+  const reasons = await page.$$eval('#why-not .verdict', (els) => els.map((e) => e.className));
+  assert.ok(reasons.some((c) => c.includes('did_you_mean')), `did_you_mean among ${reasons}`);
+  const text = await page.textContent('#why-not .verdict.did_you_mean');
+  assert.ok(text.includes(`"${pod}"`), `the close name ${pod} offered: ${text}`);
+  screenshots.push(await shot(page, 'why-not'));
+  // "try" puts the suggestion in place of the misspelt test, keeping the rest of the filter.
+  await page.click('#why-not .verdict.did_you_mean button');
+  await settle(page);
+  const q = await page.evaluate(() => window.podwire.state.q);
+  assert.ok(q.includes(`dst.pod == "${pod}"`) && q.includes('protocol.layer4 == "tcp"') && !q.includes(typo), `the filter fixed: ${q}`);
+  const names = [...q.matchAll(/dst\.pod == "([^"]*)"/g)].map((m) => `'${m[1].replace(/'/g, "''")}'`);
+  const [[{ n }]] = facts(store, [`SELECT count(*) AS n FROM connections WHERE dst_pod IN (${names.join(', ')}) AND protocol = 'tcp'`]);
+  const t = await tableInfo(page);
+  assert.ok(Number(n) > 0, 'DuckDB finds rows for the fixed filter');
+  assert.equal(t.total, Number(n), 'the fixed filter lists the rows DuckDB counts');
+  await page.close();
+});
+
 test('with a token the page asks for it once, keeps it for the tab, and sends it on every call', async () => {
   const token = 'browser-test-token-7f3a';
   const guarded = await serve(bin, store, ['--token', token]);

@@ -331,7 +331,32 @@ function loadTab() {
     title,
     fetch: (offset, limit) => queryPage({ query, from: w.from, to: w.to, limit, offset }),
     count: () => countRows(query, w),
+    empty: () => h('span', null,
+      h('button', { class: 'small primary', id: 'why-not-button', title: 'reasons from the store’s own records (podwire why-not)', onclick: () => whyNothing(kflAnd(effectiveQuery(), sel.clause || ''), w) }, 'why nothing?'),
+      h('div', { id: 'why-not' })),
   });
+}
+
+/** GET /api/v1/why-not for the filter in the window: each reason in one sentence, with a button
+ * to try the filter it suggests (the term replaced in the filter when it is written there). */
+async function whyNothing(query, w) {
+  const box = $('#why-not');
+  box.replaceChildren(h('p', { class: 'muted' }, 'reading the store’s records…'));
+  try {
+    const r = await getJson('/api/v1/why-not', { query, from: w.from != null ? isoTime(w.from) : null, to: w.to != null ? isoTime(w.to) : null });
+    const kids = [h('h4', null, 'Why nothing')];
+    if (!r.reasons.length) kids.push(h('p', { class: 'muted' }, 'No reason found in the store’s records.'));
+    for (const x of r.reasons) {
+      const alt = x.suggestion && x.suggestion.includes(' or ') ? `(${x.suggestion})` : x.suggestion;
+      const next = x.suggestion && (x.term && state.q.includes(x.term) ? state.q.replace(x.term, alt) : x.suggestion);
+      kids.push(h('div', { class: `verdict reason ${x.reason}` },
+        h('span', { class: 'badge' }, x.reason.replaceAll('_', ' ')), ' ', x.explanation, ' ',
+        next ? h('button', { class: 'small', title: next, onclick: () => update({ q: next, sel: null }) }, `try ${x.suggestion}`) : []));
+    }
+    box.replaceChildren(...kids);
+  } catch (e) {
+    box.replaceChildren(h('p', { class: 'bad' }, `why-not failed: ${e.message}`));
+  }
 }
 
 const INSIGHT_TITLES = {

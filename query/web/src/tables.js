@@ -148,7 +148,7 @@ export class RowsTable {
     if (seq !== this.seq) return;
     this.more = rows.length > PAGE;
     this.rows = rows.slice(0, PAGE);
-    this.tbody.replaceChildren(...(this.rows.length ? this.rows.map((r, i) => this.rowEl(r, i)) : [h('tr', null, h('td', { colspan: this.columns.length + 1, class: 'muted' }, 'no rows in this window'))]));
+    this.tbody.replaceChildren(...(this.rows.length ? this.rows.map((r, i) => this.rowEl(r, i)) : [h('tr', null, h('td', { colspan: this.columns.length + 1, class: 'muted empty' }, 'no rows in this window', src.empty ? [' ', src.empty()] : []))]));
     this.paintPager();
     this.loads++;
   }

@@ -341,6 +341,7 @@ def test_a_slow_lossy_link_is_degraded_against_its_own_baseline(scene):
     now, n_now = median(start, end)
     before, n_before = median(start - (end - start), start)
     assert n_now >= 5 and n_before >= 5, (n_now, n_before)
+    assert "baseline_rtt_p50_ms" in ev, ("RTT not judged slow", ev, now, before, n_now, n_before)
     assert ev["rtt_p50_ms"] == pytest.approx(now) and ev["baseline_rtt_p50_ms"] == pytest.approx(before), (ev, now, before)
     assert ev["rtt_factor"] >= 3 and "handshake RTT" in v[0]["explanation"], v[0]
     # The bucket's drops: the server's retransmissions, counted as DuckDB counts them.

@@ -7,8 +7,9 @@ would have listed. What the demo scene does not have:
   test does not race the kernel's neighbor timers), then the address reused by a pod of another
   workload: a stale endpoint, with who held the address before and after;
 - a slow, lossy link (`tc netem` is not in this kernel): the client's bridge port is shaped by a
-  token bucket (`tbf`, 8 Mbit/s, 100 ms of queue) while a bulk download fills it, so the
-  client's handshakes wait behind the queue, and an eBPF classifier (lossy.bpf.c) drops 8 % of
+  token bucket (`tbf`, 8 Mbit/s, 100 ms of queue) kept full by a paced 12 Mbit/s UDP stream from
+  another pod
+  while a bulk download runs, so the client's handshakes wait behind the queue, and an eBPF classifier (lossy.bpf.c) drops 8 % of
   the packets towards the client at random. The capture point (the bridge) is before both, so
   it sees each lost packet and its retransmission, as a node's capture sees a lossy path. The
   same pair's handshakes in the window just before are the baseline;
@@ -42,6 +43,23 @@ PODS = {  # name: (ip, mac, namespace, pod, workload)
     "dns": ("10.244.9.53", "02:00:0a:f4:09:35", "kube-system", "coredns-5d78c9869d-n7b4c", "coredns"),
 }
 PHASE_S = 12  # length of the baseline window and of the slow window
+SHAPED_MBIT = 8  # the slow link's rate
+FLOOD_MBIT = 12  # the paced UDP stream that keeps its queue full
+UDP_PORT = 9
+# The stream's receiver (an open port, so no ICMP errors) and sender, paced to a rate in Mbit/s.
+UDP_SINK = f"import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {UDP_PORT}))\ntime.sleep(120)"
+UDP_FLOOD = (
+    "import socket, sys, time\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    f"dst, rate = (sys.argv[1], {UDP_PORT}), float(sys.argv[2]) * 1e6 / 8\n"
+    "payload, sent, t0 = bytes(1200), 0, time.monotonic()\n"
+    "while True:\n"
+    "    if sent < (time.monotonic() - t0) * rate:\n"
+    "        s.sendto(payload, dst)\n"
+    "        sent += len(payload)\n"
+    "    else:\n"
+    "        time.sleep(0.001)\n"
+)
 LOSS_PER_MILLE = 80
 
 
@@ -169,7 +187,7 @@ class Scene:
         with open(os.path.join(www, "index.html"), "w") as f:
             f.write("<html><body>podwire why scene</body></html>\n")
         with open(os.path.join(www, "big"), "wb") as f:
-            f.write(os.urandom(3 * 1024 * 1024))
+            f.write(os.urandom(1024 * 1024))
         arch = subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
         sh("clang", "-O2", "-g", "-target", "bpf", f"-DLOSS_PER_MILLE={LOSS_PER_MILLE}",
            f"-I/usr/include/{arch}-linux-gnu", "-c", os.path.join(os.path.dirname(__file__), "lossy.bpf.c"),
@@ -251,17 +269,26 @@ class Scene:
         # The slow, lossy link: the checkout pod's bridge port shaped while a download fills it.
         t["slow"] = now_ms()
         tc = lambda *a: sh("ip", "netns", "exec", PREFIX + "node", "tc", *a)
-        tc("qdisc", "add", "dev", "v-checkout", "root", "tbf", "rate", "8mbit", "burst", "32kb",
+        tc("qdisc", "add", "dev", "v-checkout", "root", "tbf", "rate", f"{SHAPED_MBIT}mbit", "burst", "32kb",
            "latency", "100ms")
         tc("qdisc", "add", "dev", "v-checkout", "clsact")
         tc("filter", "add", "dev", "v-checkout", "egress", "bpf", "direct-action", "obj",
            os.path.join(self.work, "lossy.o"), "sec", "classifier")
         bulk = subprocess.Popen(["ip", "netns", "exec", PREFIX + "checkout", "curl", "-s", "-o", "/dev/null",
                                  "--max-time", "30", f"http://{PODS['ledger'][0]}:8080/big"])
+        # A paced UDP stream above the shaped rate keeps the queue full while the handshakes run
+        # (a TCP download alone backs off after each loss, and the queue drains in its pauses).
+        sink = subprocess.Popen(["ip", "netns", "exec", PREFIX + "checkout", "python3", "-c", UDP_SINK])
+        flood = subprocess.Popen(["ip", "netns", "exec", PREFIX + "batch", "python3", "-c", UDP_FLOOD,
+                                  PODS["checkout"][0], str(FLOOD_MBIT)])
         time.sleep(0.7)
         for _ in range(6):
             assert self.curl("checkout", f"http://{PODS['ledger'][0]}:8080/") == 0
             time.sleep(0.2)
+        flood.kill()
+        sink.kill()
+        flood.wait(timeout=10)
+        sink.wait(timeout=10)
         assert bulk.wait(timeout=40) == 0
         tc("qdisc", "del", "dev", "v-checkout", "clsact")
         tc("qdisc", "del", "dev", "v-checkout", "root")

@@ -8,9 +8,8 @@ would have listed. What the demo scene does not have:
   workload: a stale endpoint, with who held the address before and after;
 - a slow, lossy link (`tc netem` is not in this kernel): the client's bridge port is shaped by a
   token bucket (`tbf`, 8 Mbit/s, 100 ms of queue) kept full by a paced 12 Mbit/s UDP stream from
-  another pod
-  while a bulk download runs, so the client's handshakes wait behind the queue, and an eBPF classifier (lossy.bpf.c) drops 8 % of
-  the packets towards the client at random. The capture point (the bridge) is before both, so
+  another pod while a bulk download runs, so the client's handshakes wait behind the queue, and
+  an eBPF classifier (lossy.bpf.c) drops 8 % of the packets towards the client at random. The capture point (the bridge) is before both, so
   it sees each lost packet and its retransmission, as a node's capture sees a lossy path. The
   same pair's handshakes in the window just before are the baseline;
 - connections to an external address made without a lookup (an address from configuration),

@@ -443,10 +443,27 @@ pub(crate) enum WhyFormat {
     Json,
 }
 
+/// Which filter language the query is in.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct DialectArgs {
+    /// The filter is KFL2 (CEL, Kubeshark v53 and later: `&&`, `||`, `src.pod.namespace`,
+    /// `conn_state`, `timestamp > now() - duration("5m")`) instead of KFL1.
+    #[arg(long, env = "PODWIRE_KFL2")]
+    pub(crate) kfl2: bool,
+}
+
+impl DialectArgs {
+    pub(crate) fn dialect(self) -> podwire_kfl::Dialect {
+        if self.kfl2 { podwire_kfl::Dialect::Kfl2 } else { podwire_kfl::Dialect::Kfl1 }
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct WhyArgs {
     #[command(flatten)]
     pub(crate) report: ReportArgs,
+    #[command(flatten)]
+    pub(crate) dialect: DialectArgs,
     /// The KFL filter; blank: every connection and lookup.
     #[arg(default_value = "")]
     pub(crate) query: String,
@@ -470,6 +487,8 @@ pub(crate) struct MapArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = MapFormat::Json)]
     pub(crate) format: MapFormat,
+    #[command(flatten)]
+    pub(crate) dialect: DialectArgs,
     /// The KFL filter; blank: every connection.
     #[arg(default_value = "")]
     pub(crate) query: String,
@@ -508,6 +527,12 @@ Examples:
   podwire query --store ./store --format parquet --output refused.parquet 'outcome == \"refused\"'
   podwire query --store ./store --sql 'SELECT dst_name, count(*) FROM connections GROUP BY 1 ORDER BY 2 DESC'
 
+KFL2 (--kfl2, or PODWIRE_KFL2=1): Kubeshark's CEL dialect over the same history, typed and with
+its variables (`podwire fields --kfl2`):
+  podwire query --store ./store --kfl2 'dst.pod.namespace == \"payments\" && conn_state == \"closed\"'
+  podwire query --store ./store --kfl2 'dns && status_code != 0 && dns_questions.exists(q, q.endsWith(\".internal\"))'
+  podwire query --store ./store --kfl2 'timestamp > now() - duration(\"15m\") && \"kube-system\" in namespaces'
+
 Times (--from, --to): RFC 3339 (2026-11-26T09:00:00Z), a date (2026-11-26, midnight UTC), `now`,
 or relative to now (-1h, -30m, -2days). The range is [from, to): hour folders outside it are not read.
 
@@ -518,7 +543,8 @@ const TRANSLATE_HELP: &str = "\
 Examples:
   podwire translate 'dst.namespace == \"\" and tcp'
   podwire translate 'dns or error'                 # a UNION ALL over connections and dns
-  podwire translate --compact 'src.pod.name startsWith \"web-\"'";
+  podwire translate --compact 'src.pod.name startsWith \"web-\"'
+  podwire translate --kfl2 'tcp && dst.port in [80, 443] && !(\"kube-system\" in namespaces)'";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum OutputFormat {
@@ -551,6 +577,8 @@ pub(crate) struct QueryArgs {
     /// capture_stats (plus their `date` and `hour` partition columns); nothing else is accepted.
     #[arg(long)]
     pub(crate) sql: bool,
+    #[command(flatten)]
+    pub(crate) dialect: DialectArgs,
     /// The KFL filter (blank: everything).
     #[arg(default_value = "")]
     pub(crate) query: String,
@@ -564,6 +592,8 @@ pub(crate) struct TranslateArgs {
     /// One line, no header comment.
     #[arg(long)]
     pub(crate) compact: bool,
+    #[command(flatten)]
+    pub(crate) dialect: DialectArgs,
     /// The KFL filter.
     #[arg(default_value = "")]
     pub(crate) query: String,
@@ -574,6 +604,9 @@ pub(crate) struct FieldsArgs {
     /// Only the names, one per line.
     #[arg(long)]
     pub(crate) names: bool,
+    /// The KFL2 variables instead, with what each reads (or that podwire does not record it).
+    #[command(flatten)]
+    pub(crate) dialect: DialectArgs,
 }
 
 const STANDALONE_HELP: &str = "\

@@ -19,7 +19,14 @@ pub(crate) fn run(args: &MapArgs) -> anyhow::Result<()> {
     }
     let (store, runtime) = crate::query::open_store(&args.store.store)?;
     let request = MapRequest {
-        query: QueryRequest { kfl: &args.query, from_ms, to_ms, limit: None, now_ms },
+        query: QueryRequest {
+            kfl: &args.query,
+            from_ms,
+            to_ms,
+            limit: None,
+            now_ms,
+            dialect: args.dialect.dialect(),
+        },
         level,
         expand: args.expand.clone(),
         max_nodes: args.max_nodes,

@@ -25,8 +25,14 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
         let df = if args.sql {
             store.sql(&args.query, args.limit).await?
         } else {
-            let request =
-                QueryRequest { kfl: &args.query, from_ms, to_ms, limit: args.limit, now_ms };
+            let request = QueryRequest {
+                kfl: &args.query,
+                from_ms,
+                to_ms,
+                limit: args.limit,
+                now_ms,
+                dialect: args.dialect.dialect(),
+            };
             store.kfl(&request).await?
         };
         let stream = df.execute_stream().await.map_err(podwire_query::Error::from)?;
@@ -62,7 +68,7 @@ pub(crate) fn open_store(
 pub(crate) fn run_translate(args: &TranslateArgs) -> anyhow::Result<()> {
     let now_ms = time::now_ms();
     let (from_ms, to_ms) = args.window.range(now_ms)?;
-    let options = podwire_kfl::Options { now_ms, from_ms, to_ms };
+    let options = podwire_kfl::Options { now_ms, from_ms, to_ms, dialect: args.dialect.dialect() };
     let t = podwire_kfl::translate(&args.query, &options).map_err(podwire_query::Error::from)?;
     let tables: Vec<&str> = t.tables.iter().map(|t| t.name()).collect();
     let mut out = std::io::stdout().lock();
@@ -80,6 +86,9 @@ pub(crate) fn run_translate(args: &TranslateArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run_fields(args: &FieldsArgs) -> anyhow::Result<()> {
+    if args.dialect.kfl2 {
+        return kfl2_fields(args.names);
+    }
     let mut out = std::io::stdout().lock();
     let fields: Vec<_> = podwire_kfl::fields::catalog().collect();
     if args.names {
@@ -105,6 +114,39 @@ pub(crate) fn run_fields(args: &FieldsArgs) -> anyhow::Result<()> {
         out,
         "\naliases: {}; helpers: startsWith, endsWith, contains, datetime, now, seconds … years, limit",
         podwire_kfl::translate::ALIASES.join(", ")
+    )?;
+    Ok(())
+}
+
+/// `podwire fields --kfl2`: KFL2's variables, what each reads, and those podwire does not
+/// record.
+fn kfl2_fields(names: bool) -> anyhow::Result<()> {
+    use podwire_kfl::kfl2::vars::{VARS, Var};
+    let mut out = std::io::stdout().lock();
+    if names {
+        for v in VARS {
+            writeln!(out, "{}", v.name())?;
+        }
+        return Ok(());
+    }
+    let width = VARS.iter().map(|v| v.name().len()).max().unwrap_or(0);
+    writeln!(out, "{:<width$}  {:<12}  {:<16}  meaning", "variable", "type", "tables")?;
+    for v in VARS {
+        let tables = match v {
+            Var::Field(f) => f.tables().iter().map(|t| t.name()).collect::<Vec<_>>().join(","),
+            Var::Flag { .. } | Var::Aggregate { .. } => "connections,dns".into(),
+            Var::NotRecorded { .. } => "-".into(),
+        };
+        let doc = match v {
+            Var::NotRecorded { why, .. } => format!("not recorded: {why}"),
+            _ => v.doc().to_string(),
+        };
+        writeln!(out, "{:<width$}  {:<12}  {:<16}  {doc}", v.name(), v.type_name(), tables)?;
+    }
+    writeln!(
+        out,
+        "\nA variable an entry lacks takes its default (\"\", 0, false, []). Functions: contains, startsWith,\n\
+         endsWith, matches (RE2), size, has, in, exists, all, exists_one, timestamp, duration, now."
     )?;
     Ok(())
 }

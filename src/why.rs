@@ -7,19 +7,19 @@ use podwire_query::{QueryRequest, Store, insights, time, why, why_not};
 use std::io::Write as _;
 
 pub(crate) fn run(args: &WhyArgs) -> anyhow::Result<()> {
-    let (store, runtime, query) = open(&args.report, &args.query)?;
+    let (store, runtime, query) = open(&args.report, &args.query, args.dialect.dialect())?;
     let answer = runtime.block_on(why::why(&store, &why::WhyRequest { query }))?;
     emit(&args.report, serde_json::to_string_pretty(&answer), || answer.to_string())
 }
 
 pub(crate) fn run_why_not(args: &WhyArgs) -> anyhow::Result<()> {
-    let (store, runtime, query) = open(&args.report, &args.query)?;
+    let (store, runtime, query) = open(&args.report, &args.query, args.dialect.dialect())?;
     let answer = runtime.block_on(why_not::why_not(&store, &query))?;
     emit(&args.report, serde_json::to_string_pretty(&answer), || answer.to_string())
 }
 
 pub(crate) fn run_insights(args: &ReportArgs) -> anyhow::Result<()> {
-    let (store, runtime, query) = open(args, "")?;
+    let (store, runtime, query) = open(args, "", podwire_kfl::Dialect::Kfl1)?;
     let answer = runtime.block_on(insights::insights(&store, &query))?;
     emit(args, serde_json::to_string_pretty(&answer), || answer.to_string())
 }
@@ -28,11 +28,12 @@ pub(crate) fn run_insights(args: &ReportArgs) -> anyhow::Result<()> {
 fn open<'a>(
     args: &ReportArgs,
     kfl: &'a str,
+    dialect: podwire_kfl::Dialect,
 ) -> anyhow::Result<(Store, tokio::runtime::Runtime, QueryRequest<'a>)> {
     let now_ms = time::now_ms();
     let (from_ms, to_ms) = args.window.range(now_ms)?;
     let (store, runtime) = crate::query::open_store(&args.store.store)?;
-    Ok((store, runtime, QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms }))
+    Ok((store, runtime, QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms, dialect }))
 }
 
 /// Prints the answer as sentences or JSON.

@@ -5,7 +5,7 @@ use hashbrown::HashMap;
 use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{Name, RData};
 use podwire_schemas::EndpointMeta;
-use podwire_schemas::dns::{DnsRecord, outcome};
+use podwire_schemas::dns::{DnsRecord, RCODE_NAMES, RCODE_PREFIX, outcome};
 use std::net::IpAddr;
 
 const NS: i64 = 1_000_000_000;
@@ -101,21 +101,10 @@ pub struct DnsTracker {
 
 /// Renders a response code the way dig and Kubeshark do (`NOERROR`, `NXDOMAIN`, ...).
 pub fn rcode_name(code: u16) -> String {
-    let name = match code {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        other => return format!("RCODE{other}"),
-    };
-    name.to_string()
+    match RCODE_NAMES.get(usize::from(code)) {
+        Some(name) => (*name).to_string(),
+        None => format!("{RCODE_PREFIX}{code}"),
+    }
 }
 
 /// A name as text, as `hickory-proto` writes it (`Name::to_utf8`) without the root's trailing

@@ -62,6 +62,16 @@ pub mod outcome {
     pub const RESPONSE_ONLY: &str = "response_only";
 }
 
+/// The `rcode` names of the response codes 0 to 10, the way dig and Kubeshark write them; any
+/// other code is stored as `RCODE<n>`.
+pub const RCODE_NAMES: [&str; 11] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE",
+];
+
+/// The prefix of a response code without a name (`RCODE11`).
+pub const RCODE_PREFIX: &str = "RCODE";
+
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     use DataType::*;
     let strf = |n: &str| Field::new(n, Utf8, false);

@@ -9,6 +9,21 @@ use std::sync::Arc;
 pub const SUFFIXES: [&str; 7] =
     ["name", "namespace", "pod", "workload", "workload_kind", "service", "node"];
 
+/// [`SUFFIXES`] by name.
+pub const NAME: &str = SUFFIXES[0];
+/// See [`NAME`].
+pub const NAMESPACE: &str = SUFFIXES[1];
+/// See [`NAME`].
+pub const POD: &str = SUFFIXES[2];
+/// See [`NAME`].
+pub const WORKLOAD: &str = SUFFIXES[3];
+/// See [`NAME`].
+pub const WORKLOAD_KIND: &str = SUFFIXES[4];
+/// See [`NAME`].
+pub const SERVICE: &str = SUFFIXES[5];
+/// See [`NAME`].
+pub const NODE: &str = SUFFIXES[6];
+
 /// The two ends of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

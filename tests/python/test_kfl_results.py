@@ -249,3 +249,129 @@ def test_sql_is_select_only(stores):
         out = run("query", "--store", store, "--sql", bad)
         assert out.returncode != 0, bad
         assert "rejected SQL" in out.stderr, out.stderr
+
+
+# KFL2 (CEL): (KFL1, the same filter in KFL2). Each pair must return identical rows on both
+# stores. The three seed questions first.
+PAIRS = [
+    ('dst.namespace == ""', 'dst.namespace == ""'),
+    ('src.namespace == "shop" and dst.namespace == "kube-system"',
+     'src.namespace == "shop" && dst.namespace == "kube-system"'),
+    ('dst.name == "api.example.com"', 'dst.name == "api.example.com"'),
+    ("tcp", "tcp"),
+    ("udp", "udp"),
+    ("icmp", "icmp"),
+    ("dns", "dns"),
+    ("dns or tcp", "dns || tcp"),
+    ("!tcp", "!tcp"),
+    ("dst.port == 443", "dst.port == 443"),
+    ("dst.port == 53 or dst.port == 5353", "dst.port in [53, 5353]"),
+    ("tcp and src.port > 50000", "tcp && src.port > 50000"),
+    ("dst.port >= 1024 and dst.port < 2000", "dst.port >= 1024 && dst.port < 2000"),
+    ('dst.ip == "203.0.113.10"', 'dst.ip == "203.0.113.10"'),
+    ('src.ip.startsWith("10.244.")', 'src.ip.startsWith("10.244.")'),
+    ('dst.ip.endsWith(".10")', 'dst.ip.endsWith(".10")'),
+    ('dst.ip == r"^192[.]168[.]"', 'dst.ip.matches("^192[.]168[.]")'),
+    ('src.ip != "10.244.1.11" and udp', 'src.ip != "10.244.1.11" && udp'),
+    ('dst.name.contains("example")', 'dst.name.contains("example")'),
+    ('dst.name == r"^kube-"', 'dst.name.matches("^kube-")'),
+    ('src.namespace == "batch" or src.namespace == "shop"', 'src.namespace in ["batch", "shop"]'),
+    ('dst.service.name != ""', 'dst.service.name != ""'),
+    ('node.name == "node-a"', 'node_name == "node-a"'),
+    ('protocol.name == "udp"', 'protocol == "UDP"'),
+    ('protocol.name == "dns"', 'protocol == "DNS"'),
+    ("elapsedTime > 5", "elapsed_time > 5000"),
+    ("tcp and src.bytes > 1000", "tcp && conn_local_bytes > 1000"),
+    ("tcp and dst.packets == 0", "tcp && conn_remote_pkts == 0"),
+    ("udp and dst.bytes > 0", "udp && flow_remote_bytes > 0"),
+    ('request.questions[0].name == "api.example.com"', '"api.example.com" in dns_questions'),
+    ('request.questions[0].name.endsWith(".com")', 'dns_questions.exists(q, q.endsWith(".com"))'),
+    ('request.questions[0].type == "AAAA"', '"AAAA" in dns_question_types'),
+    ('response.code == "NXDOMAIN"', "dns && status_code == 3"),
+    ('dns and response.code != "No Error" and response.code != ""', "dns && status_code != 0"),
+    ('response.answers[*].ip == "203.0.113.10"', '"A 203.0.113.10" in dns_answers'),
+    ('tcp and (!isFinal or outcome == "open")', 'tcp && conn_state == "open"'),
+    ('tcp and isFinal and outcome != "open"', 'tcp && conn_state == "closed"'),
+    ('src.pod == "frontend-6d4cf56db6-qz7mn" or (src.pod == "" and src.service == "frontend-6d4cf56db6-qz7mn")',
+     'src.pod.name == "frontend-6d4cf56db6-qz7mn"'),
+    ('src.namespace == "kube-system" or dst.namespace == "kube-system"', '"kube-system" in namespaces'),
+    ('(src.namespace != "" and src.namespace.startsWith("ku")) or (dst.namespace != "" and dst.namespace.startsWith("ku"))',
+     'namespaces.exists(n, n.startsWith("ku"))'),
+    ('dst.dns == "api.example.com"', 'dst.dns == "api.example.com"'),
+    ('dst.dns != ""', 'dst.dns != ""'),
+    ('!(dst.dns == "api.example.com")', '!(dst.dns == "api.example.com")'),
+    ('timestamp >= datetime("1/1/2020, 12:00:00 AM")', 'timestamp >= timestamp("2020-01-01T00:00:00Z")'),
+    ('dst.name.startsWith("web-") == false and tcp', 'dst.name.startsWith("web-") == false && tcp'),
+]
+
+# KFL2 filters checked against hand-written SQL, where CEL's semantics differ from KFL1's: a
+# variable an entry lacks takes its default ("", 0, false, []), so a test of it can be TRUE on
+# the other table; the aggregates, the L4 state and the DNS status code.
+KFL2_CASES = [
+    ('conn_state == ""', None, "true"),
+    ('dst.dns != "api.example.com"', "dst_dns_name <> 'api.example.com'", "true"),
+    ("elapsed_time == 0", "handshake_rtt_us IS NULL OR handshake_rtt_us = 0", "latency_us IS NULL OR latency_us = 0"),
+    ("!(conn_local_bytes > 0)", "src_bytes <= 0", "true"),
+    ("status_code == 3", None, "rcode = 'NXDOMAIN'"),
+    ("status_code == 0", "true", "rcode IN ('NOERROR', '')"),
+    ('"kube-system" in namespaces', "src_namespace = 'kube-system' OR dst_namespace = 'kube-system'",
+     "src_namespace = 'kube-system' OR dst_namespace = 'kube-system'"),
+    ('namespaces.all(n, n == "shop")',
+     "(src_namespace = '' OR src_namespace = 'shop') AND (dst_namespace = '' OR dst_namespace = 'shop')",
+     "(src_namespace = '' OR src_namespace = 'shop') AND (dst_namespace = '' OR dst_namespace = 'shop')"),
+    ('dst.pod.name == "kube-dns"', "dst_pod = 'kube-dns' OR (dst_pod = '' AND dst_service = 'kube-dns')",
+     "dst_pod = 'kube-dns' OR (dst_pod = '' AND dst_service = 'kube-dns')"),
+    ('dst.service.namespace == "kube-system"', "dst_service <> '' AND dst_namespace = 'kube-system'",
+     "dst_service <> '' AND dst_namespace = 'kube-system'"),
+    ('protocol == "UDP"', "protocol = 'udp'", None),
+    ("has(dst.dns)", "dst_dns_name <> ''", None),
+    ("size(dst.name) > 20", "length(dst_name) > 20", "length(dst_name) > 20"),
+    ('dns_questions.all(q, q.endsWith(".com"))', "true", "ends_with(query_name, '.com')"),
+    ('dns ? status_code != 0 : conn_state == "closed"', "is_final AND outcome <> 'open'",
+     "rcode NOT IN ('NOERROR', '')"),
+    ('timestamp > timestamp("2020-01-01T00:00:00Z") && dst.port in [80, 443]',
+     "start_ts > TIMESTAMP '2020-01-01 00:00:00' AND dst_port IN (80, 443)",
+     "ts > TIMESTAMP '2020-01-01 00:00:00' AND dst_port IN (80, 443)"),
+    ('src.ip.matches("^10[.]") && !dns', "regexp_matches(src_ip, '^10[.]')", None),
+    ('conn_id == 0 || dst.port == 53 && "A" in dns_question_types', "conn_id = 0",
+     "conn_id = 0 OR (dst_port = 53 AND query_type = 'A')"),
+]
+
+
+@pytest.mark.parametrize("store_name", ["demo", "captures"])
+@pytest.mark.parametrize("kfl1,kfl2", PAIRS, ids=[p[1] for p in PAIRS])
+def test_kfl2_spelling_returns_the_same_rows(stores, store_name, kfl1, kfl2):
+    store = stores[store_name]
+    want = podwire_rows(store, kfl1)
+    got = podwire_rows(store, kfl2, "--kfl2")
+    assert got == want, f"{store_name}: KFL1 {kfl1!r} gave {len(want)} rows, KFL2 {kfl2!r} {len(got)}"
+
+
+def test_kfl2_pairs_are_many_and_meaningful(stores):
+    assert len(PAIRS) >= 40
+    assert [p[1] for p in PAIRS[:3]] == ['dst.namespace == ""', 'src.namespace == "shop" && dst.namespace == "kube-system"',
+                                          'dst.name == "api.example.com"'], "the seed questions first"
+    nonempty = sum(1 for kfl1, _ in PAIRS if any(podwire_rows(s, kfl1) for s in stores.values()))
+    assert nonempty >= 35, nonempty
+
+
+@pytest.mark.parametrize("store_name", ["demo", "captures"])
+@pytest.mark.parametrize("kfl,conn_where,dns_where", KFL2_CASES, ids=[c[0] for c in KFL2_CASES])
+def test_kfl2_matches_duckdb(stores, store_name, kfl, conn_where, dns_where):
+    store = stores[store_name]
+    want = expected(store, conn_where, dns_where)
+    got = podwire_rows(store, kfl, "--kfl2")
+    compare(got, want, f"{store_name}: {kfl}")
+
+
+def test_kfl2_cases_match_something(stores):
+    nonempty = sum(1 for kfl, c, d in KFL2_CASES if any(expected(s, c, d) for s in stores.values()))
+    assert nonempty >= len(KFL2_CASES) - 1, nonempty
+
+
+def test_kfl2_errors_are_positioned(stores):
+    out = run("query", "--store", stores["demo"], "--kfl2", 'tcp && dst.port == "80"')
+    assert out.returncode == 1
+    assert "SEM_TYPE" in out.stderr and "1:8" in out.stderr and "dst.port == 80" in out.stderr, out.stderr
+    out = run("query", "--store", stores["demo"], "--kfl2", "http && status_code >= 500")
+    assert out.returncode == 1 and "UNSUPPORTED" in out.stderr and "does not record" in out.stderr, out.stderr

@@ -97,7 +97,7 @@ async fn run(args: &Args, store: &Store) -> anyhow::Result<()> {
         if args.sql {
             store.sql(&args.query, None).await
         } else {
-            let request = QueryRequest { kfl: &args.query, from_ms, to_ms, limit: None, now_ms };
+            let request = QueryRequest { from_ms, to_ms, now_ms, ..QueryRequest::new(&args.query) };
             store.kfl(&request).await
         }
     };
@@ -105,7 +105,7 @@ async fn run(args: &Args, store: &Store) -> anyhow::Result<()> {
         Mode::Explain => {
             if !args.sql {
                 let request =
-                    QueryRequest { kfl: &args.query, from_ms, to_ms, limit: None, now_ms };
+                    QueryRequest { from_ms, to_ms, now_ms, ..QueryRequest::new(&args.query) };
                 println!("{}\n", store.translate(&request)?.sql());
             }
             let batches = plan().await?.explain(false, true)?.collect().await?;

@@ -7,7 +7,9 @@
 use podwire_schemas::Table;
 use podwire_schemas::connections::col as c;
 use podwire_schemas::dns::col as d;
-use podwire_schemas::endpoint::{SUFFIXES, Side};
+use podwire_schemas::endpoint::{
+    NAME, NAMESPACE, NODE, POD, SERVICE, Side, WORKLOAD, WORKLOAD_KIND,
+};
 
 /// The tables one KFL query reads: the stream of entries, as in Kubeshark.
 pub const STREAM_TABLES: [Table; 2] = [Table::Connections, Table::Dns];
@@ -53,6 +55,31 @@ pub enum Source {
     ConstStr(&'static str),
     /// The same boolean on every row (`tls` is false: podwire does not decrypt).
     ConstBool(bool),
+    /// A text column in upper case (KFL2's `protocol`: `TCP`, `DNS`).
+    Upper(&'static str),
+    /// The endpoint's pod, else its service (KFL2's `dst.pod.name`: pod fields fall back to the
+    /// service).
+    PodOrService(Side),
+    /// An endpoint column where another one is set, else `''` (KFL2's `dst.service.namespace`
+    /// is the namespace when there is a service).
+    IfSet {
+        /// The side.
+        side: Side,
+        /// The suffix that must be non-empty.
+        test: &'static str,
+        /// The suffix read.
+        value: &'static str,
+    },
+    /// `column <> 'value'`, a boolean (KFL2's `dns_response`).
+    NotEqual(&'static str, &'static str),
+    /// A one-element list of a text column (KFL2's `dns_questions`: podwire stores the first
+    /// question).
+    ListOf(&'static str),
+    /// KFL2's `conn_state` from the connection row: `open` on interim rows and open
+    /// connections, else `closed`.
+    ConnState,
+    /// The DNS response code as its number (KFL2's `status_code`); 0 without a response.
+    RcodeNumber,
 }
 
 /// One KFL selector.
@@ -93,14 +120,6 @@ impl Field {
     }
 }
 
-const NAME: &str = SUFFIXES[0];
-const NAMESPACE: &str = SUFFIXES[1];
-const POD: &str = SUFFIXES[2];
-const WORKLOAD: &str = SUFFIXES[3];
-const WORKLOAD_KIND: &str = SUFFIXES[4];
-const SERVICE: &str = SUFFIXES[5];
-const NODE: &str = SUFFIXES[6];
-
 /// Kubeshark's DNS response codes (hickory/miekg display names) and the stored `rcode`s.
 const RCODES: &[(&str, &str)] = &[
     ("No Error", "NOERROR"),
@@ -111,7 +130,7 @@ const RCODES: &[(&str, &str)] = &[
     ("Query Refused", "REFUSED"),
 ];
 
-const fn f(
+pub(crate) const fn f(
     name: &'static str,
     ty: FieldType,
     doc: &'static str,
@@ -159,7 +178,7 @@ macro_rules! endpoint_fields {
                 concat!($p, ".name"),
                 $side,
                 NAME,
-                concat!($who, ": pod name, else service name, else ''"),
+                concat!($who, ": pod name, else service name, else (dst) the DNS name the client resolved, else ''"),
             ),
             ep(
                 concat!($p, ".namespace"),

@@ -12,6 +12,8 @@
 //! - [`span`]: byte ranges and `line:col` positions.
 //! - [`error`]: [`Error`] with a stable [`ErrorClass`] (KFL.md §6.5), a position, a caret
 //!   diagnostic ([`Error::render`]) and a hint.
+//! - [`kfl2`]: KFL2 (CEL) through the `cel` crate's parser, checked into the same condition
+//!   and lowered by the same code.
 //! - [`terms`]: the `field == "text"` tests of a query (the names `why-not` checks).
 //! - [`fields`]: the catalog of selectors (`src.ip`, `dst.namespace`, `request.questions[0].name`,
 //!   `outcome`, `rtt`, …), the columns they read in each table, types and units.
@@ -19,7 +21,7 @@
 //!   to the tables the filter can match (the cross-table stream is documented there).
 //!
 //! ```
-//! let opts = podwire_kfl::Options { now_ms: 0, from_ms: None, to_ms: None };
+//! let opts = podwire_kfl::Options::default();
 //! let t = podwire_kfl::translate(r#"dst.namespace == "" and tcp"#, &opts).unwrap();
 //! assert_eq!(
 //!     t.sql(),
@@ -31,6 +33,7 @@
 pub mod ast;
 pub mod error;
 pub mod fields;
+pub mod kfl2;
 pub mod lexer;
 pub mod parser;
 pub mod span;
@@ -48,11 +51,46 @@ pub fn parse(query: &str) -> Result<Option<ast::Expr>> {
     parser::parse(query).map_err(|e| e.in_query(query))
 }
 
-/// Parses, checks and translates a query to SQL.
+/// The language a query is written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// KFL1, Kubeshark up to v52 (the default).
+    #[default]
+    Kfl1,
+    /// KFL2 (CEL), Kubeshark v53 and later.
+    Kfl2,
+}
+
+impl Dialect {
+    /// `kfl1` or `kfl2`, as the API and the CLI spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Kfl1 => "kfl1",
+            Dialect::Kfl2 => "kfl2",
+        }
+    }
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "kfl1" | "kfl" | "1" => Ok(Dialect::Kfl1),
+            "kfl2" | "cel" | "2" => Ok(Dialect::Kfl2),
+            other => Err(format!("unknown dialect `{other}`: `kfl1` or `kfl2`")),
+        }
+    }
+}
+
+/// Parses, checks and translates a query to SQL, in [`Options::dialect`].
 ///
 /// # Errors
 /// Any [`ErrorClass`], positioned in `query`.
 pub fn translate(query: &str, options: &Options) -> Result<Translation> {
+    if options.dialect == Dialect::Kfl2 {
+        return kfl2::translate(query, options);
+    }
     let ast = parser::parse(query).map_err(|e| e.in_query(query))?;
     translate::translate(ast.as_ref(), options).map_err(|e| e.in_query(query))
 }

@@ -45,7 +45,7 @@ use crate::span::Span;
 use podwire_schemas::Table;
 use podwire_schemas::connections::{self, col as c};
 use podwire_schemas::dns::{self, col as d};
-use podwire_schemas::endpoint::{SUFFIXES, Side};
+use podwire_schemas::endpoint::{self, SUFFIXES, Side};
 use sqlparser::ast as sql;
 
 /// The aliases podwire implements (KFL.md §1.8, §5.2).
@@ -77,7 +77,7 @@ const L7_ALIASES: &[&str] = &[
 const KFL2_ALIASES: &[&str] = &["tcp_flow", "udp_flow", "tcp_conn", "udp_conn", "conn", "flow"];
 
 /// Inputs of a translation other than the query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
     /// "Now" for `now()`, `minutes(-5)`, …, epoch milliseconds. Passed in so that translation
     /// stays pure and repeatable.
@@ -86,6 +86,8 @@ pub struct Options {
     pub from_ms: Option<i64>,
     /// Only entries before this time (epoch ms).
     pub to_ms: Option<i64>,
+    /// The language the query is written in.
+    pub dialect: crate::Dialect,
 }
 
 /// A translated query.
@@ -141,6 +143,11 @@ pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Trans
         }
         None => Cond::Const(true),
     };
+    build(&cond, limit, options)
+}
+
+/// Lowers a checked condition (of either dialect) to the statement over the tables it can match.
+pub(crate) fn build(cond: &Cond, limit: Option<u64>, options: &Options) -> Result<Translation> {
     let mut per_table = Vec::new();
     for table in STREAM_TABLES {
         let mut conjuncts = Vec::new();
@@ -151,7 +158,7 @@ pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Trans
         if let Some(to) = options.to_ms {
             conjuncts.push(Low::E(bin(time, sql::BinaryOperator::Lt, time_lit(to))));
         }
-        conjuncts.push(lower(&cond, table));
+        conjuncts.push(lower(cond, table));
         match fold(conjuncts, true) {
             Low::F => {}
             Low::T => per_table.push((table, None)),
@@ -201,7 +208,7 @@ pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Trans
         format_clause: None,
         pipe_operators: vec![],
     };
-    let (from_ms, to_ms) = intersect((options.from_ms, options.to_ms), time_bounds(&cond));
+    let (from_ms, to_ms) = intersect((options.from_ms, options.to_ms), time_bounds(cond));
     Ok(Translation {
         statement: sql::Statement::Query(Box::new(query)),
         tables,
@@ -328,9 +335,11 @@ fn find_limits(e: &Expr, top: bool, limit: &mut Option<u64>) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Checking: AST → table-independent conditions
 
-/// A boolean condition over one entry, independent of the table.
+/// A boolean condition over one entry, independent of the table: what both dialects check a
+/// query into. Each atom is two-valued: on a table without the field, or on a NULL, it is FALSE
+/// unless wrapped in [`Cond::Default`].
 #[derive(Debug, Clone)]
-enum Cond {
+pub(crate) enum Cond {
     Const(bool),
     And(Box<Cond>, Box<Cond>),
     Or(Box<Cond>, Box<Cond>),
@@ -367,18 +376,34 @@ enum Cond {
         negated: bool,
         value: String,
     },
+    /// `length(field) op n` (characters of text, elements of a list).
+    Len {
+        field: &'static Field,
+        op: CompareOp,
+        n: f64,
+    },
+    /// KFL2's defaults: `inner` (an atom on `field`) where the field has a value, and the
+    /// constant `otherwise` where it has none (the table lacks it, or the value is NULL), which
+    /// is what the atom gives on the variable's default (`""`, `0`, `false`, `[]`).
+    Default {
+        inner: Box<Cond>,
+        field: &'static Field,
+        otherwise: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
-enum Value {
+pub(crate) enum Value {
     Str(String),
     Num(f64),
+    /// An exact integer (KFL2's `int`; connection ids exceed 2^53).
+    Int(i64),
     Bool(bool),
     TimeMs(i64),
 }
 
 #[derive(Debug, Clone)]
-enum Arg {
+pub(crate) enum Arg {
     Str(String),
     Field(&'static Field),
 }
@@ -733,7 +758,7 @@ fn unknown_field(key: &str, span: Span) -> Error {
     e
 }
 
-fn check_regex(pattern: &str, span: Span) -> Result<()> {
+pub(crate) fn check_regex(pattern: &str, span: Span) -> Result<()> {
     match regex_syntax::Parser::new().parse(pattern) {
         Ok(_) => Ok(()),
         Err(err) => {
@@ -999,6 +1024,32 @@ fn lower(c: &Cond, t: Table) -> Low {
             {
                 return bool_low(b);
             }
+            if let (CompareOp::Eq | CompareOp::Ne, Value::Str(v)) = (op, value)
+                && let Some(eq) = equals_derived(src, v)
+            {
+                return match (op, eq) {
+                    (CompareOp::Eq, e) => e,
+                    (_, Low::T) => Low::F,
+                    (_, Low::F) => Low::T,
+                    (_, Low::E(e)) => Low::E(sql::Expr::UnaryOp {
+                        op: sql::UnaryOperator::Not,
+                        expr: Box::new(nest(e)),
+                    }),
+                };
+            }
+            if let (CompareOp::Eq | CompareOp::Ne, Value::Int(n), Source::RcodeNumber) =
+                (op, value, src)
+            {
+                let eq = rcode_equals(*n);
+                return if *op == CompareOp::Eq {
+                    Low::E(eq)
+                } else {
+                    Low::E(sql::Expr::UnaryOp {
+                        op: sql::UnaryOperator::Not,
+                        expr: Box::new(nest(eq)),
+                    })
+                };
+            }
             guard(field, src, bin(column(src), cmp_op(*op), value_expr(value)))
         }
         Cond::FieldCmp { lhs, op, rhs } => {
@@ -1064,6 +1115,21 @@ fn lower(c: &Cond, t: Table) -> Low {
                 _ => return bool_low(*negated),
             };
             Low::E(e)
+        }
+        Cond::Len { field, op, n } => {
+            let Some(src) = field.source(t) else { return Low::F };
+            let len =
+                if field.ty == FieldType::StrList { "cardinality" } else { "character_length" };
+            guard(field, src, bin(function(len, vec![column(src)]), cmp_op(*op), num_lit(*n)))
+        }
+        Cond::Default { inner, field, otherwise } => {
+            let Some(src) = field.source(t) else { return bool_low(*otherwise) };
+            let low = lower(inner, t);
+            if field.nullable && *otherwise {
+                fold(vec![Low::E(sql::Expr::IsNull(Box::new(column(src)))), low], false)
+            } else {
+                low
+            }
         }
         Cond::ListHas { field, negated, value } => {
             let Some(src) = field.source(t) else { return Low::F };
@@ -1225,6 +1291,156 @@ fn column(src: Source) -> sql::Expr {
         Source::Sum(a, b) => nest(bin(sql_ident(a), sql::BinaryOperator::Plus, sql_ident(b))),
         Source::ConstStr(s) => str_lit(s),
         Source::ConstBool(b) => sql::Expr::value(sql::Value::Boolean(b)),
+        Source::Upper(col) => function("upper", vec![sql_ident(col)]),
+        Source::PodOrService(side) => {
+            let pod = sql_ident(&side.column(endpoint::POD));
+            case(
+                vec![(bin(pod.clone(), sql::BinaryOperator::NotEq, str_lit("")), pod)],
+                sql_ident(&side.column(endpoint::SERVICE)),
+            )
+        }
+        Source::IfSet { side, test, value } => case(
+            vec![(
+                bin(sql_ident(&side.column(test)), sql::BinaryOperator::NotEq, str_lit("")),
+                sql_ident(&side.column(value)),
+            )],
+            str_lit(""),
+        ),
+        Source::NotEqual(col, v) => {
+            nest(bin(sql_ident(col), sql::BinaryOperator::NotEq, str_lit(v)))
+        }
+        Source::ListOf(col) => function("make_array", vec![sql_ident(col)]),
+        Source::ConnState => case(
+            vec![(
+                bin(
+                    sql::Expr::UnaryOp {
+                        op: sql::UnaryOperator::Not,
+                        expr: Box::new(sql_ident(c::IS_FINAL)),
+                    },
+                    sql::BinaryOperator::Or,
+                    bin(
+                        sql_ident(c::OUTCOME),
+                        sql::BinaryOperator::Eq,
+                        str_lit(connections::outcome::OPEN),
+                    ),
+                ),
+                str_lit(CONN_OPEN),
+            )],
+            str_lit(CONN_CLOSED),
+        ),
+        Source::RcodeNumber => {
+            let rcode = sql_ident(d::RCODE);
+            let mut arms: Vec<(sql::Expr, sql::Expr)> = dns::RCODE_NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    (bin(rcode.clone(), sql::BinaryOperator::Eq, str_lit(name)), num_lit(i as f64))
+                })
+                .collect();
+            arms.push((
+                sql::Expr::Like {
+                    negated: false,
+                    any: false,
+                    expr: Box::new(rcode.clone()),
+                    pattern: Box::new(str_lit(&format!("{}%", dns::RCODE_PREFIX))),
+                    escape_char: None,
+                },
+                sql::Expr::Cast {
+                    kind: sql::CastKind::Cast,
+                    expr: Box::new(function(
+                        "replace",
+                        vec![rcode, str_lit(dns::RCODE_PREFIX), str_lit("")],
+                    )),
+                    data_type: sql::DataType::BigInt(None),
+                    array: false,
+                    format: None,
+                },
+            ));
+            case(arms, num_lit(0.0))
+        }
+    }
+}
+
+/// `derived == v` for the sources that are expressions over columns, written on the columns
+/// themselves so that statistics and pushdown still apply (`None`: compare the expression). The
+/// columns are never NULL, so `!=` is the negation.
+fn equals_derived(src: Source, v: &str) -> Option<Low> {
+    let eq = |col: sql::Expr, v: &str| bin(col, sql::BinaryOperator::Eq, str_lit(v));
+    Some(match src {
+        // The stored protocols are lower case: `upper(protocol) = 'TCP'` is `protocol = 'tcp'`.
+        Source::Upper(col) if v.chars().all(|c| !c.is_lowercase()) => {
+            Low::E(eq(sql_ident(col), &v.to_lowercase()))
+        }
+        Source::Upper(_) => Low::F,
+        Source::PodOrService(side) => {
+            let pod = sql_ident(&side.column(endpoint::POD));
+            let service = sql_ident(&side.column(endpoint::SERVICE));
+            Low::E(bin(
+                eq(pod.clone(), v),
+                sql::BinaryOperator::Or,
+                nest(bin(eq(pod, ""), sql::BinaryOperator::And, eq(service, v))),
+            ))
+        }
+        Source::IfSet { side, test, value } if !v.is_empty() => {
+            let t = bin(sql_ident(&side.column(test)), sql::BinaryOperator::NotEq, str_lit(""));
+            Low::E(bin(t, sql::BinaryOperator::And, eq(sql_ident(&side.column(value)), v)))
+        }
+        Source::ConnState => {
+            let not_final = sql::Expr::UnaryOp {
+                op: sql::UnaryOperator::Not,
+                expr: Box::new(sql_ident(c::IS_FINAL)),
+            };
+            let open = eq(sql_ident(c::OUTCOME), connections::outcome::OPEN);
+            match v {
+                CONN_OPEN => Low::E(bin(not_final, sql::BinaryOperator::Or, open)),
+                CONN_CLOSED => Low::E(bin(
+                    sql_ident(c::IS_FINAL),
+                    sql::BinaryOperator::And,
+                    bin(
+                        sql_ident(c::OUTCOME),
+                        sql::BinaryOperator::NotEq,
+                        str_lit(connections::outcome::OPEN),
+                    ),
+                )),
+                _ => Low::F,
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// `status_code == n` on the stored `rcode` text (no response is 0, as NOERROR).
+fn rcode_equals(n: i64) -> sql::Expr {
+    let rcode = sql_ident(d::RCODE);
+    let name = usize::try_from(n).ok().and_then(|i| dns::RCODE_NAMES.get(i));
+    match (n, name) {
+        (0, _) => sql::Expr::InList {
+            expr: Box::new(rcode),
+            list: vec![str_lit(RCODE_OK), str_lit("")],
+            negated: false,
+        },
+        (_, Some(name)) => bin(rcode, sql::BinaryOperator::Eq, str_lit(name)),
+        _ => bin(rcode, sql::BinaryOperator::Eq, str_lit(&format!("{}{n}", dns::RCODE_PREFIX))),
+    }
+}
+
+/// KFL2's `conn_state` values podwire gives (it has no `in_progress`: a connection row is open
+/// until its last).
+pub(crate) const CONN_OPEN: &str = "open";
+/// See [`CONN_OPEN`].
+pub(crate) const CONN_CLOSED: &str = "closed";
+
+/// `CASE WHEN c1 THEN v1 … ELSE otherwise END`.
+fn case(arms: Vec<(sql::Expr, sql::Expr)>, otherwise: sql::Expr) -> sql::Expr {
+    sql::Expr::Case {
+        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: arms
+            .into_iter()
+            .map(|(condition, result)| sql::CaseWhen { condition, result })
+            .collect(),
+        else_result: Some(Box::new(otherwise)),
     }
 }
 
@@ -1295,6 +1511,14 @@ fn value_expr(v: &Value) -> sql::Expr {
     match v {
         Value::Str(s) => str_lit(s),
         Value::Num(n) => num_lit(*n),
+        Value::Int(i) => {
+            let lit = sql::Expr::value(sql::Value::Number(i.unsigned_abs().to_string(), false));
+            if *i < 0 {
+                sql::Expr::UnaryOp { op: sql::UnaryOperator::Minus, expr: Box::new(lit) }
+            } else {
+                lit
+            }
+        }
         Value::Bool(b) => sql::Expr::value(sql::Value::Boolean(*b)),
         Value::TimeMs(ms) => time_lit(*ms),
     }
@@ -1523,7 +1747,9 @@ mod tests {
 
     fn sql(q: &str, from_ms: Option<i64>, to_ms: Option<i64>) -> String {
         let ast = crate::parser::parse(q).unwrap();
-        translate(ast.as_ref(), &Options { now_ms: 0, from_ms, to_ms }).unwrap().sql()
+        translate(ast.as_ref(), &Options { now_ms: 0, from_ms, to_ms, ..Options::default() })
+            .unwrap()
+            .sql()
     }
 
     #[test]
@@ -1547,7 +1773,9 @@ mod tests {
 
     fn bounds(q: &str, from_ms: Option<i64>, to_ms: Option<i64>) -> Bounds {
         let ast = crate::parser::parse(q).unwrap();
-        let t = translate(ast.as_ref(), &Options { now_ms: 0, from_ms, to_ms }).unwrap();
+        let t =
+            translate(ast.as_ref(), &Options { now_ms: 0, from_ms, to_ms, ..Options::default() })
+                .unwrap();
         (t.from_ms, t.to_ms)
     }
 

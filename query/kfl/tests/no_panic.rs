@@ -2,7 +2,7 @@
 //! soups and byte-level mutations of the corpus (`fuzz/` has the cargo-fuzz targets that do the
 //! same with coverage guidance). Whatever translates must print SQL that `sqlparser` parses back
 //! to the same statement, and every error must render.
-use podwire_kfl::{Options, translate_bytes};
+use podwire_kfl::{Dialect, Options, translate_bytes};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
@@ -127,33 +127,49 @@ fn check(input: &[u8], opts: &Options) {
 
 #[test]
 fn random_token_soups_never_panic() {
-    let opts = Options { now_ms: 1_767_225_600_000, from_ms: None, to_ms: Some(1_767_225_600_000) };
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..20_000 {
+    let opts = Options {
+        now_ms: 1_767_225_600_000,
+        from_ms: None,
+        to_ms: Some(1_767_225_600_000),
+        ..Options::default()
+    };
+    token_soups(0x9e37_79b9_7f4a_7c15, 20_000, PIECES, &opts);
+}
+
+/// `rounds` queries of 1 to 12 random `pieces`, mostly space-separated, each checked.
+fn token_soups(seed: u64, rounds: usize, pieces: &[&str], opts: &Options) {
+    let mut rng = Rng(seed);
+    for _ in 0..rounds {
         let n = 1 + rng.below(12);
         let mut q = String::new();
         for _ in 0..n {
-            q.push_str(PIECES[rng.below(PIECES.len())]);
+            q.push_str(pieces[rng.below(pieces.len())]);
             if rng.below(3) > 0 {
                 q.push(' ');
             }
         }
-        check(q.as_bytes(), &opts);
+        check(q.as_bytes(), opts);
     }
 }
 
 #[test]
 fn mutated_corpus_never_panics() {
-    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None, ..Options::default() };
+    mutate_corpus("tests/corpus", 42, 20_000, PIECES, &opts);
+}
+
+/// `rounds` random byte-level mutations (removals, insertions, replacements, `pieces` spliced in)
+/// of the queries of a corpus folder, each checked.
+fn mutate_corpus(folder: &str, seed: u64, rounds: usize, pieces: &[&str], opts: &Options) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
     let mut seeds = Vec::new();
     for area in std::fs::read_dir(dir).unwrap() {
         for file in std::fs::read_dir(area.unwrap().path()).unwrap() {
             seeds.push(std::fs::read(file.unwrap().path()).unwrap());
         }
     }
-    let mut rng = Rng(42);
-    for _ in 0..20_000 {
+    let mut rng = Rng(seed);
+    for _ in 0..rounds {
         let mut q = seeds[rng.below(seeds.len())].clone();
         for _ in 0..1 + rng.below(4) {
             let at = rng.below(q.len() + 1);
@@ -164,12 +180,12 @@ fn mutated_corpus_never_panics() {
                 1 => q.insert(at, rng.next() as u8),
                 2 if at < q.len() => q[at] = rng.next() as u8,
                 _ => {
-                    let piece = PIECES[rng.below(PIECES.len())].as_bytes();
+                    let piece = pieces[rng.below(pieces.len())].as_bytes();
                     q.splice(at..at, piece.iter().copied());
                 }
             }
         }
-        check(&q, &opts);
+        check(&q, opts);
     }
 }
 
@@ -178,7 +194,7 @@ fn mutated_corpus_never_panics() {
 /// (not SQL) and `"a''b"` printed `'a''b'` (SQL for `a'b`). Such values print as `E'…'`.
 #[test]
 fn quotes_after_backslashes_and_quotes_print_as_the_same_value() {
-    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None, ..Options::default() };
     for (query, literal) in [
         (r#"dst.name=="\\'""#, r"E'\\\''"),
         (r#"dst.name == "a''b""#, r"E'a\'\'b'"),
@@ -197,7 +213,7 @@ fn quotes_after_backslashes_and_quotes_print_as_the_same_value() {
 
 #[test]
 fn pathological_inputs_are_errors() {
-    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None, ..Options::default() };
     for q in [
         "(".repeat(50_000),
         "!".repeat(50_000) + "tcp",
@@ -240,13 +256,80 @@ fn largest_accepted_queries_fit_a_small_stack() {
         format!("{}tcp", "!".repeat(MAX_NESTING)),
         nested,
     ];
-    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
+    let opts = Options { now_ms: 0, from_ms: None, to_ms: None, ..Options::default() };
     std::thread::Builder::new()
         .stack_size(2 << 20)
         .spawn(move || {
             for q in queries {
                 let t = translate_bytes(q.as_bytes(), &opts).unwrap_or_else(|e| panic!("{e}"));
                 assert!(!t.pretty_sql().is_empty());
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// KFL2 pieces: CEL's operators, literals, macros and podwire's variables.
+#[rustfmt::skip]
+const PIECES2: &[&str] = &[
+    "tcp", "dns", "conn", "http", "&&", "||", "!", "-", "+", "*", "/", "%", "(", ")", "[", "]",
+    "{", "}", ":", "?", ".", ",", "==", "!=", "<", "<=", ">", ">=", "in", "true", "false", "null",
+    "0", "80", "80u", "1.5", "1e3", "0x1F", "\"x\"", "''", "r\"\\d\"", "b\"x\"", "\"\"\"a\"\"\"",
+    "\"\\q\"", "\"\\u00e9\"", "dst.port", "src.ip", "dst.pod.name", "namespaces", "dns_questions",
+    "dns_answers", "conn_state", "status_code", "timestamp", "elapsed_time", "local_labels",
+    ".contains(\"a\")", ".startsWith(", ".matches(\"(\")", ".size()", "size(", "has(",
+    "has(dst.dns)", ".exists(x, x == \"a\")", ".all(x,", ".exists_one(", ".map(x, x)",
+    "timestamp(\"2026-01-01T00:00:00Z\")", "duration(\"5m\")", "duration(\"x\")", "now()", "int(",
+    "string(", "map_get(", "x", "é", "🦈", "\0", " ", "\n", "#", "~", "`",
+];
+
+#[test]
+fn kfl2_token_soups_never_panic() {
+    let opts = Options { now_ms: 1_767_225_600_000, dialect: Dialect::Kfl2, ..Options::default() };
+    token_soups(0x2545_f491_4f6c_dd1d, 5_000, PIECES2, &opts);
+}
+
+#[test]
+fn kfl2_mutated_corpus_never_panics() {
+    let opts = Options { dialect: Dialect::Kfl2, ..Options::default() };
+    mutate_corpus("tests/corpus2", 7, 5_000, PIECES2, &opts);
+}
+
+/// Deep and long KFL2 inputs up to the length limit are errors or SQL on a 2 MiB stack (a tokio
+/// worker's default), each in bounded time: the parser's recursion limit, the checker's depth
+/// limit and the length limit hold.
+#[test]
+fn kfl2_pathological_inputs_fit_a_small_stack() {
+    use podwire_kfl::kfl2::MAX_LEN;
+    let n = MAX_LEN / 4;
+    let queries = vec![
+        "(".repeat(MAX_LEN),
+        format!("{}true{}", "(".repeat(n), ")".repeat(n)),
+        "!".repeat(MAX_LEN - 4) + "tcp",
+        "-".repeat(MAX_LEN - 1) + "1",
+        vec!["tcp"; n].join("&&"),
+        vec!["1"; n].join("+") + " == 2",
+        vec!["dst.port == 1"; MAX_LEN / 20].join(" || "),
+        "a".to_string() + &".b".repeat(n),
+        "[".repeat(n) + &"]".repeat(n),
+        "f(".repeat(n),
+        "x.exists(y, ".repeat(MAX_LEN / 16) + "true",
+        "\"".to_string() + &"\\".repeat(MAX_LEN - 1),
+        "(".repeat(MAX_LEN + 1),
+    ];
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let opts = Options { dialect: Dialect::Kfl2, ..Options::default() };
+            for q in queries {
+                let started = std::time::Instant::now();
+                match translate_bytes(q.as_bytes(), &opts) {
+                    Ok(t) => assert!(!t.sql().is_empty()),
+                    Err(e) => assert!(e.is_user_error(), "{}", e.render()),
+                }
+                let took = started.elapsed();
+                assert!(took < std::time::Duration::from_secs(20), "{took:?} on {}…", &q[..20]);
             }
         })
         .unwrap()

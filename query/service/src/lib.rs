@@ -44,4 +44,5 @@ pub mod why_not;
 
 pub use error::{Error, Result};
 pub use output::Format;
+pub use podwire_kfl::Dialect;
 pub use session::{QueryRequest, Store, StoreOptions};

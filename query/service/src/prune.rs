@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn every_select_of_a_union() {
-        let opts = Options { now_ms: H9, from_ms: Some(H9), to_ms: None };
+        let opts = Options { now_ms: H9, from_ms: Some(H9), to_ms: None, ..Options::default() };
         let mut t = translate("dns or tcp", &opts).unwrap();
         let p = partition_predicate(Some(H9), None).unwrap();
         assert_eq!(add_predicate(&mut t.statement, &p), 2);

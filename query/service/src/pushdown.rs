@@ -141,7 +141,7 @@ mod tests {
     async fn pushed(kfl: &str) -> bool {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let request = QueryRequest { kfl, from_ms: None, to_ms: None, limit: None, now_ms: 0 };
+        let request = QueryRequest::new(kfl);
         let df = store.kfl(&request).await.unwrap();
         df.task_ctx().session_config().options().execution.parquet.pushdown_filters
     }
@@ -188,7 +188,7 @@ mod tests {
         {
             let options = crate::StoreOptions { pushdown, ..Default::default() };
             let store = Store::open_with(dir.path(), options).unwrap();
-            let request = QueryRequest { kfl, from_ms: None, to_ms: None, limit: None, now_ms: 0 };
+            let request = QueryRequest::new(kfl);
             let df = store.kfl(&request).await.unwrap();
             let on = df.task_ctx().session_config().options().execution.parquet.pushdown_filters;
             assert_eq!(on, want, "{pushdown:?} {kfl}");

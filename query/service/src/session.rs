@@ -33,6 +33,23 @@ pub struct QueryRequest<'a> {
     pub limit: Option<u64>,
     /// "Now" for `now()`, relative helpers and relative times, epoch ms.
     pub now_ms: i64,
+    /// The language `kfl` is written in.
+    pub dialect: podwire_kfl::Dialect,
+}
+
+impl<'a> QueryRequest<'a> {
+    /// `kfl` in KFL1 over all of the store, without a row limit, "now" at the epoch; set the
+    /// rest with struct update syntax.
+    pub fn new(kfl: &'a str) -> Self {
+        QueryRequest {
+            kfl,
+            from_ms: None,
+            to_ms: None,
+            limit: None,
+            now_ms: 0,
+            dialect: podwire_kfl::Dialect::Kfl1,
+        }
+    }
 }
 
 /// How a [`Store`]'s session runs queries.
@@ -144,8 +161,12 @@ impl Store {
     /// # Errors
     /// [`Error::Kfl`] for a filter that does not parse or check.
     pub fn translate(&self, request: &QueryRequest<'_>) -> Result<Translation> {
-        let options =
-            Options { now_ms: request.now_ms, from_ms: request.from_ms, to_ms: request.to_ms };
+        let options = Options {
+            now_ms: request.now_ms,
+            from_ms: request.from_ms,
+            to_ms: request.to_ms,
+            dialect: request.dialect,
+        };
         Ok(podwire_kfl::translate(request.kfl, &options)?)
     }
 

@@ -34,6 +34,7 @@ use crate::sightings::{Sighting, answers, sightings, values};
 use arrow::array::AsArray;
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
+use podwire_kfl::Dialect;
 use podwire_kfl::fields::{Field, Source};
 use podwire_kfl::terms::{Term, quote, terms};
 use podwire_schemas::Table;
@@ -193,6 +194,10 @@ fn addresses(seen: &[Sighting]) -> Vec<String> {
 
 /// The reasons of each `field == "text"` test of a filter that matches nothing in the window.
 async fn name_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyNot) -> Result<()> {
+    // The terms and the filters suggested are KFL1.
+    if query.dialect != Dialect::Kfl1 {
+        return Ok(());
+    }
     let Some(expr) = podwire_kfl::parse(query.kfl)? else { return Ok(()) };
     let all = terms(&expr);
     let around = QueryRequest {
@@ -315,8 +320,13 @@ async fn connections_matching(
     kfl: &str,
     sqls: &mut Vec<String>,
 ) -> Result<u64> {
-    let (n, _, _) =
-        matches(store, &QueryRequest { kfl, ..*query }, Table::Connections, sqls).await?;
+    let (n, _, _) = matches(
+        store,
+        &QueryRequest { kfl, dialect: Dialect::Kfl1, ..*query },
+        Table::Connections,
+        sqls,
+    )
+    .await?;
     Ok(n)
 }
 

@@ -36,8 +36,14 @@ async fn every_translated_corpus_case_plans_and_runs() {
         }
         let query = text.strip_suffix('\n').unwrap_or(&text);
         for (from_ms, to_ms) in [(None, None), (Some(NOW_MS - 3_600_000), Some(NOW_MS))] {
-            let request =
-                QueryRequest { kfl: query, from_ms, to_ms, limit: Some(10), now_ms: NOW_MS };
+            let request = QueryRequest {
+                kfl: query,
+                from_ms,
+                to_ms,
+                limit: Some(10),
+                now_ms: NOW_MS,
+                dialect: podwire_kfl::Dialect::Kfl1,
+            };
             let result = async {
                 let df = store.kfl(&request).await?;
                 let batches = df.collect().await?;

@@ -86,7 +86,7 @@ fn store_with_two_files() -> tempfile::TempDir {
 }
 
 async fn rows(store: &Store, kfl: &str) -> (usize, Arc<Schema>) {
-    let request = QueryRequest { kfl, from_ms: None, to_ms: None, limit: None, now_ms: 0 };
+    let request = QueryRequest::new(kfl);
     let df = store.kfl(&request).await.unwrap_or_else(|e| panic!("{kfl}: {e}"));
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.unwrap_or_else(|e| panic!("{kfl}: {e}"));

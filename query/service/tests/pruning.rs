@@ -31,7 +31,14 @@ async fn folders_outside_the_range_are_not_read() {
         let kfl = kfl.to_owned();
         let store = store.clone();
         async move {
-            let request = QueryRequest { kfl: &kfl, from_ms, to_ms, limit: None, now_ms: H9 };
+            let request = QueryRequest {
+                kfl: &kfl,
+                from_ms,
+                to_ms,
+                limit: None,
+                now_ms: H9,
+                dialect: podwire_kfl::Dialect::Kfl1,
+            };
             let df = store.kfl(&request).await?;
             let batches = df.collect().await?;
             Ok::<usize, podwire_query::Error>(batches.iter().map(|b| b.num_rows()).sum())

@@ -1,17 +1,22 @@
-//! Any bytes as a KFL query through lexer, parser and translator: either SQL that `sqlparser`
-//! parses back to the same statement with the same literal values, or a user error whose
-//! diagnostic renders. Never a panic, a hang, a stack overflow or an `INTERNAL` error. The checks
-//! of `tests/no_panic.rs`, plus the literals.
+//! Any bytes as a KFL query through lexer, parser and translator, in both dialects (KFL1, and
+//! KFL2 through the CEL parser): either SQL that `sqlparser` parses back to the same statement
+//! with the same literal values, or a user error whose diagnostic renders. Never a panic, a hang,
+//! a stack overflow or an `INTERNAL` error. The checks of `tests/no_panic.rs`, plus the literals.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use podwire_kfl::{Options, translate_bytes};
+use podwire_kfl::{Dialect, Options, translate_bytes};
 use sqlparser::ast::Statement;
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
 fuzz_target!(|data: &[u8]| {
-    let opts = Options { now_ms: 0, from_ms: None, to_ms: None };
-    match translate_bytes(data, &opts) {
+    for dialect in [Dialect::Kfl1, Dialect::Kfl2] {
+        check(data, &Options { dialect, ..Options::default() });
+    }
+});
+
+fn check(data: &[u8], opts: &Options) {
+    match translate_bytes(data, opts) {
         Ok(t) => {
             let sql = t.sql();
             let back = Parser::parse_sql(&GenericDialect {}, &sql)
@@ -32,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(e.is_user_error(), "internal error:\n{rendered}");
         }
     }
-});
+}
 
 /// The string and number literals of a statement in order, as their `Debug` text.
 fn literals(statement: &Statement) -> Vec<String> {

@@ -265,6 +265,8 @@ struct QueryBody {
     /// The KFL filter; blank or missing matches everything.
     #[serde(default)]
     query: String,
+    /// `kfl1` (the default) or `kfl2`.
+    dialect: Option<String>,
     from: Option<String>,
     to: Option<String>,
     limit: Option<u64>,
@@ -288,6 +290,8 @@ struct SqlBody {
 struct TranslateParams {
     #[serde(default)]
     query: String,
+    /// `kfl1` (the default) or `kfl2`.
+    dialect: Option<String>,
     from: Option<String>,
     to: Option<String>,
 }
@@ -325,6 +329,28 @@ fn result_format(named: Option<&str>, headers: &HeaderMap) -> Result<ResultForma
         .and_then(|v| v.to_str().ok())
         .and_then(ResultFormat::from_accept)
         .unwrap_or(ResultFormat::Json))
+}
+
+/// The request of a filter, window and dialect as the API's parameters spell them, with "now"
+/// for relative times; no row limit.
+fn request<'a>(
+    kfl: &'a str,
+    from: &Option<String>,
+    to: &Option<String>,
+    dialect_name: &Option<String>,
+) -> Result<QueryRequest<'a>, ApiError> {
+    let now_ms = time::now_ms();
+    let (from_ms, to_ms) = time_range(from.as_deref(), to.as_deref(), now_ms)?;
+    let dialect = dialect(dialect_name.as_deref())?;
+    Ok(QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms, dialect })
+}
+
+/// The `dialect` of a request: `kfl1` when absent.
+fn dialect(value: Option<&str>) -> Result<podwire_kfl::Dialect, ApiError> {
+    match value {
+        None | Some("") => Ok(podwire_kfl::Dialect::Kfl1),
+        Some(v) => v.parse().map_err(ApiError::bad_request),
+    }
 }
 
 fn time_range(
@@ -374,13 +400,12 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let body: QueryBody = parse_body(&body)?;
     let format = result_format(body.format.as_deref(), &headers)?;
-    let now_ms = time::now_ms();
-    let (from_ms, to_ms) = time_range(body.from.as_deref(), body.to.as_deref(), now_ms)?;
+    let request = request(&body.query, &body.from, &body.to, &body.dialect)?;
     let slot = slot(&state)?;
     let offset = body.offset.filter(|o| *o > 0);
     // With an offset the row limit applies after the skipped rows.
     let limit = if offset.is_some() { None } else { body.limit };
-    let request = QueryRequest { kfl: &body.query, from_ms, to_ms, limit, now_ms };
+    let request = QueryRequest { limit, ..request };
     let mut df = state.store.kfl(&request).await?;
     if let Some(offset) = offset {
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
@@ -465,9 +490,7 @@ async fn translate(
     params: Result<Query<TranslateParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
-    let now_ms = time::now_ms();
-    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
-    let request = QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms };
+    let request = request(&params.query, &params.from, &params.to, &params.dialect)?;
     let t = state.store.translate(&request)?;
     let tables: Vec<&str> = t.tables.iter().map(|t| t.name()).collect();
     Ok(axum::Json(json!({
@@ -486,6 +509,8 @@ async fn translate(
 struct MapParams {
     #[serde(default)]
     query: String,
+    /// `kfl1` (the default) or `kfl2`.
+    dialect: Option<String>,
     from: Option<String>,
     to: Option<String>,
     level: Option<String>,
@@ -499,8 +524,7 @@ async fn map_endpoint(
     params: Result<Query<MapParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
-    let now_ms = time::now_ms();
-    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
+    let query = request(&params.query, &params.from, &params.to, &params.dialect)?;
     let level = match params.level.as_deref() {
         None | Some("") => Level::Namespace,
         Some(name) => Level::from_name(name).ok_or_else(|| {
@@ -519,12 +543,7 @@ async fn map_endpoint(
         list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
     });
     let _slot = slot(&state)?;
-    let request = MapRequest {
-        query: QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms },
-        level,
-        expand,
-        max_nodes,
-    };
+    let request = MapRequest { query, level, expand, max_nodes };
     let map = map::map(&state.store, &request).await?;
     // Sized up front: a day of a big cluster at pod level is ~20 MB of JSON, which
     // `axum::Json`'s growing buffer would copy over and over.
@@ -541,6 +560,8 @@ async fn map_endpoint(
 struct WhyParams {
     #[serde(default)]
     query: String,
+    /// `kfl1` (the default) or `kfl2`.
+    dialect: Option<String>,
     from: Option<String>,
     to: Option<String>,
 }
@@ -548,9 +569,7 @@ struct WhyParams {
 impl WhyParams {
     /// The filter and window asked for.
     fn request(&self) -> Result<QueryRequest<'_>, ApiError> {
-        let now_ms = time::now_ms();
-        let (from_ms, to_ms) = time_range(self.from.as_deref(), self.to.as_deref(), now_ms)?;
-        Ok(QueryRequest { kfl: &self.query, from_ms, to_ms, limit: None, now_ms })
+        request(&self.query, &self.from, &self.to, &self.dialect)
     }
 }
 
@@ -595,6 +614,8 @@ async fn insights_endpoint(
 struct TimelineParams {
     #[serde(default)]
     query: String,
+    /// `kfl1` (the default) or `kfl2`.
+    dialect: Option<String>,
     from: Option<String>,
     to: Option<String>,
     buckets: Option<usize>,
@@ -605,14 +626,12 @@ async fn timeline_endpoint(
     params: Result<Query<TimelineParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
-    let now_ms = time::now_ms();
-    let (from_ms, to_ms) = time_range(params.from.as_deref(), params.to.as_deref(), now_ms)?;
+    let request = request(&params.query, &params.from, &params.to, &params.dialect)?;
     let buckets = params.buckets.unwrap_or(timeline::DEFAULT_BUCKETS);
     if !(1..=2_000).contains(&buckets) {
         return Err(ApiError::bad_request("`buckets` must be between 1 and 2000"));
     }
     let _slot = slot(&state)?;
-    let request = QueryRequest { kfl: &params.query, from_ms, to_ms, limit: None, now_ms };
     let t = timeline::timeline(&state.store, &request, buckets).await?;
     Ok(axum::Json(t).into_response())
 }

@@ -26,6 +26,7 @@ pub(crate) fn run(args: &MapArgs) -> anyhow::Result<()> {
             limit: None,
             now_ms,
             dialect: args.dialect.dialect(),
+            extra: "",
         },
         level,
         expand: args.expand.clone(),

@@ -32,6 +32,7 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
                 limit: args.limit,
                 now_ms,
                 dialect: args.dialect.dialect(),
+                extra: "",
             };
             store.kfl(&request).await?
         };

@@ -33,7 +33,11 @@ fn open<'a>(
     let now_ms = time::now_ms();
     let (from_ms, to_ms) = args.window.range(now_ms)?;
     let (store, runtime) = crate::query::open_store(&args.store.store)?;
-    Ok((store, runtime, QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms, dialect }))
+    Ok((
+        store,
+        runtime,
+        QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms, dialect, extra: "" },
+    ))
 }
 
 /// Prints the answer as sentences or JSON.

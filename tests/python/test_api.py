@@ -231,6 +231,40 @@ def test_translate_and_fields_agree_with_the_cli(server):
     assert {"tcp", "udp", "dns", "error"} <= set(body["aliases"])
 
 
+def test_kfl2_dialect_and_a_kfl1_clause_on_top(server, store):
+    """`dialect: kfl2` reads the filter as CEL; `and` adds a KFL1 filter (a client's own clauses)."""
+    want = sorted(duck(store, """SELECT conn_id, src_ip, src_port, dst_ip, dst_port, src_bytes FROM connections
+                                 WHERE protocol = 'tcp' AND dst_namespace = '' AND dst_port = 80"""))
+    assert want, "the demo scene has HTTP connections leaving the cluster"
+    body = {"query": 'tcp && dst.namespace == ""', "dialect": "kfl2", "and": "dst.port == 80"}
+    status, rows = server.json("POST", "/api/v1/query", body)
+    assert status == 200, rows
+    assert sorted(conn_key(r) for r in rows) == want
+    # The same through the query string of the other endpoints.
+    qs = urllib.parse.urlencode({"query": 'dst.port == "443"', "dialect": "kfl2"})
+    status, body = server.json("GET", "/api/v1/translate?" + qs)
+    assert status == 400 and body["error"]["class"] == "SEM_TYPE", body
+    qs = urllib.parse.urlencode({"query": "tcp && dst.port in [80]", "dialect": "kfl2", "and": 'dst.namespace == ""'})
+    status, body = server.json("GET", "/api/v1/translate?" + qs)
+    assert status == 200 and body["tables"] == ["connections"], body
+    status, body = server.json("GET", "/api/v1/map?" + qs)
+    assert status == 200 and sum(e["connections"] for e in body["edges"]) == len(
+        {r[0] for r in want}), body["edges"]
+    status, body = server.json("GET", "/api/v1/translate?" + urllib.parse.urlencode({"query": "tcp", "dialect": "kfl3"}))
+    assert status == 400 and "kfl1" in body["error"]["message"], body
+    # An error in the clause is about the clause.
+    qs = urllib.parse.urlencode({"query": "tcp", "dialect": "kfl2", "and": "dst.nam == 1"})
+    status, body = server.json("GET", "/api/v1/translate?" + qs)
+    assert status == 400 and body["error"]["class"] == "SEM_UNKNOWN_FIELD", body
+    # The catalog of each dialect.
+    status, body = server.json("GET", "/api/v1/fields?dialect=kfl2")
+    assert status == 200 and body["dialect"] == "kfl2"
+    names = run("fields", "--kfl2", "--names").stdout.split()
+    recorded = [f["name"] for f in body["fields"]]
+    assert set(recorded) | {a["name"] for a in body["aliases"]} | {n["name"] for n in body["not_recorded"]} == set(names)
+    assert "conn_state" in recorded and "local_labels" in {n["name"] for n in body["not_recorded"]}
+
+
 def test_unknown_endpoint_is_a_json_404(server):
     status, body = server.json("GET", "/api/v2/query")
     assert status == 404 and body["error"]["class"] == "NOT_FOUND"

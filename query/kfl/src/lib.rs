@@ -95,6 +95,36 @@ pub fn translate(query: &str, options: &Options) -> Result<Translation> {
     translate::translate(ast.as_ref(), options).map_err(|e| e.in_query(query))
 }
 
+/// `query` (in [`Options::dialect`]) and `extra`, a KFL1 filter, both: how a client adds its own
+/// clauses (a map selection, noise toggles) to a filter the user wrote in either dialect. An
+/// error is positioned in the filter it is about.
+///
+/// # Errors
+/// Any [`ErrorClass`].
+pub fn translate_and(query: &str, extra: &str, options: &Options) -> Result<Translation> {
+    if extra.trim().is_empty() {
+        return translate(query, options);
+    }
+    let (first, mut limit) = match options.dialect {
+        Dialect::Kfl2 => {
+            (kfl2::condition(query, options.now_ms).map_err(|e| e.in_query(query))?, None)
+        }
+        Dialect::Kfl1 => {
+            let ast = parser::parse(query).map_err(|e| e.in_query(query))?;
+            translate::check(ast.as_ref(), options).map_err(|e| e.in_query(query))?
+        }
+    };
+    let ast = parser::parse(extra).map_err(|e| e.in_query(extra))?;
+    let (second, extra_limit) =
+        translate::check(ast.as_ref(), options).map_err(|e| e.in_query(extra))?;
+    limit = match (limit, extra_limit) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let both = translate::Cond::And(Box::new(first), Box::new(second));
+    translate::build(&both, limit, options).map_err(|e| e.in_query(query))
+}
+
 /// [`fn@translate`] for raw bytes: invalid UTF-8 is a `LEX_INVALID_CHAR` error at the bad byte.
 ///
 /// # Errors

@@ -132,6 +132,12 @@ impl Translation {
 
 /// Translates a parsed query (`None` = match everything).
 pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Translation> {
+    let (cond, limit) = check(query, options)?;
+    build(&cond, limit, options)
+}
+
+/// Checks a parsed KFL1 query into its condition and its `limit(n)`.
+pub(crate) fn check(query: Option<&Expr>, options: &Options) -> Result<(Cond, Option<u64>)> {
     let mut limit = None;
     if let Some(e) = query {
         find_limits(e, true, &mut limit)?;
@@ -143,7 +149,7 @@ pub(crate) fn translate(query: Option<&Expr>, options: &Options) -> Result<Trans
         }
         None => Cond::Const(true),
     };
-    build(&cond, limit, options)
+    Ok((cond, limit))
 }
 
 /// Lowers a checked condition (of either dialect) to the statement over the tables it can match.

@@ -35,6 +35,9 @@ pub struct QueryRequest<'a> {
     pub now_ms: i64,
     /// The language `kfl` is written in.
     pub dialect: podwire_kfl::Dialect,
+    /// A KFL1 filter that rows must also match (`""`: none): a client's own clauses, such as
+    /// the dashboard's map selection, on top of a filter in either dialect.
+    pub extra: &'a str,
 }
 
 impl<'a> QueryRequest<'a> {
@@ -48,6 +51,7 @@ impl<'a> QueryRequest<'a> {
             limit: None,
             now_ms: 0,
             dialect: podwire_kfl::Dialect::Kfl1,
+            extra: "",
         }
     }
 }
@@ -167,7 +171,7 @@ impl Store {
             to_ms: request.to_ms,
             dialect: request.dialect,
         };
-        Ok(podwire_kfl::translate(request.kfl, &options)?)
+        Ok(podwire_kfl::translate_and(request.kfl, request.extra, &options)?)
     }
 
     /// Plans a KFL query: rows in time order, partition columns left out.

@@ -43,6 +43,7 @@ async fn every_translated_corpus_case_plans_and_runs() {
                 limit: Some(10),
                 now_ms: NOW_MS,
                 dialect: podwire_kfl::Dialect::Kfl1,
+                extra: "",
             };
             let result = async {
                 let df = store.kfl(&request).await?;

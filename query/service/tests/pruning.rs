@@ -38,6 +38,7 @@ async fn folders_outside_the_range_are_not_read() {
                 limit: None,
                 now_ms: H9,
                 dialect: podwire_kfl::Dialect::Kfl1,
+                extra: "",
             };
             let df = store.kfl(&request).await?;
             let batches = df.collect().await?;

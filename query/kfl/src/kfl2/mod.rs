@@ -36,7 +36,8 @@ pub fn translate(query: &str, options: &Options) -> Result<Translation> {
     translate::build(&cond, None, options).map_err(|e| e.in_query(query))
 }
 
-fn condition(query: &str, now_ms: i64) -> Result<Cond> {
+/// The checked condition of a KFL2 query (errors not yet positioned in the query's text).
+pub(crate) fn condition(query: &str, now_ms: i64) -> Result<Cond> {
     if query.trim().is_empty() {
         return Ok(Cond::Const(true));
     }

@@ -267,6 +267,8 @@ struct QueryBody {
     query: String,
     /// `kfl1` (the default) or `kfl2`.
     dialect: Option<String>,
+    /// A KFL1 filter that rows must also match (a client's own clauses).
+    and: Option<String>,
     from: Option<String>,
     to: Option<String>,
     limit: Option<u64>,
@@ -292,6 +294,8 @@ struct TranslateParams {
     query: String,
     /// `kfl1` (the default) or `kfl2`.
     dialect: Option<String>,
+    /// A KFL1 filter that rows must also match (a client's own clauses).
+    and: Option<String>,
     from: Option<String>,
     to: Option<String>,
 }
@@ -337,12 +341,13 @@ fn request<'a>(
     kfl: &'a str,
     from: &Option<String>,
     to: &Option<String>,
-    dialect_name: &Option<String>,
+    (dialect_name, and): (&Option<String>, &'a Option<String>),
 ) -> Result<QueryRequest<'a>, ApiError> {
     let now_ms = time::now_ms();
     let (from_ms, to_ms) = time_range(from.as_deref(), to.as_deref(), now_ms)?;
     let dialect = dialect(dialect_name.as_deref())?;
-    Ok(QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms, dialect })
+    let extra = and.as_deref().unwrap_or("");
+    Ok(QueryRequest { kfl, from_ms, to_ms, limit: None, now_ms, dialect, extra })
 }
 
 /// The `dialect` of a request: `kfl1` when absent.
@@ -400,7 +405,7 @@ async fn query(
 ) -> Result<Response, ApiError> {
     let body: QueryBody = parse_body(&body)?;
     let format = result_format(body.format.as_deref(), &headers)?;
-    let request = request(&body.query, &body.from, &body.to, &body.dialect)?;
+    let request = request(&body.query, &body.from, &body.to, (&body.dialect, &body.and))?;
     let slot = slot(&state)?;
     let offset = body.offset.filter(|o| *o > 0);
     // With an offset the row limit applies after the skipped rows.
@@ -490,7 +495,7 @@ async fn translate(
     params: Result<Query<TranslateParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
-    let request = request(&params.query, &params.from, &params.to, &params.dialect)?;
+    let request = request(&params.query, &params.from, &params.to, (&params.dialect, &params.and))?;
     let t = state.store.translate(&request)?;
     let tables: Vec<&str> = t.tables.iter().map(|t| t.name()).collect();
     Ok(axum::Json(json!({
@@ -511,6 +516,8 @@ struct MapParams {
     query: String,
     /// `kfl1` (the default) or `kfl2`.
     dialect: Option<String>,
+    /// A KFL1 filter that rows must also match (a client's own clauses).
+    and: Option<String>,
     from: Option<String>,
     to: Option<String>,
     level: Option<String>,
@@ -524,7 +531,7 @@ async fn map_endpoint(
     params: Result<Query<MapParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
-    let query = request(&params.query, &params.from, &params.to, &params.dialect)?;
+    let query = request(&params.query, &params.from, &params.to, (&params.dialect, &params.and))?;
     let level = match params.level.as_deref() {
         None | Some("") => Level::Namespace,
         Some(name) => Level::from_name(name).ok_or_else(|| {
@@ -562,6 +569,8 @@ struct WhyParams {
     query: String,
     /// `kfl1` (the default) or `kfl2`.
     dialect: Option<String>,
+    /// A KFL1 filter that rows must also match (a client's own clauses).
+    and: Option<String>,
     from: Option<String>,
     to: Option<String>,
 }
@@ -569,7 +578,7 @@ struct WhyParams {
 impl WhyParams {
     /// The filter and window asked for.
     fn request(&self) -> Result<QueryRequest<'_>, ApiError> {
-        request(&self.query, &self.from, &self.to, &self.dialect)
+        request(&self.query, &self.from, &self.to, (&self.dialect, &self.and))
     }
 }
 
@@ -616,6 +625,8 @@ struct TimelineParams {
     query: String,
     /// `kfl1` (the default) or `kfl2`.
     dialect: Option<String>,
+    /// A KFL1 filter that rows must also match (a client's own clauses).
+    and: Option<String>,
     from: Option<String>,
     to: Option<String>,
     buckets: Option<usize>,
@@ -626,7 +637,7 @@ async fn timeline_endpoint(
     params: Result<Query<TimelineParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = query_params(params)?;
-    let request = request(&params.query, &params.from, &params.to, &params.dialect)?;
+    let request = request(&params.query, &params.from, &params.to, (&params.dialect, &params.and))?;
     let buckets = params.buckets.unwrap_or(timeline::DEFAULT_BUCKETS);
     if !(1..=2_000).contains(&buckets) {
         return Err(ApiError::bad_request("`buckets` must be between 1 and 2000"));
@@ -679,7 +690,57 @@ fn asset_response(assets: &Assets, name: &str, headers: &HeaderMap) -> Response 
     }
 }
 
-async fn fields() -> Response {
+/// The query string of `GET /api/v1/fields`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldsParams {
+    /// `kfl1` (the default) or `kfl2`.
+    dialect: Option<String>,
+}
+
+async fn fields(params: Result<Query<FieldsParams>, QueryRejection>) -> Result<Response, ApiError> {
+    let params = query_params(params)?;
+    Ok(match dialect(params.dialect.as_deref())? {
+        podwire_kfl::Dialect::Kfl1 => kfl1_fields(),
+        podwire_kfl::Dialect::Kfl2 => kfl2_fields(),
+    })
+}
+
+/// KFL2's variables: the recorded ones with their tables, the flags as aliases, and those
+/// podwire does not record (so a client can say so instead of offering them).
+fn kfl2_fields() -> Response {
+    use podwire_kfl::kfl2::vars::{VARS, Var};
+    let mut fields = Vec::new();
+    let mut flags = Vec::new();
+    let mut not_recorded = Vec::new();
+    for v in VARS {
+        match v {
+            Var::Field(f) => {
+                let tables: Vec<&str> = f.tables().iter().map(|t| t.name()).collect();
+                fields.push(json!({ "name": f.name, "type": v.type_name(), "tables": tables, "doc": f.doc, "values": [] }));
+            }
+            Var::Aggregate { name, doc, .. } => fields.push(json!({
+                "name": name, "type": v.type_name(), "tables": ["connections", "dns"], "doc": doc, "values": []
+            })),
+            Var::Flag { name, doc, .. } => flags.push(json!({ "name": name, "doc": doc })),
+            Var::NotRecorded { name, ty, why } => {
+                not_recorded.push(json!({ "name": name, "type": ty, "doc": why }));
+            }
+        }
+    }
+    axum::Json(json!({
+        "dialect": "kfl2",
+        "fields": fields,
+        "aliases": flags,
+        "helpers": ["contains", "startsWith", "endsWith", "matches", "size", "has", "exists", "all",
+                    "exists_one", "timestamp", "duration", "now"],
+        "keywords": ["&&", "||", "in", "true", "false"],
+        "not_recorded": not_recorded,
+    }))
+    .into_response()
+}
+
+fn kfl1_fields() -> Response {
     let fields: Vec<serde_json::Value> = podwire_kfl::fields::catalog()
         .map(|f| {
             let tables: Vec<&str> = f.tables().iter().map(|t| t.name()).collect();
@@ -696,10 +757,12 @@ async fn fields() -> Response {
         })
         .collect();
     axum::Json(json!({
+        "dialect": "kfl1",
         "fields": fields,
         "aliases": podwire_kfl::translate::ALIASES,
         "helpers": ["startsWith", "endsWith", "contains", "datetime", "now", "seconds", "minutes",
                     "hours", "days", "weeks", "months", "years", "limit"],
+        "keywords": ["and", "or"],
     }))
     .into_response()
 }

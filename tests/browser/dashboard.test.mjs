@@ -252,6 +252,44 @@ test('two-namespace filter at workload level: namespace boxes with their workloa
   await page.close();
 });
 
+test('KFL2: the dialect switch, the seed filter in CEL with the noise toggle on top, its completion and a typed error', async () => {
+  const own = []; // the 400 of the bad filter is logged by the browser, as it should be
+  const page = await newPage(browser, own);
+  await open(page, url({ q: 'dst.namespace == "" && tcp', dialect: 'kfl2', level: 'namespace', hide: 'dns' }));
+  assert.equal(await page.inputValue('#dialect'), 'kfl2');
+  // KFL2's filter and the dashboard's KFL1 noise clause, ANDed by the server.
+  assertNamespaceMap(await drawn(page), edgeFacts(
+    "dst_namespace = '' AND protocol = 'tcp' AND NOT (dst_namespace = 'kube-system' AND dst_port = 53)"), 'KFL2 + hide DNS');
+  const [[{ n }]] = facts(store, ["SELECT count(*) AS n FROM connections WHERE dst_namespace = '' AND protocol = 'tcp'"]);
+  const t = await tableInfo(page);
+  assert.equal(t.total, Number(n), 'the rows of the KFL2 filter = DuckDB');
+  screenshots.push(await shot(page, 'kfl2'));
+  // Completion offers KFL2's variables.
+  await page.fill('#kfl', '');
+  await page.keyboard.type('conn_s');
+  await page.waitForSelector('.completions.open');
+  const offered = await page.$$eval('.completions li .c-word', (els) => els.map((e) => e.textContent));
+  assert.ok(offered.includes('conn_state'), `completions: ${offered}`);
+  await page.keyboard.press('Escape');
+  // CEL is typed: a string for a port is an error at its column.
+  const bad = 'dst.port == "80"';
+  await page.fill('#kfl', bad);
+  await page.press('#kfl', 'Escape');
+  await page.click('#apply');
+  await settle(page);
+  await page.waitForSelector('#kfl-error.show');
+  const err = await page.evaluate(() => ({ col: document.querySelector('#kfl-error').dataset.col, text: document.querySelector('#kfl-error').textContent }));
+  assert.equal(err.col, String(bad.indexOf('dst.port') + 1), 'column of the comparison');
+  assert.match(err.text, /dst\.port == 80/, 'the hint writes the number');
+  // Back to KFL1: the same text is now read as KFL1 (where "80" is the number 80).
+  await page.selectOption('#dialect', 'kfl1');
+  await settle(page);
+  assert.doesNotMatch(page.url(), /dialect=/);
+  assert.equal(await page.locator('#kfl-error.show').count(), 0, 'no error in KFL1');
+  assert.deepEqual(own.filter((e) => !/400 \(Bad Request\)/.test(e)), [], 'no other page errors');
+  await page.close();
+});
+
 test('an invalid filter shows its error at the right column, with the hint', async () => {
   const own = []; // the 400 of the bad filter is logged by the browser, as it should be
   const page = await newPage(browser, own);

@@ -111,8 +111,10 @@ let offsetSupported = true;
  * One page of rows for a KFL query: POST /api/v1/query with limit+offset. If the server refuses
  * `offset` (an older API), falls back to limit = offset + n and slices.
  */
-export async function queryPage({ query, from, to, limit, offset }) {
+export async function queryPage({ query, dialect, and, from, to, limit, offset }) {
   const base = { query, limit };
+  if (dialect) base.dialect = dialect;
+  if (and) base.and = and;
   if (from != null) base.from = isoTime(from);
   if (to != null) base.to = isoTime(to);
   if (offsetSupported) {

@@ -142,8 +142,28 @@ function expand(ns, open) {
   update({ expand: list, sel: state.sel && state.sel.startsWith('n:ns:') ? state.sel : null });
 }
 
-function effectiveQuery() {
-  return kflAnd(state.q, ...state.hide.map((k) => HIDE[k]));
+/**
+ * The API's filter parameters: the filter as typed with the dashboard's own clauses (noise
+ * toggles, the selection, `clauses`), which are KFL1. In KFL1 they are ANDed into one query; in
+ * KFL2 the typed filter goes alone and the clauses under `and`.
+ */
+function filterParams(...clauses) {
+  const own = [...state.hide.map((k) => HIDE[k]), ...clauses];
+  if (state.dialect === 'kfl2') return { query: state.q, dialect: 'kfl2', and: kflAnd(...own) || null };
+  return { query: kflAnd(state.q, ...own) };
+}
+
+/** `f` with more KFL1 clauses. */
+function withClauses(f, ...clauses) {
+  if (f.dialect === 'kfl2') return { ...f, and: kflAnd(f.and || '', ...clauses) || null };
+  return { ...f, query: kflAnd(f.query, ...clauses) };
+}
+
+/** The filter box's completion catalog for the dialect, fetched once each. */
+const catalogs = {};
+function loadCatalog(dialect) {
+  catalogs[dialect] ||= getJson('/api/v1/fields', { dialect });
+  catalogs[dialect].then((cat) => { if (state.dialect === dialect) kfl.setCatalog(cat); }).catch(() => {});
 }
 
 /** The window [from, to) in epoch ms: presets count back from the newest row in the store. */
@@ -159,6 +179,11 @@ function windowOf() {
 
 function syncControls() {
   if (kfl.value !== state.q && document.activeElement !== kfl.input) kfl.value = state.q;
+  if ($('#dialect').value !== state.dialect) {
+    $('#dialect').value = state.dialect;
+  }
+  kfl.setDialect(state.dialect);
+  loadCatalog(state.dialect);
   for (const b of document.querySelectorAll('#presets [data-range]')) b.classList.toggle('on', b.dataset.range === state.range);
   for (const b of document.querySelectorAll('#levels [data-level]')) b.classList.toggle('on', b.dataset.level === state.level);
   $('#hide-dns').checked = state.hide.includes('dns');
@@ -203,7 +228,8 @@ async function draw(gen) {
   let tFetch = 0;
   syncControls();
   kfl.clearError();
-  const query = effectiveQuery();
+  const f = filterParams();
+  const query = JSON.stringify(f);
   status('loading…');
   try {
     // The histogram and the map load side by side. The window needs the store's time range,
@@ -211,7 +237,7 @@ async function draw(gen) {
     // first load lacks it, and then `all` asks for everything and `1h` for the API's default
     // (the last hour of data).
     const needTimeline = timelineKey !== query || !timelineData;
-    const tl = needTimeline ? getJson('/api/v1/timeline', { query, buckets: 120 }) : null;
+    const tl = needTimeline ? getJson('/api/v1/timeline', { ...f, buckets: 120 }) : null;
     if (!dataRange && tl && state.range && !['all', '1h'].includes(state.range)) {
       takeTimeline(await tl, query);
       if (gen !== generation) return;
@@ -219,7 +245,7 @@ async function draw(gen) {
     let mw = windowOf();
     if (!dataRange && state.range === 'all') mw = { from: 0, to: 4102444800000 };
     tFetch = performance.now();
-    const mp = getJson('/api/v1/map', { query, from: isoTime(mw.from), to: isoTime(mw.to), ...mapLevel(state), max_nodes: MAX_NODES })
+    const mp = getJson('/api/v1/map', { ...f, from: isoTime(mw.from), to: isoTime(mw.to), ...mapLevel(state), max_nodes: MAX_NODES })
       .then((m) => {
         tFetch = performance.now() - tFetch;
         return m;
@@ -238,12 +264,12 @@ async function draw(gen) {
     if (e instanceof ApiError && e.detail && (e.detail.line != null || /^(LEX|PARSE|SEM)_/.test(e.cls))) {
       // The noise clauses are ANDed after the filter as typed, which is then wrapped in
       // parentheses: shift the position back by that one character.
-      if (query !== state.q && state.q && e.detail.start != null) {
+      if (f.query !== state.q && state.q && e.detail.start != null) {
         const d = { ...e.detail, start: e.detail.start - 1, end: e.detail.end - 1 };
         if (d.line === 1) d.col -= 1;
         e.detail = d;
       }
-      kfl.showError(e, state.q || query);
+      kfl.showError(e, state.q || f.query);
       status('the filter has an error', true);
     } else {
       status(e.message || String(e), true);
@@ -298,18 +324,17 @@ function nodeLabel(id) {
   return n ? n.label || id : id;
 }
 
+/** The filter of a tab's rows: the filter, the selection, and the tab's table. */
 function tabQuery(tab) {
   const { clause } = selectionClause();
-  const q = effectiveQuery();
-  if (tab === 'conns') return kflAnd(q, clause || '', '!dns');
+  if (tab === 'conns') return filterParams(clause || '', '!dns');
   const nodeSel = state.sel && state.sel.startsWith('n:') ? clause || '' : '';
-  return kflAnd(q, nodeSel, 'dns');
+  return filterParams(nodeSel, 'dns');
 }
 
-async function countRows(query, w) {
-  const parts = [query];
-  if (w.from != null) parts.push(`timestamp >= ${w.from}`, `timestamp < ${w.to}`);
-  const t = await getJson('/api/v1/translate', { query: kflAnd(...parts) });
+async function countRows(f, w) {
+  const window = w.from != null ? [`timestamp >= ${w.from}`, `timestamp < ${w.to}`] : [];
+  const t = await getJson('/api/v1/translate', withClauses(f, ...window));
   const inner = String(t.sql).trim().replace(/;$/, '');
   const r = await sql(`SELECT count(*) AS n FROM (${inner}) AS t`, 1);
   return r.length ? Number(r[0].n) : null;
@@ -329,29 +354,30 @@ function loadTab() {
   const title = h('span', null, h('b', null, what), state.sel ? [' of ', h('span', { class: 'sel-name' }, sel.label)] : ' matching the filter', h('span', { class: 'muted' }, ' in the window'));
   return table.show({
     title,
-    fetch: (offset, limit) => queryPage({ query, from: w.from, to: w.to, limit, offset }),
+    fetch: (offset, limit) => queryPage({ ...query, from: w.from, to: w.to, limit, offset }),
     count: () => countRows(query, w),
     empty: () => h('span', null,
-      h('button', { class: 'small primary', id: 'why-not-button', title: 'reasons from the store’s own records (podwire why-not)', onclick: () => whyNothing(kflAnd(effectiveQuery(), sel.clause || ''), w) }, 'why nothing?'),
+      h('button', { class: 'small primary', id: 'why-not-button', title: 'reasons from the store’s own records (podwire why-not)', onclick: () => whyNothing(filterParams(sel.clause || ''), w) }, 'why nothing?'),
       h('div', { id: 'why-not' })),
   });
 }
 
 /** GET /api/v1/why-not for the filter in the window: each reason in one sentence, with a button
  * to try the filter it suggests (the term replaced in the filter when it is written there). */
-async function whyNothing(query, w) {
+async function whyNothing(f, w) {
   const box = $('#why-not');
   box.replaceChildren(h('p', { class: 'muted' }, 'reading the store’s records…'));
   try {
-    const r = await getJson('/api/v1/why-not', { query, from: w.from != null ? isoTime(w.from) : null, to: w.to != null ? isoTime(w.to) : null });
+    const r = await getJson('/api/v1/why-not', { ...f, from: w.from != null ? isoTime(w.from) : null, to: w.to != null ? isoTime(w.to) : null });
     const kids = [h('h4', null, 'Why nothing')];
     if (!r.reasons.length) kids.push(h('p', { class: 'muted' }, 'No reason found in the store’s records.'));
     for (const x of r.reasons) {
       const alt = x.suggestion && x.suggestion.includes(' or ') ? `(${x.suggestion})` : x.suggestion;
-      const next = x.suggestion && (x.term && state.q.includes(x.term) ? state.q.replace(x.term, alt) : x.suggestion);
+      const kfl1 = state.dialect === 'kfl1';
+      const next = x.suggestion && (kfl1 && x.term && state.q.includes(x.term) ? state.q.replace(x.term, alt) : x.suggestion);
       kids.push(h('div', { class: `verdict reason ${x.reason}` },
         h('span', { class: 'badge' }, x.reason.replaceAll('_', ' ')), ' ', x.explanation, ' ',
-        next ? h('button', { class: 'small', title: next, onclick: () => update({ q: next, sel: null }) }, `try ${x.suggestion}`) : []));
+        next ? h('button', { class: 'small', title: next, onclick: () => update({ q: next, dialect: 'kfl1', sel: null }) }, `try ${x.suggestion}`) : []));
     }
     box.replaceChildren(...kids);
   } catch (e) {
@@ -386,7 +412,7 @@ async function showInsights(w) {
         kids.push(h('h4', { class: 'insight-kind' }, INSIGHT_TITLES[kind] || kind));
       }
       kids.push(h('div', { class: `insight ${it.kind}` }, it.explanation, ' ',
-        it.kfl ? h('button', { class: 'small', title: it.kfl, onclick: () => update({ q: it.kfl, sel: null, tab: it.kind === 'dns_failing' ? 'dns' : 'conns' }) }, 'rows') : null));
+        it.kfl ? h('button', { class: 'small', title: it.kfl, onclick: () => update({ q: it.kfl, dialect: 'kfl1', sel: null, tab: it.kind === 'dns_failing' ? 'dns' : 'conns' }) }, 'rows') : null));
     }
     box.replaceChildren(...kids);
   } catch (e) {
@@ -419,8 +445,9 @@ function showSelection() {
       it.box ? null : [h('dt', null, 'connections'), h('dd', null, fmtNum(it.connections)), h('dt', null, 'bytes'), h('dd', null, fmtBytes(it.bytes))]));
   }
   const buttons = h('div', { class: 'buttons' });
-  if (clause) {
-    buttons.append(h('button', { class: 'small', title: clause, onclick: () => update({ q: kflAnd(state.q, clause), sel: null }) }, 'add to filter'));
+  // The map's clauses are KFL1: added to a KFL1 filter, or in place of an empty KFL2 one.
+  if (clause && (state.dialect === 'kfl1' || !state.q.trim())) {
+    buttons.append(h('button', { class: 'small', title: clause, onclick: () => update({ q: kflAnd(state.q, clause), dialect: 'kfl1', sel: null }) }, 'add to filter'));
   }
   if (it && it.kind === 'namespace' && it.namespace) {
     if (it.box) buttons.append(h('button', { class: 'small', onclick: () => expand(it.namespace, false) }, 'close namespace'));
@@ -444,7 +471,7 @@ async function explain(clause) {
   box.replaceChildren(h('p', { class: 'muted' }, 'reading the evidence…'));
   const w = windowOf();
   try {
-    const r = await getJson('/api/v1/why', { query: kflAnd(effectiveQuery(), clause), from: w.from != null ? isoTime(w.from) : null, to: w.to != null ? isoTime(w.to) : null });
+    const r = await getJson('/api/v1/why', { ...filterParams(clause), from: w.from != null ? isoTime(w.from) : null, to: w.to != null ? isoTime(w.to) : null });
     const problems = r.verdicts.filter((v) => v.verdict !== 'ok');
     const kids = [h('h4', null, 'Why')];
     if (!problems.length) {
@@ -453,7 +480,7 @@ async function explain(clause) {
     for (const v of problems) {
       kids.push(h('div', { class: `verdict ${v.verdict}` },
         h('span', { class: 'badge' }, v.verdict.replace('_', ' ')), ' ', v.explanation, ' ',
-        h('button', { class: 'small', title: v.kfl, onclick: () => update({ q: v.kfl, sel: null }) }, 'rows')));
+        h('button', { class: 'small', title: v.kfl, onclick: () => update({ q: v.kfl, dialect: 'kfl1', sel: null }) }, 'rows')));
     }
     box.replaceChildren(...kids);
   } catch (e) {
@@ -491,8 +518,7 @@ function drawLegend() {
 
 async function exportRows(format, button) {
   const w = windowOf();
-  const query = tabQuery(state.tab);
-  const body = { query, limit: EXPORT_LIMIT, format };
+  const body = { ...tabQuery(state.tab), limit: EXPORT_LIMIT, format };
   if (w.from != null) Object.assign(body, { from: isoTime(w.from), to: isoTime(w.to) });
   const old = button.textContent;
   button.disabled = true;
@@ -514,5 +540,5 @@ async function exportRows(format, button) {
 
 drawLegend();
 history.replaceState(null, '', toUrl(state));
-getJson('/api/v1/fields').then((cat) => kfl.setCatalog(cat)).catch(() => {});
+$('#dialect').addEventListener('change', (e) => update({ dialect: e.target.value, sel: null }));
 refresh();

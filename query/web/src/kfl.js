@@ -43,8 +43,18 @@ export class KflInput {
       const name = typeof x === 'string' ? x : x.name;
       words.push({ word: name, kind: 'helper', doc: typeof x === 'string' ? '' : x.doc || '' });
     }
-    for (const k of ['and', 'or']) words.push({ word: k, kind: 'keyword', doc: '' });
+    for (const k of cat.keywords || ['and', 'or']) words.push({ word: k, kind: 'keyword', doc: '' });
     this.words = words;
+  }
+
+  /** The language typed: the placeholder and the box's label follow it. */
+  setDialect(dialect) {
+    if (this.dialect === dialect) return;
+    this.dialect = dialect;
+    this.input.placeholder = dialect === 'kfl2'
+      ? 'KFL2 filter, e.g.  dst.namespace == "" && tcp      (Enter applies, Shift+Enter new line, Ctrl+Space completes)'
+      : 'KFL filter, e.g.  dst.namespace == "" and tcp      (Enter applies, Shift+Enter new line, Ctrl+Space completes)';
+    this.input.setAttribute('aria-label', dialect === 'kfl2' ? 'KFL2 filter' : 'KFL filter');
   }
 
   get value() {

@@ -1,5 +1,6 @@
 // The view's state and its URL form (query string), so links can be shared and back/forward work.
 //   q       the KFL filter as typed
+//   dialect kfl1 (absent) | kfl2: the language of q
 //   range   15m | 1h | 24h | 7d | all   (relative to the end of the data), or
 //   from,to epoch ms (a brushed or custom window; `to` exclusive)
 //   level   namespace | workload | pod
@@ -21,13 +22,14 @@ export const LEVELS = ['namespace', 'workload', 'pod'];
 export const TABS = ['conns', 'dns', 'health', 'insights'];
 
 export function defaultState() {
-  return { q: '', range: '1h', from: null, to: null, level: 'namespace', expand: [], sel: null, tab: 'conns', hide: [] };
+  return { q: '', dialect: 'kfl1', range: '1h', from: null, to: null, level: 'namespace', expand: [], sel: null, tab: 'conns', hide: [] };
 }
 
 export function parseUrl(search) {
   const p = new URLSearchParams(search);
   const s = defaultState();
   if (p.has('q')) s.q = p.get('q');
+  if (p.get('dialect') === 'kfl2') s.dialect = 'kfl2';
   const from = p.get('from');
   const to = p.get('to');
   if (from && to && /^\d+$/.test(from) && /^\d+$/.test(to)) {
@@ -52,6 +54,7 @@ export function parseUrl(search) {
 export function toUrl(s) {
   const p = new URLSearchParams();
   if (s.q) p.set('q', s.q);
+  if (s.dialect === 'kfl2') p.set('dialect', 'kfl2');
   if (s.range) p.set('range', s.range);
   else {
     p.set('from', String(s.from));

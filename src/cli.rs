@@ -452,6 +452,7 @@ pub(crate) struct DialectArgs {
     pub(crate) kfl2: bool,
 }
 
+#[cfg(feature = "query")]
 impl DialectArgs {
     pub(crate) fn dialect(self) -> podwire_kfl::Dialect {
         if self.kfl2 { podwire_kfl::Dialect::Kfl2 } else { podwire_kfl::Dialect::Kfl1 }

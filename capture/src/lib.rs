@@ -10,6 +10,8 @@
 //! - [`protocols`]: the protocol switches (which traffic becomes records).
 //! - [`stats`]: what was read, made and skipped, and why.
 //! - [`pipeline`]: source → decoder → tracker → Arrow batches → a [`pipeline::BatchSink`].
+//! - [`kafka`]: the Kafka sink, batches as Arrow IPC messages, one topic per table.
+//! - [`error`]: the errors of sources and the pipeline.
 pub mod decode;
 pub mod dns;
 #[cfg(all(feature = "ebpf", target_os = "linux"))]

@@ -5,7 +5,13 @@
 //! - [`enrich`]: fills the `src_*`/`dst_*` enrichment columns of a batch from the index.
 //! - [`store`]: the Parquet store: Hive-partitioned by date and hour, ZSTD, sorted by time,
 //!   files written to a temporary name, fsynced and renamed (or uploaded whole to a bucket).
-//! - [`writer`]: offset-range segments to the store, for both transports (Kafka, in-process).
+//! - [`writer`]: offset-range segments to the store, for both transports (Kafka, in-process);
+//!   [`segment`]: how a partition of a message log becomes store files with nothing lost and
+//!   nothing doubled, whatever moment ingest is killed at.
+//! - `kafka` (feature `kafka`): `podwire ingest` over Kafka: the consumer group, message checks,
+//!   the writer.
+//! - [`kube_watch`]: the live Kubernetes watch that keeps the inventory current.
+//! - [`metrics`]: ingest's Prometheus metrics.
 //! - [`retention`]: deletes the hourly partitions older than the time kept.
 //! - [`location`]: a store's root, a local folder or an S3-compatible `s3://bucket/prefix`.
 pub mod enrich;

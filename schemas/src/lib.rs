@@ -23,7 +23,7 @@ pub use endpoint::EndpointMeta;
 pub use time::{TIMEZONE, timestamp_type, ts_from_ns};
 
 /// Version of the table schemas. Stored in every schema's metadata (key [`SCHEMA_VERSION_KEY`])
-/// and, later, in the Kafka envelope. Bumped whenever a column is added.
+/// and in every Kafka message's headers ([`wire`]). Bumped whenever a column is added.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Schema metadata key that carries [`SCHEMA_VERSION`].

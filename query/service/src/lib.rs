@@ -10,7 +10,10 @@
 //!   translated AST, so folders outside the range are never listed or opened.
 //! - [`readonly`]: the SELECT-only check of raw SQL on its parsed AST.
 //! - [`time`]: `--from`/`--to` values: RFC 3339, a date, `now`, or relative (`-1h`).
-//! - [`output`]: writes a result stream as a table, CSV, JSON lines or Parquet.
+//! - [`output`]: writes a result stream as a table, CSV, JSON lines or Parquet; [`csv`]: CSV rows
+//!   straight from the Arrow columns.
+//! - [`local`]: the object store a folder store is read through (files mapped into memory);
+//!   [`pushdown`]: when the Parquet reader applies a query's filter itself.
 //! - [`api`]: the HTTP API of `podwire serve`: KFL and SQL queries streamed as JSON, CSV or
 //!   Arrow IPC, translate, fields, health, Prometheus metrics, OpenAPI.
 //! - [`map`]: the connectivity map (nodes and edges over a window) as one grouped query;

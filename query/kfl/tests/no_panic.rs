@@ -226,9 +226,14 @@ fn pathological_inputs_are_errors() {
         "f(".repeat(50_000),
         "\"".to_string() + &"\\".repeat(50_001),
     ] {
-        let res = translate_bytes(q.as_bytes(), &opts);
-        if let Err(e) = res {
-            let _ = e.render();
+        let head: String = q.chars().take(24).collect();
+        match translate_bytes(q.as_bytes(), &opts) {
+            Ok(t) => panic!("{head}… ({} bytes) translated: {}", q.len(), &t.sql()[..80]),
+            Err(e) => {
+                let rendered = e.render();
+                assert!(e.is_user_error(), "{head}…: internal error {rendered}");
+                assert!(rendered.contains(e.class.code()), "{head}…");
+            }
         }
     }
 }

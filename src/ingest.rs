@@ -21,7 +21,7 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
     let k = &args.kafka;
     let tables = crate::cli::TableArg::tables(&args.tables);
     let mut topics: Vec<String> = tables.iter().map(|t| k.topic(*t)).collect();
-    topics.push(format!("{}dead-letter", k.topic_prefix));
+    topics.push(podwire_schemas::wire::dead_letter_topic(&k.topic_prefix));
     k.ensure_topics(&topics)?;
     let config = KafkaIngestConfig {
         brokers: k.brokers.clone(),

@@ -15,7 +15,7 @@ pub(crate) struct KafkaArgs {
     pub(crate) brokers: String,
     /// Topics are PREFIX + table name (`podwire.connections`, `podwire.dns`, …); dead letters go
     /// to PREFIX + `dead-letter`.
-    #[arg(long, env = "PODWIRE_TOPIC_PREFIX", default_value = "podwire.")]
+    #[arg(long, env = "PODWIRE_TOPIC_PREFIX", default_value = podwire_schemas::wire::DEFAULT_TOPIC_PREFIX)]
     pub(crate) topic_prefix: String,
     /// A librdkafka property, passed through as it is; repeat for several. TLS and SASL go
     /// here: `security.protocol=SASL_SSL`, `sasl.mechanisms=SCRAM-SHA-512`, `sasl.username=…`,
@@ -44,7 +44,7 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
 
 impl KafkaArgs {
     pub(crate) fn topic(&self, table: Table) -> String {
-        format!("{}{}", self.topic_prefix, table.name())
+        podwire_schemas::wire::topic(&self.topic_prefix, table)
     }
 
     /// Creates the topics that do not exist yet (unless --topic-partitions 0). A broker that
@@ -60,7 +60,8 @@ impl KafkaArgs {
         }
         let admin: AdminClient<DefaultClientContext> =
             cc.create().context("creating the Kafka admin client (check --kafka-option)")?;
-        let max = (self.max_message_bytes + (1 << 20)).to_string();
+        let max =
+            (self.max_message_bytes + podwire_schemas::wire::MESSAGE_MARGIN_BYTES).to_string();
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|t| {

@@ -45,7 +45,7 @@ impl KafkaSinkConfig {
     pub fn new(brokers: &str, node: &str) -> Self {
         KafkaSinkConfig {
             brokers: brokers.into(),
-            topic_prefix: "podwire.".into(),
+            topic_prefix: wire::DEFAULT_TOPIC_PREFIX.into(),
             node: node.into(),
             max_message_bytes: 4 << 20,
             queue_bytes: 256 << 20,
@@ -56,7 +56,7 @@ impl KafkaSinkConfig {
 
     /// The topic of `table`.
     pub fn topic(&self, table: Table) -> String {
-        format!("{}{}", self.topic_prefix, table.name())
+        wire::topic(&self.topic_prefix, table)
     }
 }
 
@@ -196,7 +196,10 @@ impl KafkaSink {
             )
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", config.delivery_timeout.as_millis().max(1).to_string())
-            .set("message.max.bytes", (config.max_message_bytes + (64 << 10)).to_string())
+            .set(
+                "message.max.bytes",
+                (config.max_message_bytes + wire::MESSAGE_MARGIN_BYTES).to_string(),
+            )
             .set("linger.ms", "50")
             .set("acks", "all")
             .set("enable.idempotence", "true");

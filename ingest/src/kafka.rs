@@ -59,12 +59,12 @@ pub struct KafkaIngestConfig {
 impl KafkaIngestConfig {
     /// The topic of `table`.
     pub fn topic(&self, table: Table) -> String {
-        format!("{}{}", self.topic_prefix, table.name())
+        wire::topic(&self.topic_prefix, table)
     }
 
     /// The dead-letter topic.
     pub fn dead_letter_topic(&self) -> String {
-        format!("{}dead-letter", self.topic_prefix)
+        wire::dead_letter_topic(&self.topic_prefix)
     }
 }
 
@@ -195,7 +195,7 @@ impl<'a> Ingest<'a> {
         metrics: &'a IngestMetrics,
         stop: &'a AtomicBool,
     ) -> Result<Self> {
-        let fetch = (config.max_message_bytes + (1 << 20)).to_string();
+        let fetch = (config.max_message_bytes + wire::MESSAGE_MARGIN_BYTES).to_string();
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
@@ -219,7 +219,10 @@ impl<'a> Ingest<'a> {
         let mut pc = ClientConfig::new();
         pc.set("bootstrap.servers", &config.brokers)
             .set("client.id", "podwire-ingest-dlq")
-            .set("message.max.bytes", (config.max_message_bytes + (1 << 20)).to_string())
+            .set(
+                "message.max.bytes",
+                (config.max_message_bytes + wire::MESSAGE_MARGIN_BYTES).to_string(),
+            )
             .set("acks", "all");
         for (k, v) in &config.options {
             pc.set(k, v);

@@ -20,6 +20,25 @@ use arrow::ipc::CompressionType;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 
+/// The prefix of the topics when none is configured.
+pub const DEFAULT_TOPIC_PREFIX: &str = "podwire.";
+
+/// The topic of `table` under `prefix` (`podwire.connections`).
+pub fn topic(prefix: &str, table: Table) -> String {
+    format!("{prefix}{}", table.name())
+}
+
+/// The dead-letter topic under `prefix`, where ingest puts the messages it cannot decode.
+pub fn dead_letter_topic(prefix: &str) -> String {
+    format!("{prefix}dead-letter")
+}
+
+/// What every Kafka limit allows beyond a message's configured maximum size (headers, record
+/// framing): the producer's `message.max.bytes`, the consumer's fetch sizes and the topics'
+/// `max.message.bytes` all add the same margin, so what a producer may send a topic accepts and
+/// a consumer can fetch.
+pub const MESSAGE_MARGIN_BYTES: usize = 1 << 20;
+
 /// Header names.
 pub mod header {
     /// [`crate::SCHEMA_VERSION`] of the producer, decimal.

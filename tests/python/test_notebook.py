@@ -49,13 +49,14 @@ def podwire(*args):
 
 
 def summary_counts(out):
-    """`packets read N` and `skipped N` from the run summary, when it prints them."""
+    """`packets read N` and `skipped N` from the run summary; a summary without them fails (its
+    wording changed), so the totals are always compared."""
     text = out.stdout + out.stderr
     got = {}
     for key, pattern in (("packets", r"^packets read\s+(\d+)"), ("skipped", r"^skipped\s+(\d+)")):
         m = re.search(pattern, text, re.M)
-        if m:
-            got[key] = int(m.group(1))
+        assert m, f"the run summary has no line matching {pattern!r} (did its wording change?):\n{text}"
+        got[key] = int(m.group(1))
     return got
 
 

@@ -89,6 +89,9 @@ pub struct Reason {
 /// # Errors
 /// [`crate::Error::Kfl`] for a bad filter; what DataFusion says.
 pub async fn why_not(store: &Store, query: &QueryRequest<'_>) -> Result<WhyNot> {
+    // With no end given, the window ends at the newest connection; an agent's last records
+    // (reported after its traffic) count too.
+    let open_end = query.to_ms.is_none();
     let query = map::default_window(store, *query).await?;
     let mut out = WhyNot {
         from_ms: query.from_ms,
@@ -139,7 +142,8 @@ pub async fn why_not(store: &Store, query: &QueryRequest<'_>) -> Result<WhyNot> 
     if conns + dns == 0 {
         name_reasons(store, &query, &mut out).await?;
     }
-    capture_reasons(store, &query, &mut out).await?;
+    let stats = if open_end { QueryRequest { to_ms: None, ..query } } else { query };
+    capture_reasons(store, &stats, &mut out).await?;
     Ok(out)
 }
 

@@ -79,8 +79,13 @@ pub mod col {
     pub const VLAN: &str = "vlan";
     /// Tunnel the connection was carried in.
     pub const TUNNEL: &str = "tunnel";
-    /// DNS name the initiator resolved for `dst_ip`.
+    /// DNS name the initiator resolved for `dst_ip`: the `dst` end's [`DNS_NAME_SUFFIX`].
     pub const DST_DNS_NAME: &str = "dst_dns_name";
+    /// [`DST_DNS_NAME`] without its `dst_` prefix, for code that treats it as one more column of
+    /// the destination end (`Side::Dst.column(DNS_NAME_SUFFIX)`).
+    pub const DNS_NAME_SUFFIX: &str = "dns_name";
+    /// [`SRC_IP`] and [`DST_IP`] without their prefixes (`Side::column(IP_SUFFIX)`).
+    pub const IP_SUFFIX: &str = "ip";
     /// Capturing node.
     pub const NODE: &str = "node";
 }
@@ -481,6 +486,14 @@ impl ConnectionsBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suffixes_name_the_columns() {
+        use crate::endpoint::Side;
+        assert_eq!(Side::Src.column(col::IP_SUFFIX), col::SRC_IP);
+        assert_eq!(Side::Dst.column(col::IP_SUFFIX), col::DST_IP);
+        assert_eq!(Side::Dst.column(col::DNS_NAME_SUFFIX), col::DST_DNS_NAME);
+    }
 
     #[test]
     fn flags_render_in_fixed_order() {

@@ -69,6 +69,9 @@ pub const RCODE_NAMES: [&str; 11] = [
     "NXRRSET", "NOTAUTH", "NOTZONE",
 ];
 
+/// The `rcode` of a successful response.
+pub const RCODE_OK: &str = RCODE_NAMES[0];
+
 /// The prefix of a response code without a name (`RCODE11`).
 pub const RCODE_PREFIX: &str = "RCODE";
 

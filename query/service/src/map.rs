@@ -295,7 +295,8 @@ pub(crate) fn fill_template(
 }
 
 /// `query` with no time range given: the last [`DEFAULT_WINDOW_MS`] of data (of the store's
-/// connections); otherwise as it is.
+/// connections), up to the newest capture record if that is later (an agent reports its last
+/// minute after its traffic: a report on the window counts it); otherwise as it is.
 ///
 /// # Errors
 /// What DataFusion says.
@@ -307,10 +308,29 @@ pub(crate) async fn default_window<'a>(
         && query.to_ms.is_none()
         && let (_, Some(last)) = data_bounds(store).await?
     {
-        query.to_ms = Some(last + 1);
+        let reported = last_report(store).await?.unwrap_or(last);
+        query.to_ms = Some(last.max(reported) + 1);
         query.from_ms = Some(last + 1 - DEFAULT_WINDOW_MS);
     }
     Ok(query)
+}
+
+/// The start of the newest capture record (epoch ms), `None` when there is none.
+async fn last_report(store: &Store) -> Result<Option<i64>> {
+    let statement = fill_template(
+        &format!(
+            "SELECT max({}) AS last FROM capture_stats",
+            podwire_schemas::capture_stats::col::TS
+        ),
+        &HashMap::new(),
+    )?;
+    let batches = store.plan(statement).await?.collect().await?;
+    Ok(batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| ms_at(b, "last", 0))
+        .transpose()?
+        .flatten())
 }
 
 /// The newest connection start in the store (epoch ms), `None` when it has none.
@@ -517,7 +537,9 @@ pub(crate) fn expanded(side: Side, level: Level, expand: Option<&[String]>) -> s
         return all;
     }
     sql::Expr::InList {
-        expr: Box::new(sql::Expr::Identifier(sql::Ident::new(side.column("namespace")))),
+        expr: Box::new(sql::Expr::Identifier(sql::Ident::new(
+            side.column(podwire_schemas::endpoint::NAMESPACE),
+        ))),
         list: list
             .iter()
             .map(|ns| sql::Expr::value(sql::Value::SingleQuotedString(ns.clone())))

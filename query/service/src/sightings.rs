@@ -8,7 +8,7 @@ use crate::map::{fill_template, table_filter};
 use crate::session::{QueryRequest, Store};
 use podwire_schemas::Table;
 use podwire_schemas::connections::col;
-use podwire_schemas::endpoint::Side;
+use podwire_schemas::endpoint::{self, Side};
 use sqlparser::ast as sql;
 use std::collections::HashMap;
 
@@ -40,7 +40,8 @@ impl Sighting {
 /// The endpoint column `suffix` (`ip`, `pod`, `name`, `dns_name`, ...) of both ends (only the
 /// responder's for `dns_name`), as `(side column, source alias)` pairs.
 fn ends(suffix: &str) -> Vec<String> {
-    let sides: &[Side] = if suffix == "dns_name" { &[Side::Dst] } else { &[Side::Src, Side::Dst] };
+    let sides: &[Side] =
+        if suffix == col::DNS_NAME_SUFFIX { &[Side::Dst] } else { &[Side::Src, Side::Dst] };
     sides.iter().map(|s| s.column(suffix)).collect()
 }
 
@@ -69,9 +70,9 @@ pub(crate) async fn sightings(
             format!(
                 "SELECT {ip} AS ip, {ns} AS ns, {pod} AS pod, {c} AS v, {ts} AS ts, \
                  CASE WHEN {fin} THEN 1 ELSE 0 END AS fin FROM connections WHERE __window__",
-                ip = side.column("ip"),
-                ns = side.column("namespace"),
-                pod = side.column("pod"),
+                ip = side.column(col::IP_SUFFIX),
+                ns = side.column(endpoint::NAMESPACE),
+                pod = side.column(endpoint::POD),
                 ts = col::START_TS,
                 fin = col::IS_FINAL,
             )

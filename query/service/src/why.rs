@@ -210,7 +210,14 @@ async fn holders(store: &Store, query: &QueryRequest<'_>, out: &mut Why) -> Resu
         to_ms: query.to_ms.map(|t| t.saturating_add(LOOKBACK_MS)),
         ..*query
     };
-    let seen = sightings(store, &around, "ip", &stale, &mut out.sql).await?;
+    let seen = sightings(
+        store,
+        &around,
+        podwire_schemas::connections::col::IP_SUFFIX,
+        &stale,
+        &mut out.sql,
+    )
+    .await?;
     for v in out.verdicts.iter_mut().filter(|v| v.verdict == "stale_endpoint") {
         let ip = name(&v.target);
         let pods = || seen.iter().filter(|s| s.ip == ip && !s.pod.is_empty());
@@ -356,7 +363,7 @@ fn pairs_sql() -> String {
         start = col::START_TS,
         end = col::END_TS,
         dst_ip = col::DST_IP,
-        dst_pod = Side::Dst.column("pod"),
+        dst_pod = Side::Dst.column(podwire_schemas::endpoint::POD),
         rtt = col::HANDSHAKE_RTT_US,
     )
 }
@@ -784,7 +791,8 @@ async fn dns_verdicts(
             e.total += k;
             *looked_at += k;
             let no_response = unanswered.value(i);
-            let fails = no_response || !(rcodes[i].is_empty() || rcodes[i] == "NOERROR");
+            let fails = no_response
+                || !(rcodes[i].is_empty() || rcodes[i] == podwire_schemas::dns::RCODE_OK);
             if !fails {
                 e.first_ok = min_opt(e.first_ok, first[i]);
                 e.last_ok = e.last_ok.max(last[i]);

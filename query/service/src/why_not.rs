@@ -40,7 +40,7 @@ use podwire_kfl::terms::{Term, quote, terms};
 use podwire_schemas::Table;
 use podwire_schemas::capture_stats::{SKIP_REASONS, col as scol};
 use podwire_schemas::connections::col;
-use podwire_schemas::endpoint::Side;
+use podwire_schemas::endpoint::{self, Side};
 use serde::Serialize;
 use sqlparser::ast as sql;
 use std::collections::{BTreeMap, HashMap};
@@ -89,9 +89,6 @@ pub struct Reason {
 /// # Errors
 /// [`crate::Error::Kfl`] for a bad filter; what DataFusion says.
 pub async fn why_not(store: &Store, query: &QueryRequest<'_>) -> Result<WhyNot> {
-    // With no end given, the window ends at the newest connection; an agent's last records
-    // (reported after its traffic) count too.
-    let open_end = query.to_ms.is_none();
     let query = map::default_window(store, *query).await?;
     let mut out = WhyNot {
         from_ms: query.from_ms,
@@ -142,8 +139,7 @@ pub async fn why_not(store: &Store, query: &QueryRequest<'_>) -> Result<WhyNot> 
     if conns + dns == 0 {
         name_reasons(store, &query, &mut out).await?;
     }
-    let stats = if open_end { QueryRequest { to_ms: None, ..query } } else { query };
-    capture_reasons(store, &stats, &mut out).await?;
+    capture_reasons(store, &query, &mut out).await?;
     Ok(out)
 }
 
@@ -156,9 +152,9 @@ fn endpoint_of(field: &Field) -> Option<(Side, &'static str)> {
     use podwire_schemas::connections::col as c;
     match field.source(Table::Connections)? {
         Source::Endpoint(side, suffix) => Some((side, suffix)),
-        Source::Column(c::SRC_IP) => Some((Side::Src, "ip")),
-        Source::Column(c::DST_IP) => Some((Side::Dst, "ip")),
-        Source::Column(c::DST_DNS_NAME) => Some((Side::Dst, "dns_name")),
+        Source::Column(c::SRC_IP) => Some((Side::Src, col::IP_SUFFIX)),
+        Source::Column(c::DST_IP) => Some((Side::Dst, col::IP_SUFFIX)),
+        Source::Column(c::DST_DNS_NAME) => Some((Side::Dst, col::DNS_NAME_SUFFIX)),
         _ => None,
     }
 }
@@ -213,11 +209,13 @@ async fn name_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyNot)
         let Some((side, suffix)) = endpoint_of(term.field) else { continue };
         let kfl = term.kfl();
         let n = connections_matching(store, query, &kfl, &mut out.sql).await?;
-        let names_pod = matches!(suffix, "pod" | "name");
+        let names_pod = suffix == endpoint::POD || suffix == endpoint::NAME;
         if n > 0 {
             // It matches alone: does the filter ask for the pod at an address it did not have?
-            let asked: Vec<&Term> =
-                all.iter().filter(|t| endpoint_of(t.field) == Some((side, "ip"))).collect();
+            let asked: Vec<&Term> = all
+                .iter()
+                .filter(|t| endpoint_of(t.field) == Some((side, col::IP_SUFFIX)))
+                .collect();
             if !names_pod || asked.is_empty() {
                 continue;
             }
@@ -278,7 +276,7 @@ async fn name_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyNot)
             elsewhere(store, query, &around, term, suffix, out).await?;
         }
         // A DNS name whose addresses were reached without a lookup seen before.
-        if side == Side::Dst && matches!(suffix, "name" | "dns_name") {
+        if side == Side::Dst && (suffix == endpoint::NAME || suffix == col::DNS_NAME_SUFFIX) {
             let ips = answers(store, &around, &term.value, &mut out.sql).await?;
             if ips.is_empty() {
                 continue;
@@ -565,7 +563,7 @@ async fn elsewhere(
     suffix: &str,
     out: &mut WhyNot,
 ) -> Result<()> {
-    let names_pod = matches!(suffix, "pod" | "name");
+    let names_pod = suffix == endpoint::POD || suffix == endpoint::NAME;
     let seen =
         sightings(store, around, suffix, std::slice::from_ref(&term.value), &mut out.sql).await?;
     if !seen.is_empty() {
@@ -579,13 +577,13 @@ async fn elsewhere(
             when(first),
             when(last)
         );
-        if suffix != "ip" {
+        if suffix != col::IP_SUFFIX {
             sentence.push_str(&format!(" at {}", ips.join(", ")));
         }
         let mut r = reason("name_elsewhere", term, String::new(), total);
-        if names_pod || suffix == "ip" {
+        if names_pod || suffix == col::IP_SUFFIX {
             // Who had those addresses in the window.
-            let holders = sightings(store, query, "ip", &ips, &mut out.sql).await?;
+            let holders = sightings(store, query, col::IP_SUFFIX, &ips, &mut out.sql).await?;
             let named: Vec<String> = holders
                 .iter()
                 .filter(|h| !h.pod.is_empty())
@@ -602,7 +600,7 @@ async fn elsewhere(
         );
         r.detail.insert("connections".into(), total);
         out.reasons.push(r);
-    } else if suffix != "ip" {
+    } else if suffix != col::IP_SUFFIX {
         let candidates = values(store, around, suffix, CANDIDATES, &mut out.sql).await?;
         let close =
             podwire_kfl::fields::closest(&term.value, candidates.iter().map(String::as_str));

@@ -294,7 +294,7 @@ pub(super) fn alias(a: &str, t: Table) -> Low {
 }
 
 /// The `rcode` of a successful DNS response.
-pub(super) const RCODE_OK: &str = "NOERROR";
+pub(super) const RCODE_OK: &str = dns::RCODE_OK;
 
 /// Adds `col IS NOT NULL AND …` for nullable columns, so that `!` of a comparison with NULL is
 /// TRUE (a comparison with NULL is FALSE, not unknown).

@@ -139,13 +139,13 @@ fn compare_lits(op: CompareOp, a: &Lit, b: &Lit) -> Option<bool> {
     if let (Some(x), Some(y)) = (a.number(), b.number()) {
         return Some(holds(op, &x, &y));
     }
-    let eq_only = !matches!(op, CompareOp::Eq | CompareOp::Ne);
+    let ordering = op.is_ordering();
     match (a, b) {
         (Lit::Str(x), Lit::Str(y)) => Some(holds(op, x, y)),
         (Lit::Bool(x), Lit::Bool(y)) => Some(holds(op, x, y)),
         (Lit::Time(x), Lit::Time(y)) | (Lit::Dur(x), Lit::Dur(y)) => Some(holds(op, x, y)),
-        (Lit::Null, Lit::Null) if !eq_only => Some(op == CompareOp::Eq),
-        (Lit::List(x), Lit::List(y)) if !eq_only => Some((x == y) == (op == CompareOp::Eq)),
+        (Lit::Null, Lit::Null) if !ordering => Some(op == CompareOp::Eq),
+        (Lit::List(x), Lit::List(y)) if !ordering => Some((x == y) == (op == CompareOp::Eq)),
         _ => None,
     }
 }

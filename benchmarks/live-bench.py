@@ -16,7 +16,14 @@ ingress hook, so no replies). The capture runs in the receiver namespace on `vb`
   run_time_ns (kernel.bpf_stats_enabled=1, bpftool prog show).
 - tcpdump: `tcpdump -i vb -w /dev/null`; packets = captured; drops from its summary; CPU as above.
 
-The reference for "packets through" is the receiver's rx_packets counter of vb.
+- the floor (benchmarks/bpf/floor.bpf.c, compiled with clang and attached with tc in turn over
+  the same traffic): `floor_empty` (returns at once) and `floor_parse` (parses and adds the packet
+  to one hash entry); their run_time_ns per run as above.
+
+The reference for "packets through" is the receiver's rx_packets counter of vb. The last line
+is a node budget: CPU of one core (kernel programs + user space) at 100 k and 1 M packets/s, from
+the per-packet costs measured here. Per packet kind and without bpf_stats' own clock reads:
+benchmarks/kernel-bench.py.
 """
 import argparse
 import json
@@ -29,6 +36,7 @@ import tempfile
 import time
 
 TX, RX = "pwbench-tx", "pwbench-rx"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,6 +62,9 @@ def setup():
         netns(ns, "ip", "link", "set", "lo", "up")
     netns(RX, "sysctl", "-qw", "net.ipv4.ip_forward=0")
     mac = netns(RX, "cat", "/sys/class/net/vb/address").stdout.strip()
+    # The socket sender's route to 10.77.0.3, and a fixed neighbour: no ARP on the wire.
+    netns(TX, "ip", "route", "add", "10.77.0.3/32", "via", "10.77.0.2", "dev", "va")
+    netns(TX, "ip", "neigh", "add", "10.77.0.2", "lladdr", mac, "dev", "va", "nud", "permanent")
     return mac
 
 
@@ -97,13 +108,69 @@ def trafgen_conf(dst_mac):
 
 
 GEN_CPUS = 1
+SENDER = "sockets"
 
 
 def send(conf, packets):
     t0 = time.time()
-    netns(TX, "trafgen", "--dev", "va", "--conf", conf, "--num", str(packets), "--cpus", str(GEN_CPUS),
-          "--no-sock-mem")
+    if SENDER == "trafgen":
+        netns(TX, "trafgen", "--dev", "va", "--conf", conf, "--num", str(packets), "--cpus", str(GEN_CPUS),
+              "--no-sock-mem")
+    else:
+        netns(TX, sys.executable, os.path.abspath(__file__), "--udp-sender", str(packets), "--gen-cpus",
+              str(GEN_CPUS))
     return time.time() - t0
+
+
+def udp_sender(packets, procs):
+    """The same 60-byte frames as trafgen's, sent through UDP sockets (1024-1279 -> 10.77.0.3:9000),
+    so the packets are built as a pod's are: headers in the skb's linear part."""
+    import socket
+
+    def run(ports, n):
+        socks = []
+        for port in ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("10.77.0.1", port))
+            s.connect(("10.77.0.3", 9000))
+            socks.append(s)
+        payload = bytes(18)
+        sends = [s.send for s in socks]
+        k = len(sends)
+        for i in range(n // k):
+            for f in sends:
+                f(payload)
+        for f in sends[:n % k]:
+            f(payload)
+
+    ports = list(range(1024, 1280))
+    kids = []
+    for p in range(procs):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run(ports[p::procs], packets // procs + (1 if p < packets % procs else 0))
+            finally:
+                os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+
+
+def run_floor(pin, conf, packets):
+    """A floor program (pinned at `pin`) attached to vb's ingress with tc while the traffic runs."""
+    try:
+        netns(RX, "tc", "qdisc", "add", "dev", "vb", "clsact")
+        netns(RX, "tc", "filter", "add", "dev", "vb", "ingress", "bpf", "direct-action", "object-pinned", pin)
+        progs = json.loads(sh("bpftool", "prog", "show", "pinned", pin, "--json").stdout)
+        t0, c0 = progs.get("run_time_ns", 0), progs.get("run_cnt", 0)
+        rx0 = rx_packets()
+        wall = send(conf, packets)
+        progs = json.loads(sh("bpftool", "prog", "show", "pinned", pin, "--json").stdout)
+        t1, c1 = progs.get("run_time_ns", 0), progs.get("run_cnt", 0)
+        return {"through": rx_packets() - rx0, "wall": wall, "kernel_ns": t1 - t0, "kernel_runs": c1 - c0}
+    finally:
+        subprocess.run(["ip", "netns", "exec", RX, "tc", "qdisc", "del", "dev", "vb", "clsact"], capture_output=True)
 
 
 def run_tool(name, cmd, ready, conf, packets):
@@ -137,10 +204,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--podwire", default="target/release/podwire")
     ap.add_argument("--packets", type=int, default=20_000_000)
-    ap.add_argument("--gen-cpus", type=int, default=1, help="trafgen processes (CPUs)")
+    ap.add_argument("--gen-cpus", type=int, default=1, help="sender processes (CPUs)")
+    ap.add_argument("--sender", choices=["sockets", "trafgen"], default="sockets",
+                    help="sockets: UDP sockets (headers in the linear part, as a pod's packets); trafgen: "
+                         "packet-socket frames, all in pages (the programs must pull the headers first)")
+    ap.add_argument("--udp-sender", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--attach", action="append", metavar="SOURCE.c:PROGRAM",
+                    help="also time this program (compiled, attached like the floor); for experiments")
+    ap.add_argument("--no-floor", action="store_true", help="skip the floor programs (needs clang)")
     args = ap.parse_args()
-    global GEN_CPUS
-    GEN_CPUS = args.gen_cpus
+    if args.udp_sender:
+        return udp_sender(args.udp_sender, args.gen_cpus)
+    global GEN_CPUS, SENDER
+    GEN_CPUS, SENDER = args.gen_cpus, args.sender
     assert os.geteuid() == 0, "run as root"
     podwire = os.path.abspath(args.podwire)
     import duckdb  # noqa: E402 (only needed here)
@@ -174,6 +250,40 @@ def main():
                 print(f"  kernel programs: {r['kernel_ns'] / r['kernel_runs']:.0f} ns per run, "
                       f"{r['kernel_ns'] / 1e9 / (n / 1e6) * 1000:.1f} ms per M packets, "
                       f"{100 * r['kernel_ns'] / 1e9 / r['wall']:.1f} % of one core")
+
+            podwire_ns = r["kernel_ns"] / max(r["kernel_runs"], 1)
+            user_ns = r["user_cpu"] * 1e9 / max(n, 1)
+
+            if not args.no_floor:
+                obj = os.path.join(tmp, "floor.o")
+                sh(os.environ.get("CLANG", "clang"), "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall",
+                   "-D__TARGET_ARCH_x86", "-I/usr/include/x86_64-linux-gnu", f"-I{REPO}/capture/bpf", "-c",
+                   os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "floor.bpf.c"), "-o", obj)
+                pin_dir = os.path.join(tmp, "bpffs")
+                os.makedirs(pin_dir)
+                sh("mount", "-t", "bpf", "bpf", pin_dir)
+                try:
+                    sh("bpftool", "prog", "loadall", obj, os.path.join(pin_dir, "floor"))
+                    extra = []
+                    for i, spec in enumerate(args.attach or []):
+                        src, prog = spec.split(":")
+                        o = os.path.join(tmp, f"extra{i}.o")
+                        sh("clang", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86",
+                           "-I/usr/include/x86_64-linux-gnu", f"-I{REPO}/capture/bpf", "-c", src, "-o", o)
+                        sh("bpftool", "prog", "loadall", o, os.path.join(pin_dir, f"extra{i}"))
+                        extra.append(os.path.join(pin_dir, f"extra{i}", prog))
+                    for prog in ["floor/floor_empty", "floor/floor_parse", *[os.path.relpath(e, pin_dir) for e in extra]]:
+                        f = run_floor(os.path.join(pin_dir, prog), conf, args.packets)
+                        print(f"floor {prog}: {f['through']:,} packets through in {f['wall']:.2f} s = "
+                              f"{f['through'] / f['wall'] / 1e6:.2f} M packets/s; "
+                              f"{f['kernel_ns'] / max(f['kernel_runs'], 1):.0f} ns per run")
+                finally:
+                    subprocess.run(["umount", pin_dir])
+
+            for rate in (100_000, 1_000_000):
+                k, u = podwire_ns * rate / 1e9, user_ns * rate / 1e9
+                print(f"node budget at {rate / 1e6:g} M packets/s: {100 * (k + u):.1f} % of a core "
+                      f"(kernel {100 * k:.1f} %, user space {100 * u:.2f} %)")
 
             r = run_tool("tcpdump", ["tcpdump", "-i", "vb", "-n", "-w", "/dev/null"], "listening on",
                          conf, args.packets)

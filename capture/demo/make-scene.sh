@@ -187,10 +187,11 @@ nsx node sysctl -qw net.ipv4.ip_forward=1
 # packets for it silently (a blackhole route sends no ICMP, no RST).
 ip -n "${PREFIX}node" route add blackhole "$DEAD_IP/32"
 
-# add_pod NS IP MAC: veth pair, node end enslaved to br0, pod end is eth0.
+# add_pod NS IP MAC IFINDEX: veth pair, node end (interface index IFINDEX) enslaved to br0, pod
+# end is eth0.
 add_pod() {
-    local ns=$1 ip=$2 mac=$3
-    ip -n "${PREFIX}node" link add "veth-$ns" type veth peer name eth0 netns "$PREFIX$ns"
+    local ns=$1 ip=$2 mac=$3 ifindex=$4
+    ip -n "${PREFIX}node" link add "veth-$ns" index "$ifindex" type veth peer name eth0 netns "$PREFIX$ns"
     ip -n "${PREFIX}node" link set "veth-$ns" master br0
     ip -n "${PREFIX}node" link set "veth-$ns" up
     ip -n "$PREFIX$ns" link set eth0 address "$mac"
@@ -205,10 +206,13 @@ add_pod() {
     # so the capture has valid TCP/UDP checksums.
     nsx "$ns" ethtool -K eth0 tx off >/dev/null
 }
-add_pod web      "$WEB_IP"      02:00:0a:f4:01:0a
-add_pod frontend "$FRONTEND_IP" 02:00:0a:f4:01:0b
-add_pod report   "$REPORT_IP"   02:00:0a:f4:01:0c
-add_pod coredns  "$COREDNS_IP"  02:00:0a:f4:01:0d
+# The node ends' interface indexes: web's and frontend's share a slot of the capture programs'
+# interface table (16384 slots), as on a node that has made many pods, so the live capture's
+# fallback for such an interface is exercised (a wrong role there double-counts pod traffic).
+add_pod web      "$WEB_IP"      02:00:0a:f4:01:0a 40
+add_pod frontend "$FRONTEND_IP" 02:00:0a:f4:01:0b $((40 + 16384))
+add_pod report   "$REPORT_IP"   02:00:0a:f4:01:0c 41
+add_pod coredns  "$COREDNS_IP"  02:00:0a:f4:01:0d $((42 + 2 * 16384))
 # The DNS pod also holds the kube-dns ClusterIP itself.
 ip -n "${PREFIX}coredns" addr add "$DNS_SVC_IP/32" dev eth0
 

@@ -59,6 +59,9 @@ const ROLE_POD: u32 = 1;
 const ROLE_HOST: u32 = 2;
 const IF_NO_L2: u32 = 0x100;
 const IF_LOOPBACK: u32 = 0x200;
+/// Slots of the programs' direct-mapped interface table `if_slots` (`ifindex % IF_SLOTS`); an
+/// interface whose slot another attached interface holds goes into the hash `ifaces`.
+const IF_SLOTS: u32 = 16384;
 
 /// Indexes of the programs' `stats` array.
 mod st {
@@ -412,6 +415,8 @@ pub struct LiveCapture {
     flows: HashMap<MapData, FlowKey, FlowVal>,
     stats: PerCpuArray<MapData, [u64; st::MAX]>,
     config: Array<MapData, [u8; 8]>,
+    /// `[ifindex, flags]` per slot.
+    if_slots: Array<MapData, [u32; 2]>,
     ifaces: HashMap<MapData, u32, u32>,
     filter_cidrs: LpmTrie<MapData, [u8; 16], u8>,
     filter_ports: HashMap<MapData, u16, u8>,
@@ -629,6 +634,7 @@ impl LiveCapture {
         let flows = HashMap::try_from(take(&mut bpf, "flows")?).map_err(map_err("flows"))?;
         let stats = PerCpuArray::try_from(take(&mut bpf, "stats")?).map_err(map_err("stats"))?;
         let config = Array::try_from(take(&mut bpf, "config")?).map_err(map_err("config"))?;
+        let if_slots = Array::try_from(take(&mut bpf, "if_slots")?).map_err(map_err("if_slots"))?;
         let ifaces = HashMap::try_from(take(&mut bpf, "ifaces")?).map_err(map_err("ifaces"))?;
         let mut pod_cidrs: LpmTrie<MapData, [u8; 16], u8> =
             LpmTrie::try_from(take(&mut bpf, "pod_cidrs")?).map_err(map_err("pod_cidrs"))?;
@@ -650,6 +656,7 @@ impl LiveCapture {
             flows,
             stats,
             config,
+            if_slots,
             ifaces,
             filter_cidrs,
             filter_ports,
@@ -821,7 +828,12 @@ impl LiveCapture {
     /// those that are gone.
     fn attach_new(&mut self, first: bool) -> Result<(), LiveError> {
         let names = all_interfaces();
-        self.attached.retain(|a| names.contains(&a.name));
+        let (kept, gone): (Vec<Attached>, Vec<Attached>) =
+            std::mem::take(&mut self.attached).into_iter().partition(|a| names.contains(&a.name));
+        self.attached = kept;
+        for a in gone {
+            self.forget_role(a.ifindex);
+        }
         let specs = self.cfg.interfaces.clone();
         for spec in &specs {
             let matches: Vec<&String> = names.iter().filter(|n| glob(&spec.pattern, n)).collect();
@@ -867,9 +879,7 @@ impl LiveCapture {
             // Every loopback packet is seen leaving and coming back: counted once, on egress.
             v |= IF_LOOPBACK;
         }
-        self.ifaces
-            .insert(ifindex, v, 0)
-            .map_err(|e| classify("writing the interface map", &chain(&e)))?;
+        self.set_role(ifindex, v)?;
         self.link_types.insert(ifindex, if l2 { LinkType::Ethernet } else { LinkType::RawIp });
         // TCX (kernel ≥ 6.6) needs nothing; older kernels attach through a clsact qdisc.
         use aya::util::KernelVersion;
@@ -895,6 +905,29 @@ impl LiveCapture {
             self.attached.push(Attached { name: name.to_string(), ifindex, role, links: [i, e] });
         }
         Ok(())
+    }
+
+    /// Writes an interface's role where the programs look first: its slot of `if_slots`, or
+    /// the hash `ifaces` when another attached interface holds that slot.
+    fn set_role(&mut self, ifindex: u32, flags: u32) -> Result<(), LiveError> {
+        let slot = ifindex % IF_SLOTS;
+        let held =
+            self.attached.iter().any(|a| a.ifindex != ifindex && a.ifindex % IF_SLOTS == slot);
+        let written = if held {
+            self.ifaces.insert(ifindex, flags, 0)
+        } else {
+            self.if_slots.set(slot, [ifindex, flags], 0)
+        };
+        written.map_err(|e| classify("writing the interface map", &chain(&e)))
+    }
+
+    /// Forgets a gone interface's role, so its slot or hash entry can serve another.
+    fn forget_role(&mut self, ifindex: u32) {
+        let slot = ifindex % IF_SLOTS;
+        if self.if_slots.get(&slot, 0).is_ok_and(|[i, _]| i == ifindex) {
+            let _ = self.if_slots.set(slot, [0, 0], 0);
+        }
+        let _ = self.ifaces.remove(&ifindex);
     }
 
     /// Detaches every program (nothing stays attached once this returns).

@@ -497,7 +497,9 @@ static __always_inline int handle(struct __sk_buff *skb, int egress)
 			}
 		}
 		zero_win = p.window == 0 && !syn && !rst;
-		if (!event)
+		// Flags only accumulate: most packets add none (an ACK after the first), so skip the
+		// locked OR then.
+		if (!event && (d->flags & f) != f)
 			__sync_fetch_and_or(&d->flags, (__u32)f);
 	}
 

@@ -22,8 +22,9 @@ ingress hook, so no replies). The capture runs in the receiver namespace on `vb`
 
 The reference for "packets through" is the receiver's rx_packets counter of vb. The last line
 is a node budget: CPU of one core (kernel programs + user space) at 100 k and 1 M packets/s, from
-the per-packet costs measured here. Per packet kind and without bpf_stats' own clock reads:
-benchmarks/kernel-bench.py.
+the per-packet costs measured here. With --by-kind it then runs benchmarks/kernel-bench.py on the
+same binary: ns per packet of each kind (quiet, first packet, SYN/FIN/RST, DNS, filtered, per
+interface role) against the floor, without bpf_stats' own clock reads.
 """
 import argparse
 import json
@@ -211,6 +212,8 @@ def main():
     ap.add_argument("--udp-sender", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--attach", action="append", metavar="SOURCE.c:PROGRAM",
                     help="also time this program (compiled, attached like the floor); for experiments")
+    ap.add_argument("--by-kind", action="store_true",
+                    help="then the ns per packet of each packet kind (benchmarks/kernel-bench.py, same binary)")
     ap.add_argument("--no-floor", action="store_true", help="skip the floor programs (needs clang)")
     args = ap.parse_args()
     if args.udp_sender:
@@ -298,6 +301,10 @@ def main():
     finally:
         sh("sysctl", "-qw", "kernel.bpf_stats_enabled=0")
         teardown()
+    if args.by_kind:
+        print()
+        subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "kernel-bench.py"), "--podwire", podwire],
+                       check=True)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,11 @@ use std::time::{Duration, Instant, SystemTime};
 /// The compiled programs (build.rs).
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/podwire.bpf.o"));
 
-// Layouts shared with bpf/podwire.bpf.c.
-const KEY_LEN: usize = 40;
-const VAL_LEN: usize = 104;
-const HDR_LEN: usize = 24;
+mod layout;
+use layout::{Config, EvHdr, FlowKey, FlowVal, IfSlot};
+use zerocopy::FromBytes;
+
+// Values and bits of bpf/podwire.h.
 const EV_PACKET: u8 = 1;
 const EV_DIRTY: u8 = 2;
 const CFG_ALL_EVENTS: u32 = 1;
@@ -76,9 +77,6 @@ mod st {
     pub(super) const DIRTY_LOST: usize = 11;
     pub(super) const MAX: usize = 12;
 }
-
-type FlowKey = [u8; KEY_LEN];
-type FlowVal = [u8; VAL_LEN];
 
 /// What an attached interface is on the node; decides where a packet that crosses several
 /// attached interfaces is counted.
@@ -414,9 +412,8 @@ pub struct LiveCapture {
     ring: RingBuf<MapData>,
     flows: HashMap<MapData, FlowKey, FlowVal>,
     stats: PerCpuArray<MapData, [u64; st::MAX]>,
-    config: Array<MapData, [u8; 8]>,
-    /// `[ifindex, flags]` per slot.
-    if_slots: Array<MapData, [u32; 2]>,
+    config: Array<MapData, Config>,
+    if_slots: Array<MapData, IfSlot>,
     ifaces: HashMap<MapData, u32, u32>,
     filter_cidrs: LpmTrie<MapData, [u8; 16], u8>,
     filter_ports: HashMap<MapData, u16, u8>,
@@ -533,21 +530,7 @@ fn wait_readable(fd: i32, timeout: Duration) {
     let _ = unsafe { libc::poll(&mut pfd, 1, ms) };
 }
 
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[o..o + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[o..o + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn addr(b: &[u8]) -> IpAddr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[..16]);
+fn addr(a: [u8; 16]) -> IpAddr {
     Ipv6Addr::from(a).to_canonical()
 }
 
@@ -573,24 +556,12 @@ fn flow_key(proto: u8, a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
     let a_first = wa < wb || (wa == wb && a.1 <= b.1);
     let ((lo, lp), (hi, hp)) =
         if a_first { ((aa, a.1), (ba, b.1)) } else { ((ba, b.1), (aa, a.1)) };
-    let mut k = [0u8; KEY_LEN];
-    k[..16].copy_from_slice(&lo);
-    k[16..32].copy_from_slice(&hi);
-    k[32..34].copy_from_slice(&lp.to_le_bytes());
-    k[34..36].copy_from_slice(&hp.to_le_bytes());
-    k[36] = proto;
-    k
+    FlowKey { lo, hi, lo_port: lp, hi_port: hp, proto, pad: [0; 3] }
 }
 
 fn dir_totals(v: &FlowVal, d: usize) -> [u64; 5] {
-    let o = d * 40;
-    [
-        u64_at(v, o),
-        u64_at(v, o + 8),
-        u64_at(v, o + 16),
-        u64::from(u32_at(v, o + 24)),
-        u64::from(u32_at(v, o + 28)),
-    ]
+    let c = &v.d[d];
+    [c.packets, c.bytes, c.payload, u64::from(c.retrans), u64::from(c.zero_win)]
 }
 
 impl LiveCapture {
@@ -692,9 +663,7 @@ impl LiveCapture {
     }
 
     fn write_config(&mut self) -> Result<(), LiveError> {
-        let mut v = [0u8; 8];
-        v[..4].copy_from_slice(&self.interval_gen.to_le_bytes());
-        v[4..].copy_from_slice(&self.flags.to_le_bytes());
+        let v = Config { interval: self.interval_gen, flags: self.flags };
         self.config.set(0, v, 0).map_err(|e| classify("writing the config map", &chain(&e)))
     }
 
@@ -916,7 +885,7 @@ impl LiveCapture {
         let written = if held {
             self.ifaces.insert(ifindex, flags, 0)
         } else {
-            self.if_slots.set(slot, [ifindex, flags], 0)
+            self.if_slots.set(slot, IfSlot { ifindex, flags }, 0)
         };
         written.map_err(|e| classify("writing the interface map", &chain(&e)))
     }
@@ -924,8 +893,8 @@ impl LiveCapture {
     /// Forgets a gone interface's role, so its slot or hash entry can serve another.
     fn forget_role(&mut self, ifindex: u32) {
         let slot = ifindex % IF_SLOTS;
-        if self.if_slots.get(&slot, 0).is_ok_and(|[i, _]| i == ifindex) {
-            let _ = self.if_slots.set(slot, [0, 0], 0);
+        if self.if_slots.get(&slot, 0).is_ok_and(|s| s.ifindex == ifindex) {
+            let _ = self.if_slots.set(slot, IfSlot::default(), 0);
         }
         let _ = self.ifaces.remove(&ifindex);
     }
@@ -955,24 +924,18 @@ impl LiveCapture {
     fn drain_ring<S: BatchSink>(&mut self, pipeline: &mut Pipeline<S>) {
         loop {
             let Some(item) = RingBuf::next(&mut self.ring) else { break };
-            let b: &[u8] = &item;
-            if b.len() < HDR_LEN {
-                continue;
-            }
-            let ts =
-                i64::try_from(u64_at(b, 0)).unwrap_or(i64::MAX).saturating_add(self.mono_offset_ns);
-            let ifindex = u32_at(b, 8);
-            let cap = usize::from(u16::from_le_bytes([b[16], b[17]]));
-            let body = &b[HDR_LEN..];
-            match b[18] {
+            let Ok((h, body)) = EvHdr::read_from_prefix(&item) else { continue };
+            let ts = i64::try_from(h.ts_ns).unwrap_or(i64::MAX).saturating_add(self.mono_offset_ns);
+            let cap = usize::from(h.cap_len);
+            match h.kind {
                 EV_PACKET if cap <= body.len() => {
-                    let link = self.link_types.get(&ifindex).copied().unwrap_or(LinkType::Ethernet);
+                    let link =
+                        self.link_types.get(&h.ifindex).copied().unwrap_or(LinkType::Ethernet);
                     pipeline.on_frame(Frame { ts_ns: ts, link, data: &body[..cap], offset: 0 });
                 }
-                EV_DIRTY if body.len() >= KEY_LEN => {
-                    let mut k = [0u8; KEY_LEN];
-                    k.copy_from_slice(&body[..KEY_LEN]);
-                    let announced = u32_at(b, 20);
+                EV_DIRTY => {
+                    let Ok((k, _)) = FlowKey::read_from_prefix(body) else { continue };
+                    let announced = h.interval;
                     let g = self.dirty.entry(k).or_insert(announced);
                     if announced.wrapping_sub(*g) < u32::MAX / 2 {
                         *g = announced;
@@ -991,8 +954,7 @@ impl LiveCapture {
         v: &FlowVal,
         pipeline: &mut Pipeline<S>,
     ) -> bool {
-        let first_ns = u64_at(v, 80);
-        let last_ns = u64_at(v, 88);
+        let (first_ns, last_ns) = (v.first_ns, v.last_ns);
         let base = self.baselines.entry(*key).or_default();
         if base.first_ns != first_ns {
             if base.first_ns != 0 {
@@ -1013,14 +975,14 @@ impl LiveCapture {
                 payload_bytes: delta[2],
                 retransmits: delta[3],
                 zero_windows: delta[4],
-                flags: (u32_at(v, d * 40 + 32) & 0xff) as u8,
+                flags: (v.d[d].flags & 0xff) as u8,
             };
             base.dirs[d] = now;
         }
-        let a = (addr(&key[..16]), u16::from_le_bytes([key[32], key[33]]));
-        let b = (addr(&key[16..32]), u16::from_le_bytes([key[34], key[35]]));
+        let a = (addr(key.lo), key.lo_port);
+        let b = (addr(key.hi), key.hi_port);
         let ts = self.wall(last_ns);
-        pipeline.on_counts(ts, key[36], a, b, from);
+        pipeline.on_counts(ts, key.proto, a, b, from);
         !from.iter().all(FlowCounts::is_empty)
     }
 
@@ -1399,7 +1361,7 @@ mod tests {
         let b = ("10.0.0.1".parse().unwrap(), 80);
         assert_eq!(flow_key(6, a, b), flow_key(6, b, a));
         let k = flow_key(17, a, b);
-        assert_eq!(k[36], 17);
-        assert_eq!(addr(&k[..16]), "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!((k.proto, k.lo_port, k.hi_port), (17, 80, 40000));
+        assert_eq!(addr(k.lo), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 }

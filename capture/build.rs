@@ -31,7 +31,10 @@ fn main() {
         .arg(&out)
         .output();
     let problem = match output {
-        Ok(o) if o.status.success() => return,
+        Ok(o) if o.status.success() => {
+            println!("cargo:rustc-env=PODWIRE_EBPF_BUILD=in");
+            return;
+        }
         Ok(o) => format!("clang failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr)),
         Err(e) => format!("cannot run `{clang}`: {e}"),
     };
@@ -42,6 +45,12 @@ fn main() {
     }
     println!(
         "cargo:warning=live capture (--interface) needs them: apt-get install clang libbpf-dev (or set CLANG), then rebuild"
+    );
+    // `podwire --version` says so too, after the warning has scrolled by.
+    let first = problem.lines().next().unwrap_or("").replace(['\n', '\r'], " ");
+    println!(
+        "cargo:rustc-env=PODWIRE_EBPF_BUILD=not built ({}): apt-get install clang libbpf-dev, then rebuild",
+        first.chars().take(120).collect::<String>()
     );
     // A path that never exists: cargo runs this script again on every build until clang works,
     // so installing clang later is enough (no stale empty object).

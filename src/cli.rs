@@ -8,7 +8,7 @@ use std::time::Duration;
 ///
 /// Start with `podwire demo`: it runs the whole pipeline on a bundled sample scene.
 #[derive(Debug, Parser)]
-#[command(name = "podwire", version = VERSION, about, long_about, after_help = EXAMPLES)]
+#[command(name = "podwire", version = VERSION, long_version = long_version(), about, long_about, after_help = EXAMPLES)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -42,6 +42,14 @@ const VERSION: &str = if cfg!(feature = "query") {
 } else {
     concat!(env!("CARGO_PKG_VERSION"), " (agent build: no query, map, serve or demo)")
 };
+
+/// `--version`: the version, then what this build can do that another might not.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!("{VERSION}\nlive capture (eBPF): {}", podwire_capture::LIVE_CAPTURE)
+    })
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {

@@ -28,4 +28,12 @@ pub mod source;
 pub mod stats;
 pub mod tracker;
 
+/// Whether this build carries the live-capture programs (`in`), or why not: the `ebpf`
+/// feature left out, or clang or libbpf's headers missing when it was built (`build.rs`).
+/// `podwire --version` prints it.
+pub const LIVE_CAPTURE: &str = match option_env!("PODWIRE_EBPF_BUILD") {
+    Some(s) => s,
+    None => "left out (built without the `ebpf` feature)",
+};
+
 pub use error::{Error, Result};

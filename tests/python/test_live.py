@@ -72,6 +72,14 @@ group by all order by all
 """
 
 
+def test_version_says_live_capture_is_built_in():
+    """A build without clang goes on with an empty program object; `--version` says which this is
+    (here, where run-all.sh installed clang, it must be in)."""
+    out = subprocess.run([BIN, "--version"], capture_output=True, text=True, check=True).stdout
+    assert "live capture (eBPF): in" in out, (
+        f"{out}\nthe eBPF programs were not built: apt-get install clang libbpf-dev, then cargo build")
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     require_tools()

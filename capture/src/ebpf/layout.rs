@@ -89,6 +89,39 @@ pub(super) struct IfSlot {
     pub flags: u32,
 }
 
+// Values and bits of bpf/podwire.h.
+pub(super) const EV_PACKET: u8 = 1;
+pub(super) const EV_DIRTY: u8 = 2;
+pub(super) const CFG_ALL_EVENTS: u32 = 1;
+pub(super) const CFG_FILTER_CIDR: u32 = 2;
+pub(super) const CFG_FILTER_PORT: u32 = 4;
+pub(super) const CFG_NO_TCP: u32 = 8;
+pub(super) const CFG_NO_UDP: u32 = 16;
+pub(super) const CFG_NO_DNS: u32 = 32;
+pub(super) const CFG_NO_ICMP: u32 = 64;
+
+pub(super) const ROLE_POD: u32 = 1;
+pub(super) const ROLE_HOST: u32 = 2;
+pub(super) const IF_NO_L2: u32 = 0x100;
+pub(super) const IF_LOOPBACK: u32 = 0x200;
+/// Slots of the programs' direct-mapped interface table `if_slots` (`ifindex % IF_SLOTS`); an
+/// interface whose slot another attached interface holds goes into the hash `ifaces`.
+pub(super) const IF_SLOTS: u32 = 16384;
+
+/// Indexes of the programs' `stats` array.
+pub(super) mod st {
+    pub(in crate::ebpf) const SEEN: usize = 0;
+    pub(in crate::ebpf) const DEDUP: usize = 4;
+    pub(in crate::ebpf) const FILTERED: usize = 5;
+    pub(in crate::ebpf) const NOT_IP: usize = 6;
+    pub(in crate::ebpf) const MALFORMED: usize = 7;
+    pub(in crate::ebpf) const OTHER_PROTO: usize = 8;
+    pub(in crate::ebpf) const EVENT_LOST: usize = 9;
+    pub(in crate::ebpf) const LOST: usize = 10;
+    pub(in crate::ebpf) const DIRTY_LOST: usize = 11;
+    pub(in crate::ebpf) const MAX: usize = 12;
+}
+
 const _: () = assert!(size_of::<FlowKey>() == 40);
 const _: () = assert!(size_of::<DirCtr>() == 40);
 const _: () = assert!(size_of::<FlowVal>() == 104);

@@ -179,22 +179,26 @@ def test_same_rows_as_standalone(broker, tmp_path, pcap, inventory):
 
 
 def test_kill_ingest_at_random_moments(broker, tmp_path):
-    """SIGKILL ingest 12 times at random moments while it works (each round first adds a node's
-    worth of messages, then kills ingest at a random point after it started taking them; small
-    segments, so kills land inside writes); the restarted ingest must end with exactly the rows
-    of an uninterrupted run over the same messages."""
+    """SIGKILL ingest at random moments while it works, 12 times and then until a kill has landed
+    inside a write (each round first adds a node's worth of messages, then kills ingest at a
+    random point after it started taking them; small segments, so kills land inside writes).
+    The replay path must have run (a restarted ingest says it replays a range that was being
+    written), and the restarted ingest must end with exactly the rows of an uninterrupted run
+    over the same messages."""
     prefix = f"kill{random.randrange(1 << 30)}."
     small = ["--roll-age", "100ms", "--roll-bytes", "1MiB"]
     rng = random.Random(7)
-    replays = 0
-    for kill in range(12):
-        capture(broker, prefix, LARGE, f"node-{kill}", "--max-message-bytes", "64KiB")
+    replays = rounds = 0
+    while rounds < 12 or (replays == 0 and rounds < 40):
+        capture(broker, prefix, LARGE, f"node-{rounds}", "--max-message-bytes", "64KiB")
         ing = start_working(broker, tmp_path / "store", "chaos", prefix, small,
                             lambda i: i.metric("podwire_ingest_messages") > 0)
         time.sleep(rng.uniform(0, 1.0))
         ing.kill()
+        # Its log: a restart after a kill inside a write replayed that range first.
         replays += ing.log().count("replaying a range")
-    want_rows = 12 * count_standalone_rows()
+        rounds += 1
+    want_rows = rounds * count_standalone_rows()
     done = {}
     for store, group in ((tmp_path / "store", "chaos"), (tmp_path / "reference", "ref")):
         # The second is the uninterrupted run over the same messages, in its own group.
@@ -204,6 +208,7 @@ def test_kill_ingest_at_random_moments(broker, tmp_path):
     err = done["chaos"].stop()
     replays += err.count("replaying a range")
     done["ref"].stop()
+    assert replays > 0, f"no kill of {rounds} landed inside a write: the replay path was not tested"
     for t in TABLES:
         got, want = rows(tmp_path / "store", t), rows(tmp_path / "reference", t)
         assert len(got) == len(want), (t, len(got), len(want))
@@ -213,7 +218,7 @@ def test_kill_ingest_at_random_moments(broker, tmp_path):
     # and renames the same name, so none is left at the end.
     left = glob.glob(f"{tmp_path}/store/**/.*.tmp", recursive=True)
     assert not left, left
-    print(f"{replays} ranges were replayed after kills")
+    print(f"{replays} ranges were replayed after {rounds} kills")
 
 
 def start_working(broker, store, group, prefix, extra, working, attempts=6, window=40):

@@ -2,11 +2,6 @@
 use anyhow::Context as _;
 use clap::Args;
 use podwire_schemas::Table;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::types::RDKafkaErrorCode;
-use std::time::Duration;
 
 #[derive(Debug, Args, Clone)]
 pub(crate) struct KafkaArgs {
@@ -47,55 +42,23 @@ impl KafkaArgs {
         podwire_schemas::wire::topic(&self.topic_prefix, table)
     }
 
-    /// Creates the topics that do not exist yet (unless --topic-partitions 0). A broker that
-    /// cannot be reached or refuses is a warning: the topics may be managed elsewhere.
+    /// What every client of this process is configured from.
+    pub(crate) fn settings(&self) -> podwire_kafka::ClientSettings {
+        podwire_kafka::ClientSettings {
+            brokers: self.brokers.clone(),
+            options: self.options.clone(),
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
+    /// Creates the topics that do not exist yet (unless --topic-partitions 0); see
+    /// [`podwire_kafka::ensure_topics`].
     pub(crate) fn ensure_topics(&self, topics: &[String]) -> anyhow::Result<()> {
-        if self.topic_partitions <= 0 || topics.is_empty() {
-            return Ok(());
-        }
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &self.brokers);
-        for (k, v) in &self.options {
-            cc.set(k, v);
-        }
-        let admin: AdminClient<DefaultClientContext> =
-            cc.create().context("creating the Kafka admin client (check --kafka-option)")?;
-        let max =
-            (self.max_message_bytes + podwire_schemas::wire::MESSAGE_MARGIN_BYTES).to_string();
-        let new: Vec<NewTopic<'_>> = topics
-            .iter()
-            .map(|t| {
-                NewTopic::new(
-                    t,
-                    self.topic_partitions,
-                    TopicReplication::Fixed(self.topic_replication),
-                )
-                .set("max.message.bytes", &max)
-            })
-            .collect();
-        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(15)));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .context("cannot start a runtime")?;
-        match runtime.block_on(admin.create_topics(&new, &opts)) {
-            Err(e) => {
-                tracing::warn!(brokers = %self.brokers, "could not create topics {topics:?}: {e}")
-            }
-            Ok(results) => {
-                for r in results {
-                    match r {
-                        Ok(t) => {
-                            tracing::info!(topic = %t, partitions = self.topic_partitions, "topic created")
-                        }
-                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((t, code)) => {
-                            tracing::warn!(topic = %t, "could not create the topic: {code}")
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+        let spec = podwire_kafka::TopicSpec {
+            partitions: self.topic_partitions,
+            replication: self.topic_replication,
+        };
+        podwire_kafka::ensure_topics(&self.settings(), &spec, topics)
+            .context("creating the Kafka admin client (check --kafka-option)")
     }
 }

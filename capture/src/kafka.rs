@@ -9,10 +9,11 @@
 //! exposed by [`KafkaSink::counters`].
 use crate::pipeline::BatchSink;
 use arrow::array::RecordBatch;
+use podwire_kafka::{ClientSettings, WarnLimit};
 use podwire_schemas::Table;
 use podwire_schemas::wire::{self, Envelope};
 use rdkafka::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
@@ -96,15 +97,14 @@ impl SinkCounters {
 /// Delivery reports and librdkafka's logs, on the producer's polling thread.
 struct Context {
     counters: Arc<SinkCounters>,
-    last_warning: std::sync::Mutex<Option<Instant>>,
+    warn: WarnLimit,
 }
 
 impl Context {
-    /// Warns at most every 10 s, so an outage is one line per interval, not one per message.
+    /// Warns at most every [`podwire_kafka::WARN_EVERY`], so an outage is one line per
+    /// interval, not one per message.
     fn warn_limited(&self, what: &str) {
-        let mut last = self.last_warning.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            *last = Some(Instant::now());
+        if self.warn.due() {
             let c = &self.counters;
             tracing::warn!(
                 dropped_messages = c.dropped_messages.load(Relaxed),
@@ -118,14 +118,7 @@ impl Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(facility = fac, "librdkafka: {message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
-            _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
-        }
+        podwire_kafka::log(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -187,26 +180,24 @@ impl KafkaSink {
     /// When librdkafka rejects the configuration (a bad property name or value).
     pub fn new(config: KafkaSinkConfig) -> Result<Self, crate::Error> {
         let counters = Arc::new(SinkCounters::default());
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &config.brokers)
-            .set("client.id", format!("podwire-capture-{}", config.node))
-            .set(
-                "queue.buffering.max.kbytes",
-                (config.queue_bytes / 1024).clamp(1, 2_147_483_647).to_string(),
-            )
-            .set("queue.buffering.max.messages", "1000000")
-            .set("message.timeout.ms", config.delivery_timeout.as_millis().max(1).to_string())
-            .set(
-                "message.max.bytes",
-                (config.max_message_bytes + wire::MESSAGE_MARGIN_BYTES).to_string(),
-            )
-            .set("linger.ms", "50")
-            .set("acks", "all")
-            .set("enable.idempotence", "true");
-        for (k, v) in &config.options {
-            cc.set(k, v);
-        }
-        let context = Context { counters: Arc::clone(&counters), last_warning: Default::default() };
+        let settings = ClientSettings {
+            brokers: config.brokers.clone(),
+            options: config.options.clone(),
+            max_message_bytes: config.max_message_bytes,
+        };
+        let mut cc = settings.config(&format!("podwire-capture-{}", config.node));
+        cc.set(
+            "queue.buffering.max.kbytes",
+            (config.queue_bytes / 1024).clamp(1, 2_147_483_647).to_string(),
+        )
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", config.delivery_timeout.as_millis().max(1).to_string())
+        .set("message.max.bytes", settings.message_limit())
+        .set("linger.ms", "50")
+        .set("acks", "all")
+        .set("enable.idempotence", "true");
+        settings.apply_options(&mut cc);
+        let context = Context { counters: Arc::clone(&counters), warn: WarnLimit::default() };
         let producer: ThreadedProducer<Context> = cc
             .create_with_context(context)
             .map_err(|e| crate::Error::Kafka(format!("creating the Kafka producer: {e}")))?;

@@ -19,10 +19,11 @@ use crate::metrics::IngestMetrics;
 use crate::segment::{LogPartition, RollPolicy};
 use crate::store::StoreConfig;
 pub use crate::writer::RunStats;
-use crate::writer::{DeadLetter, Limiter, Log, Raw, Writer};
+use crate::writer::{DeadLetter, Log, Raw, Writer};
+use podwire_kafka::{ClientSettings, WarnLimit};
 use podwire_schemas::Table;
 use podwire_schemas::wire::{self, WireError};
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{
@@ -83,27 +84,19 @@ pub mod dlq_header {
 struct ConsumerCtx {
     revoked: Mutex<Vec<LogPartition>>,
     assigned: Mutex<Vec<LogPartition>>,
-    limiter: Limiter,
-}
-
-fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => tracing::error!(facility = fac, "librdkafka: {message}"),
-        RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
-        _ => tracing::debug!(facility = fac, "librdkafka: {message}"),
-    }
+    /// Client errors (the broker away, …).
+    warn: WarnLimit,
+    /// Failed polls.
+    poll_warn: WarnLimit,
 }
 
 impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka(level, fac, message);
+        podwire_kafka::log(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if self.limiter.allow("consumer") {
+        if self.warn.due() {
             tracing::warn!("kafka consumer: {error}: {reason}");
         }
     }
@@ -140,7 +133,7 @@ struct ProducerCtx {
 
 impl ClientContext for ProducerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka(level, fac, message);
+        podwire_kafka::log(level, fac, message);
     }
 }
 
@@ -195,38 +188,32 @@ impl<'a> Ingest<'a> {
         metrics: &'a IngestMetrics,
         stop: &'a AtomicBool,
     ) -> Result<Self> {
-        let fetch = (config.max_message_bytes + wire::MESSAGE_MARGIN_BYTES).to_string();
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
-            .set("client.id", "podwire-ingest")
+        let settings = ClientSettings {
+            brokers: config.brokers.clone(),
+            options: config.options.clone(),
+            max_message_bytes: config.max_message_bytes,
+        };
+        let fetch = settings.message_limit();
+        let mut cc = settings.config("podwire-ingest");
+        cc.set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.message.max.bytes", &fetch)
             .set("max.partition.fetch.bytes", &fetch);
-        for (k, v) in &config.options {
-            cc.set(k, v);
-        }
+        settings.apply_options(&mut cc);
         let ctx = ConsumerCtx {
             revoked: Mutex::default(),
             assigned: Mutex::default(),
-            limiter: Limiter::default(),
+            warn: WarnLimit::default(),
+            poll_warn: WarnLimit::default(),
         };
         let consumer: BaseConsumer<ConsumerCtx> = cc
             .create_with_context(ctx)
             .map_err(|e| Error::Kafka(format!("creating the consumer: {e}")))?;
-        let mut pc = ClientConfig::new();
-        pc.set("bootstrap.servers", &config.brokers)
-            .set("client.id", "podwire-ingest-dlq")
-            .set(
-                "message.max.bytes",
-                (config.max_message_bytes + wire::MESSAGE_MARGIN_BYTES).to_string(),
-            )
-            .set("acks", "all");
-        for (k, v) in &config.options {
-            pc.set(k, v);
-        }
+        let mut pc = settings.config("podwire-ingest-dlq");
+        pc.set("message.max.bytes", &fetch).set("acks", "all");
+        settings.apply_options(&mut pc);
         let dlq: BaseProducer<ProducerCtx> = pc
             .create_with_context(ProducerCtx::default())
             .map_err(|e| Error::Kafka(format!("creating the dead-letter producer: {e}")))?;
@@ -292,7 +279,7 @@ impl<'a> Ingest<'a> {
             None => {}
             Some(Err(e)) => {
                 self.metrics.consumer_error();
-                if self.consumer.context().limiter.allow("poll") {
+                if self.consumer.context().poll_warn.due() {
                     tracing::warn!("kafka: {e}");
                 }
             }

@@ -1,6 +1,7 @@
 //! `podwire capture`: capture files → tracker → Arrow batches → Kafka (a node agent).
+use crate::agent::hostname;
+use crate::agent::{open_files, read_files, tracker_config};
 use crate::cli::CaptureArgs;
-use crate::standalone::{open_files, read_files, tracker_config};
 use podwire_capture::kafka::{KafkaSink, KafkaSinkConfig};
 use podwire_capture::pipeline::{Pipeline, PipelineConfig};
 use podwire_schemas::Table;
@@ -37,7 +38,7 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     let mut pipeline = Pipeline::new(PipelineConfig { tracker, ..PipelineConfig::default() }, sink);
     let (capture_error, live_error) = if args.live.enabled() {
         let inventory =
-            args.inventory.as_deref().map(crate::live::InventoryFile::load).transpose()?;
+            args.inventory.as_deref().map(crate::agent::InventoryFile::load).transpose()?;
         (None, crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline).err())
     } else {
         (read_files(&mut pipeline, &files).map_err(|e| anyhow::anyhow!("{e}"))?, None)
@@ -62,7 +63,7 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "Capture sent."
     );
-    if !crate::standalone::quiet_logs() {
+    if !crate::agent::quiet_logs() {
         eprintln!("{stats}");
         eprintln!(
             "kafka: {sent} messages ({} rows, {} bytes) sent, {delivered} delivered, {dropped} dropped ({dropped_rows} rows)",
@@ -85,13 +86,4 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// This machine's name, for `node` when --node is not given.
-pub(crate) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -27,7 +27,7 @@ pub(crate) fn run(args: &ExpireArgs) -> anyhow::Result<()> {
         dry_run = args.dry_run,
         "Expired the partitions older than the time kept."
     );
-    if !crate::standalone::quiet_logs() {
+    if !crate::agent::quiet_logs() {
         eprintln!(
             "{verb} {} partitions ({} files, {} bytes) that ended before {}",
             done.partitions.len(),

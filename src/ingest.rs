@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
-    let inventory = crate::standalone::load_inventory(args.inventory.as_deref())?;
+    let inventory = crate::agent::load_inventory(args.inventory.as_deref())?;
     let shared = SharedInventory::new(inventory);
     let enricher = Enricher::shared(shared.clone());
     let location = Location::parse(&args.store)?;

@@ -26,7 +26,7 @@ pub(crate) struct KafkaArgs {
     #[arg(long, env = "PODWIRE_TOPIC_REPLICATION", default_value_t = 1)]
     pub(crate) topic_replication: i32,
     /// Largest message podwire produces (batches are split to fit) and accepts.
-    #[arg(long, env = "PODWIRE_MAX_MESSAGE_BYTES", default_value = "4MiB", value_parser = crate::cli::parse_bytes)]
+    #[arg(long, env = "PODWIRE_MAX_MESSAGE_BYTES", default_value = "4MiB", value_parser = crate::parse::parse_bytes)]
     pub(crate) max_message_bytes: usize,
 }
 

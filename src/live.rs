@@ -19,109 +19,28 @@
 //! | `podwire_capture_kernel_packets_lost_total` | | not counted: flow table full, or ICMP/fragment with the ring buffer full |
 //! | `podwire_capture_kernel_flows_evicted_total` | | flows the kernel table dropped before they were read |
 //! | `podwire_capture_interfaces` | | interfaces attached now (gauge) |
+use crate::agent::InventoryFile;
 use crate::cli::LiveArgs;
-use podwire_capture::ebpf::{
-    EVERY_POD, Filter, InterfaceSpec, LiveCapture, LiveConfig, Resolver, Role,
-};
+use podwire_capture::ebpf::{Filter, InterfaceSpec, LiveCapture, LiveConfig, Role};
 use podwire_capture::pipeline::{BatchSink, Pipeline};
 use podwire_capture::stats::CaptureStats;
-use podwire_ingest::inventory::{Inventory, SharedInventory};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// An inventory file shared by enrichment and the capture filter's pod selectors, re-read when it
-/// changes (checked when the selectors are resolved, every 5 s).
-#[derive(Debug, Clone)]
-pub(crate) struct InventoryFile {
-    path: PathBuf,
-    pub(crate) shared: SharedInventory,
-    mtime: Arc<std::sync::Mutex<Option<std::time::SystemTime>>>,
-}
-
-impl InventoryFile {
-    pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        let inv = crate::standalone::load_inventory(Some(path))?;
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        Ok(InventoryFile {
-            path: path.to_path_buf(),
-            shared: SharedInventory::new(inv),
-            mtime: Arc::new(std::sync::Mutex::new(mtime)),
-        })
-    }
-
-    /// Re-reads the file if it changed; a file that does not parse leaves the old inventory.
-    fn refresh(&self) {
-        let now = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        let Ok(mut seen) = self.mtime.lock() else { return };
-        if now == *seen {
-            return;
-        }
-        *seen = now;
-        match Inventory::from_file(&self.path) {
-            Ok(inv) => {
-                tracing::info!(path = %self.path.display(), addresses = inv.len(), "Inventory reloaded.");
-                self.shared.set(inv);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Inventory file not reloaded; the previous one stays.")
-            }
-        }
-    }
-
-    /// Pod selectors → addresses, with the inventory as of now.
-    fn resolver(&self) -> Resolver {
-        let me = self.clone();
-        Arc::new(move |kind: &str, value: &str| {
-            me.refresh();
-            // Checked when the filter was set (`Filter::validate`): a bad one matches nothing.
-            let pod_regex = (kind == "pod-regex").then(|| regex::Regex::new(value).ok()).flatten();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-            me.shared.get().addresses_where(now, |id| {
-                let m = &id.meta;
-                match kind {
-                    EVERY_POD => !m.pod.is_empty(),
-                    "namespace" => m.namespace == value,
-                    "workload" => {
-                        m.workload == value
-                            || value.split_once('/').is_some_and(|(k, n)| {
-                                m.workload_kind.eq_ignore_ascii_case(k) && m.workload == n
-                            })
-                    }
-                    "service" => m.service == value,
-                    "pod" => m.pod == value,
-                    "pod-regex" => {
-                        !m.pod.is_empty()
-                            && pod_regex.as_ref().is_some_and(|re| re.is_match(&m.pod))
-                    }
-                    // `app=web,tier=front`: every pair must match (a Kubernetes equality selector).
-                    "label" => value.split(',').all(|pair| match pair.split_once('=') {
-                        Some((k, v)) => id.labels.get(k.trim()).is_some_and(|l| l == v.trim()),
-                        None => id.labels.contains_key(pair.trim()),
-                    }),
-                    _ => false,
-                }
-            })
-        })
-    }
-}
 
 /// The tracker settings of a live capture: `node` defaults to the hostname, and a closed TCP
 /// connection lingers 2 s (not the 10 s of files), so its row is written sooner.
 pub(crate) fn tracker_config(
     t: &crate::cli::TrackerArgs,
 ) -> podwire_capture::tracker::TrackerConfig {
-    let mut c = crate::standalone::tracker_config(t);
+    let mut c = crate::agent::tracker_config(t);
     if c.node.is_empty() {
-        c.node = crate::capture::hostname();
+        c.node = crate::agent::hostname();
     }
     if t.tcp_close_linger.is_none() {
         c.tcp_close_linger_ns = 2_000_000_000;
@@ -306,7 +225,7 @@ pub(crate) fn run<S: BatchSink>(
     pipeline.set_source(&format!("ebpf:{}", names.join(",")));
     tracing::info!(interfaces = ?names, "Capturing; stop with Ctrl-C or SIGTERM.");
     // A line tests and scripts can wait for.
-    if !crate::standalone::quiet_logs() {
+    if !crate::agent::quiet_logs() {
         eprintln!("capturing on {}", names.join(", "));
     }
     let until = args.duration.map(|d| Instant::now() + d);

@@ -3,6 +3,7 @@
 // The agent build (no `query` feature) leaves the query commands' arguments and helps unused.
 #![cfg_attr(not(feature = "query"), allow(dead_code))]
 
+mod agent;
 mod capture;
 mod cli;
 #[cfg(feature = "query")]
@@ -13,6 +14,7 @@ mod kafka;
 mod live;
 #[cfg(feature = "query")]
 mod map;
+mod parse;
 #[cfg(feature = "query")]
 mod query;
 mod serve;
@@ -35,7 +37,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     cli::init_logging(cli.log_format, cli.quiet);
-    standalone::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    agent::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
         cli::Command::Standalone(args) => standalone::run(&args).map(|_| ()),
         #[cfg(feature = "query")]

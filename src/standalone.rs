@@ -1,12 +1,11 @@
 //! `podwire standalone`: capture files → tracker → enrichment → Parquet, in one process.
+use crate::agent::{load_inventory, open_files, quiet_logs, read_files, tracker_config};
 use crate::cli::{StandaloneArgs, TrackerArgs};
 use anyhow::Context as _;
 use arrow::array::RecordBatch;
-use indicatif::{ProgressBar, ProgressStyle};
 use podwire_capture::pipeline::{BatchSink, Pipeline, PipelineConfig};
 use podwire_capture::source::PcapFile;
 use podwire_capture::stats::CaptureStats;
-use podwire_capture::tracker::TrackerConfig;
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::Inventory;
 use podwire_ingest::location::Location;
@@ -15,7 +14,6 @@ use podwire_ingest::segment::RollPolicy;
 use podwire_ingest::store::{StoreConfig, WriteStats};
 use podwire_ingest::writer::InProcess;
 use podwire_schemas::Table;
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -135,21 +133,6 @@ pub(crate) struct Report {
     pub(crate) connections: Vec<RecordBatch>,
 }
 
-pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
-    let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-    TrackerConfig {
-        node: t.node.clone(),
-        active_timeout_ns: ns(t.active_timeout),
-        udp_idle_timeout_ns: ns(t.udp_timeout),
-        tcp_idle_timeout_ns: ns(t.tcp_timeout),
-        tcp_close_linger_ns: ns(t.tcp_close_linger.unwrap_or(std::time::Duration::from_secs(10))),
-        max_connections: t.max_connections.max(16),
-        packets_table: t.packets,
-        protocols: t.protocols(),
-        ..TrackerConfig::default()
-    }
-}
-
 /// A file prefix derived from the inputs: the same inputs rewrite the same files. Standard input
 /// is never the same input twice, so a run reading it gets a prefix of its own.
 fn file_prefix(files: &[PcapFile]) -> String {
@@ -181,22 +164,10 @@ pub(crate) fn run(args: &StandaloneArgs) -> anyhow::Result<Report> {
     run_files(&args.pcap, args.inventory.as_deref(), &args.store, &args.tracker, false)
 }
 
-pub(crate) fn load_inventory(inventory: Option<&Path>) -> anyhow::Result<Inventory> {
-    // Without an inventory, enrichment still names external ends by their DNS name.
-    Ok(match inventory {
-        Some(path) => {
-            let inv = Inventory::from_file(path)?;
-            tracing::info!(path = %path.display(), addresses = inv.len(), objects = ?inv.counts, "Inventory loaded.");
-            inv
-        }
-        None => Inventory::default(),
-    })
-}
-
 /// Live capture (eBPF) into the store, until stopped.
 fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let inventory = args.inventory.as_deref().map(crate::live::InventoryFile::load).transpose()?;
+    let inventory = args.inventory.as_deref().map(crate::agent::InventoryFile::load).transpose()?;
     let enricher = match &inventory {
         Some(f) => Enricher::shared(f.shared.clone()),
         None => Enricher::new(Inventory::default()),
@@ -294,72 +265,3 @@ fn report(stats: &CaptureStats, written: &WriteStats, store: &Path, elapsed: Dur
         );
     }
 }
-
-/// Opens the capture files; `-` is standard input (`tcpdump -w - | podwire … --pcap -`).
-pub(crate) fn open_files(pcaps: &[PathBuf]) -> anyhow::Result<Vec<PcapFile>> {
-    let is_stdin = |p: &Path| p.as_os_str() == "-";
-    Ok(pcaps
-        .iter()
-        .map(|p| {
-            if is_stdin(p) { Ok(PcapFile::named(Path::new("stdin"), 0)) } else { PcapFile::new(p) }
-        })
-        .collect::<Result<Vec<_>, _>>()?)
-}
-
-/// Reads every file through `pipeline`, with a progress bar on a terminal. Returns the capture
-/// error that stopped the reading early, if any (what was read before it is in the pipeline);
-/// `Err` when the sink failed.
-pub(crate) fn read_files<S: BatchSink>(
-    pipeline: &mut Pipeline<S>,
-    files: &[PcapFile],
-) -> Result<Option<podwire_capture::Error>, String> {
-    let total: u64 = files.iter().map(|f| f.len).sum();
-    let bar = if std::io::stderr().is_terminal() && !quiet_logs() {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {bytes}/{total_bytes} {bar:30} {percent}% {msg} ({eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let mut done_bytes = 0u64;
-    let mut capture_error = None;
-    for file in files {
-        bar.set_message(file.path().display().to_string());
-        let name =
-            file.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        pipeline.set_source(&format!("pcap:{name}"));
-        let on_frame = |frame: podwire_capture::source::Frame<'_>| {
-            pipeline.on_frame(frame);
-            if pipeline.stats().frames.is_multiple_of(8192) {
-                bar.set_position(done_bytes + frame.offset);
-            }
-        };
-        let result = if file.len == 0 && file.path() == Path::new("stdin") {
-            file.read_from(std::io::stdin(), on_frame)
-        } else {
-            file.for_each(on_frame)
-        };
-        done_bytes += file.len;
-        if let Err(e) = result {
-            capture_error = Some(e);
-            break;
-        }
-        if let Some(e) = pipeline.sink_error() {
-            return Err(e.to_string());
-        }
-    }
-    bar.finish_and_clear();
-    Ok(capture_error)
-}
-
-pub(crate) fn quiet_logs() -> bool {
-    QUIET.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Set once from `--quiet`.
-pub(crate) static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -76,6 +76,8 @@ step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The agent build (capture, standalone, ingest; the Dockerfile's CARGO_FEATURES) must stay whole.
 cargo clippy -p podwire --bin podwire --no-default-features --locked -- -D warnings
+# No module imports one that imports it back, in any crate (tests/module-cycles.py).
+python3 tests/module-cycles.py
 
 step "rust tests"
 # Built for the whole workspace at once, so that every binary (the API test also runs the store

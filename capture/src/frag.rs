@@ -2,7 +2,7 @@
 //! `IpDefragBuf` does the range bookkeeping) until it is complete; the completed datagram is
 //! decoded once and counts as all of its fragments (packets and IP bytes). Memory is bounded by
 //! [`MAX_PENDING`] datagrams and the reassembly timeout.
-use crate::decode::{Segment, Skip};
+use crate::packet::{Segment, Skip};
 use etherparse::IpFragOffset;
 use etherparse::defrag::IpDefragBuf;
 use hashbrown::HashMap;

@@ -2,11 +2,11 @@
 //!
 //! - [`source`]: packet sources (pcap and pcapng files); `ebpf` (feature `ebpf`): live capture
 //!   with TC classifiers that count in the kernel.
-//! - [`decode`]: link, VLAN, IP, tunnel and transport decoding; [`frag`]: IP reassembly.
+//! - [`decode`]: link, VLAN, IP, tunnel and transport decoding; [`frag`]: IP reassembly;
+//!   [`packet`]: the segment a packet was seen on and why one was skipped (both use them).
 //! - [`tracker`]: the connection tracker (TCP state, UDP/ICMP pseudo-connections, ICMP errors,
 //!   timeouts, interim rows, a bounded table).
 //! - [`dns`]: DNS transactions and the time-aware IP → resolved-name index.
-//! - `routes` (with `ebpf`): the node's pod networks, read from its routes.
 //! - [`protocols`]: the protocol switches (which traffic becomes records).
 //! - [`stats`]: what was read, made and skipped, and why.
 //! - [`pipeline`]: source → decoder → tracker → Arrow batches → a [`pipeline::BatchSink`].
@@ -20,10 +20,9 @@ pub mod error;
 pub mod frag;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod packet;
 pub mod pipeline;
 pub mod protocols;
-#[cfg(all(feature = "ebpf", target_os = "linux"))]
-pub mod routes;
 pub mod source;
 pub mod stats;
 pub mod tracker;

@@ -86,7 +86,7 @@ impl LiveCapture {
         let Some(current) = &self.routed_pod_cidrs else { return Ok(()) };
         let pods: Vec<String> =
             self.attached.iter().filter(|a| a.role == Role::Pod).map(|a| a.name.clone()).collect();
-        let now = crate::routes::read_pod_networks(&pods);
+        let now = super::routes::read_pod_networks(&pods);
         if &now == current {
             return Ok(());
         }

@@ -18,6 +18,7 @@
 //! - `attach`: interfaces, their roles and the pod networks;
 //! - `filter`: the capture filter in the kernel ([`Filter`], [`Cidr`], pod selectors);
 //! - `read`: the ring buffer, the flow table's counters and the stats;
+//! - `routes`: the node's pod networks, read from its routes;
 //! - `sys`: clocks, the wait for running programs, polling.
 use crate::decode::LinkType;
 use crate::pipeline::{BatchSink, Pipeline};
@@ -40,6 +41,7 @@ mod attach;
 mod filter;
 mod layout;
 mod read;
+mod routes;
 mod sys;
 
 use attach::Attached;

@@ -13,7 +13,7 @@
 //!
 //! Only directly connected routes count: not default routes, not link-local or multicast
 //! networks (every IPv6 interface has `fe80::/64`), not the kernel's local-address routes.
-use crate::ebpf::Cidr;
+use super::Cidr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `RTF_UP`: the route is usable.
@@ -26,7 +26,7 @@ const RTF_LOCAL: u32 = 0x8000_0000;
 /// The networks routed directly onto one of `devices`, from the texts of `/proc/net/route`
 /// and `/proc/net/ipv6_route`; sorted, without duplicates. Lines that do not parse are skipped
 /// (the kernel's format has not changed since 2.2, so one that fails is not a route).
-pub fn pod_networks(route_v4: &str, route_v6: &str, devices: &[String]) -> Vec<Cidr> {
+pub(super) fn pod_networks(route_v4: &str, route_v6: &str, devices: &[String]) -> Vec<Cidr> {
     let on = |dev: &str| devices.iter().any(|d| d == dev);
     let mut out: Vec<Cidr> = Vec::new();
     for line in route_v4.lines().skip(1) {
@@ -80,7 +80,7 @@ fn usable(flags: u32) -> bool {
 
 /// The pod networks of this node now: the routes onto `pod_interfaces` and onto the bridges
 /// they are ports of.
-pub fn read_pod_networks(pod_interfaces: &[String]) -> Vec<Cidr> {
+pub(super) fn read_pod_networks(pod_interfaces: &[String]) -> Vec<Cidr> {
     let mut devices: Vec<String> = pod_interfaces.to_vec();
     for i in pod_interfaces {
         let master = std::fs::read_link(format!("/sys/class/net/{i}/master"));

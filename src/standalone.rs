@@ -6,125 +6,21 @@ use arrow::array::RecordBatch;
 use podwire_capture::pipeline::{BatchSink, Pipeline, PipelineConfig};
 use podwire_capture::source::PcapFile;
 use podwire_capture::stats::CaptureStats;
+use podwire_ingest::bus::{BusConfig, StoreThread};
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::Inventory;
 use podwire_ingest::location::Location;
-use podwire_ingest::metrics::IngestMetrics;
-use podwire_ingest::segment::RollPolicy;
 use podwire_ingest::store::{StoreConfig, WriteStats};
-use podwire_ingest::writer::InProcess;
 use podwire_schemas::Table;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-/// Batches in flight between the capture thread and the store thread: the bound keeps memory
-/// flat when the store is slower than capture (capture then waits).
-const IN_FLIGHT: usize = 4;
-
-/// What the store thread hands back: what it wrote, and the connection batches if asked for.
-type Stored = (WriteStats, Vec<RecordBatch>);
-
-/// The in-process bus: hands batches to a thread that puts them through ingest's own path
-/// (`podwire_ingest::writer::InProcess`: enrichment, offset-range segments, the store's files),
-/// so Parquet encoding runs beside capture and `standalone` writes exactly as `ingest` does.
-pub(crate) struct StoreSink {
-    tx: Option<std::sync::mpsc::SyncSender<(Table, RecordBatch)>>,
-    thread: Option<std::thread::JoinHandle<Result<Stored, String>>>,
-    /// The store thread's error, readable while the thread's result is not yet joined.
-    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl StoreSink {
-    /// `name` prefixes the files. `flush_every`: write what is buffered at least this often
-    /// (live capture); else segments roll by size only, so the same input writes the same files.
-    fn start(
-        enricher: Enricher,
-        store: StoreConfig,
-        name: String,
-        keep: bool,
-        flush_every: Option<Duration>,
-    ) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Table, RecordBatch)>(IN_FLIGHT);
-        let error = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let slot = std::sync::Arc::clone(&error);
-        let thread = std::thread::Builder::new().name("store".into()).spawn(move || {
-            let mut kept = Vec::new();
-            let metrics = IngestMetrics::new();
-            let stop = AtomicBool::new(false);
-            let roll = RollPolicy {
-                max_bytes: RollPolicy::default().max_bytes,
-                max_age: flush_every.unwrap_or(Duration::MAX),
-            };
-            let mut bus = InProcess::new(&name, store, roll, Some(&enricher), &metrics, &stop);
-            let mut run = || -> Result<(), String> {
-                loop {
-                    let next = match flush_every {
-                        Some(every) => match rx.recv_timeout(every) {
-                            Ok(m) => Some(m),
-                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                        },
-                        None => match rx.recv() {
-                            Ok(m) => Some(m),
-                            Err(_) => break,
-                        },
-                    };
-                    match next {
-                        Some((table, batch)) => {
-                            let enriched = bus.send(table, batch).map_err(|e| e.to_string())?;
-                            if keep && table == Table::Connections {
-                                kept.extend(enriched);
-                            }
-                        }
-                        None => bus.tick().map_err(|e| e.to_string())?,
-                    }
-                }
-                Ok(())
-            };
-            let result = run().and_then(|()| {
-                let (stats, written) = bus.finish().map_err(|e| e.to_string())?;
-                if stats.dead_letters > 0 {
-                    return Err(format!(
-                        "{} batches could not be enriched and were not written (a bug in podwire: \
-                         see the errors above)",
-                        stats.dead_letters
-                    ));
-                }
-                Ok((written, kept))
-            });
-            if let Err(e) = &result
-                && let Ok(mut slot) = slot.lock()
-            {
-                *slot = Some(e.clone());
-            }
-            result
-        })?;
-        Ok(StoreSink { tx: Some(tx), thread: Some(thread), error })
-    }
-
-    /// Waits for the store thread to write everything; its first error, if any.
-    fn finish(mut self) -> Result<Stored, String> {
-        drop(self.tx.take());
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err("the store thread panicked (a bug in podwire)".into()),
-            None => Err("the store thread was already finished".into()),
-        }
-    }
-}
+/// The in-process bus (`podwire_ingest::bus`) as capture's sink.
+pub(crate) struct StoreSink(StoreThread);
 
 impl BatchSink for StoreSink {
     fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
-        let tx = self.tx.as_ref().ok_or("the store thread was already finished")?;
-        // A send fails only when the store thread stopped on an error.
-        tx.send((table, batch)).map_err(|_| {
-            self.error
-                .lock()
-                .ok()
-                .and_then(|e| e.clone())
-                .unwrap_or_else(|| "the store thread stopped".to_string())
-        })
+        self.0.send(table, batch).map_err(|e| e.to_string())
     }
 }
 
@@ -178,22 +74,21 @@ fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let sink = StoreSink::start(
-        enricher,
-        StoreConfig::at(location),
-        format!("live-{epoch}"),
-        false,
-        Some(args.live.flush_interval),
-    )
-    .context("cannot start the store thread")?;
+    let bus = BusConfig {
+        store: StoreConfig::at(location),
+        name: format!("live-{epoch}"),
+        keep_connections: false,
+        flush_every: Some(args.live.flush_interval),
+    };
+    let sink =
+        StoreSink(StoreThread::start(enricher, bus).context("cannot start the store thread")?);
     let config = PipelineConfig { tracker, ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
     let result = crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline);
     let (sink, stats) = pipeline.finish().context("writing the store failed")?;
-    let (written, _) =
-        sink.finish().map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
+    let stored = sink.0.finish().context("writing the store failed")?;
     result?;
-    report(&stats, &written, store, started.elapsed());
+    report(&stats, &stored.written, store, started.elapsed());
     Ok(Report { connections: Vec::new() })
 }
 
@@ -208,14 +103,14 @@ pub(crate) fn run_files(
     let files = open_files(pcaps)?;
     let enricher = Enricher::new(load_inventory(inventory)?);
     let location = store_location(store)?;
-    let sink = StoreSink::start(
-        enricher,
-        StoreConfig::at(location),
-        file_prefix(&files),
+    let bus = BusConfig {
+        store: StoreConfig::at(location),
+        name: file_prefix(&files),
         keep_connections,
-        None,
-    )
-    .context("cannot start the store thread")?;
+        flush_every: None,
+    };
+    let sink =
+        StoreSink(StoreThread::start(enricher, bus).context("cannot start the store thread")?);
     let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
 
@@ -226,14 +121,13 @@ pub(crate) fn run_files(
         Ok(done) => done,
         Err(e) => return Err(anyhow::Error::new(e).context("writing the store failed")),
     };
-    let (written, keep) =
-        sink.finish().map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
-    report(&stats, &written, store, started.elapsed());
+    let stored = sink.0.finish().context("writing the store failed")?;
+    report(&stats, &stored.written, store, started.elapsed());
     if let Some(e) = capture_error {
         return Err(anyhow::Error::new(e)
             .context("the capture stopped early (the rows read before the error were written)"));
     }
-    Ok(Report { connections: keep })
+    Ok(Report { connections: stored.connections })
 }
 
 /// The store a `--store` names: a folder (created here) or `s3://bucket/prefix`.

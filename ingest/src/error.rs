@@ -49,6 +49,9 @@ pub enum Error {
         /// The last failure.
         what: String,
     },
+    /// The store thread of the in-process bus stopped (on the error it names).
+    #[error("the store thread stopped: {0}")]
+    StoreThread(String),
     /// The Kafka consumer or the dead-letter producer failed.
     #[error("kafka: {0}")]
     Kafka(String),

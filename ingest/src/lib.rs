@@ -7,13 +7,15 @@
 //!   files written to a temporary name, fsynced and renamed (or uploaded whole to a bucket).
 //! - [`writer`]: offset-range segments to the store, for both transports (Kafka, in-process);
 //!   [`segment`]: how a partition of a message log becomes store files with nothing lost and
-//!   nothing doubled, whatever moment ingest is killed at.
+//!   nothing doubled, whatever moment ingest is killed at; [`bus`]: the in-process bus on a
+//!   store thread of its own (`podwire standalone`).
 //! - `kafka` (feature `kafka`): `podwire ingest` over Kafka: the consumer group, message checks,
 //!   the writer.
 //! - [`kube_watch`]: the live Kubernetes watch that keeps the inventory current.
 //! - [`metrics`]: ingest's Prometheus metrics.
 //! - [`retention`]: deletes the hourly partitions older than the time kept.
 //! - [`location`]: a store's root, a local folder or an S3-compatible `s3://bucket/prefix`.
+pub mod bus;
 pub mod enrich;
 pub mod error;
 pub mod inventory;

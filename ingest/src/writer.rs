@@ -502,7 +502,7 @@ impl<'a> InProcess<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use podwire_schemas::connections::{
         ConnectionRecord, ConnectionsBuilder, DirCounters, by, outcome, protocol,
@@ -541,7 +541,8 @@ mod tests {
         }
     }
 
-    fn batch(starts: &[i64]) -> RecordBatch {
+    /// A connections batch, one row per start second.
+    pub(crate) fn batch(starts: &[i64]) -> RecordBatch {
         let mut b = ConnectionsBuilder::default();
         for s in starts {
             b.append(&row(*s));

@@ -8,6 +8,7 @@ use podwire_capture::pipeline::{BatchSink, Pipeline};
 use podwire_capture::source::PcapFile;
 use podwire_capture::tracker::TrackerConfig;
 use podwire_ingest::inventory::{Inventory, SharedInventory};
+use podwire_ingest::selector::PodSelector;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -161,36 +162,17 @@ impl InventoryFile {
         let me = self.clone();
         Arc::new(move |kind: &str, value: &str| {
             me.refresh();
+            let selector = if kind == EVERY_POD {
+                Ok(PodSelector::EveryPod)
+            } else {
+                PodSelector::parse(kind, value)
+            };
             // Checked when the filter was set (`Filter::validate`): a bad one matches nothing.
-            let pod_regex = (kind == "pod-regex").then(|| regex::Regex::new(value).ok()).flatten();
+            let Ok(selector) = selector else { return Vec::new() };
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-            me.shared.get().addresses_where(now, |id| {
-                let m = &id.meta;
-                match kind {
-                    EVERY_POD => !m.pod.is_empty(),
-                    "namespace" => m.namespace == value,
-                    "workload" => {
-                        m.workload == value
-                            || value.split_once('/').is_some_and(|(k, n)| {
-                                m.workload_kind.eq_ignore_ascii_case(k) && m.workload == n
-                            })
-                    }
-                    "service" => m.service == value,
-                    "pod" => m.pod == value,
-                    "pod-regex" => {
-                        !m.pod.is_empty()
-                            && pod_regex.as_ref().is_some_and(|re| re.is_match(&m.pod))
-                    }
-                    // `app=web,tier=front`: every pair must match (a Kubernetes equality selector).
-                    "label" => value.split(',').all(|pair| match pair.split_once('=') {
-                        Some((k, v)) => id.labels.get(k.trim()).is_some_and(|l| l == v.trim()),
-                        None => id.labels.contains_key(pair.trim()),
-                    }),
-                    _ => false,
-                }
-            })
+            me.shared.get().addresses_where(now, |id| selector.matches(id))
         })
     }
 }

@@ -11,6 +11,7 @@
 //!   store thread of its own (`podwire standalone`).
 //! - `kafka` (feature `kafka`): `podwire ingest` over Kafka: the consumer group, message checks,
 //!   the writer.
+//! - [`selector`]: pod selectors of the live capture's filter, matched against the inventory.
 //! - [`kube_watch`]: the live Kubernetes watch that keeps the inventory current.
 //! - [`metrics`]: ingest's Prometheus metrics.
 //! - [`retention`]: deletes the hourly partitions older than the time kept.
@@ -26,6 +27,7 @@ pub mod location;
 pub mod metrics;
 pub mod retention;
 pub mod segment;
+pub mod selector;
 pub mod store;
 pub mod writer;
 

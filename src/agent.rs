@@ -22,19 +22,26 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
+/// The tracker settings of the command line over `base` ([`TrackerConfig::for_files`] or
+/// [`TrackerConfig::for_live`]): what a flag gives wins, the rest is the base's.
+pub(crate) fn tracker_settings(t: &TrackerArgs, base: TrackerConfig) -> TrackerConfig {
     let ns = |d: std::time::Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
     TrackerConfig {
-        node: t.node.clone(),
+        node: if t.node.is_empty() { base.node.clone() } else { t.node.clone() },
         active_timeout_ns: ns(t.active_timeout),
         udp_idle_timeout_ns: ns(t.udp_timeout),
         tcp_idle_timeout_ns: ns(t.tcp_timeout),
-        tcp_close_linger_ns: ns(t.tcp_close_linger.unwrap_or(std::time::Duration::from_secs(10))),
+        tcp_close_linger_ns: t.tcp_close_linger.map_or(base.tcp_close_linger_ns, ns),
         max_connections: t.max_connections.max(16),
         packets_table: t.packets,
         protocols: t.protocols(),
-        ..TrackerConfig::default()
+        ..base
     }
+}
+
+/// The tracker settings for reading capture files.
+pub(crate) fn tracker_config(t: &TrackerArgs) -> TrackerConfig {
+    tracker_settings(t, TrackerConfig::for_files())
 }
 
 pub(crate) fn load_inventory(inventory: Option<&Path>) -> anyhow::Result<Inventory> {

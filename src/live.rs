@@ -22,13 +22,8 @@
 use crate::agent::InventoryFile;
 use crate::cli::LiveArgs;
 use podwire_capture::ebpf::{Filter, InterfaceSpec, LiveCapture, LiveConfig, Role};
+use podwire_capture::metrics::CaptureMetrics;
 use podwire_capture::pipeline::{BatchSink, Pipeline};
-use podwire_capture::stats::CaptureStats;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -38,14 +33,8 @@ use std::time::{Duration, Instant};
 pub(crate) fn tracker_config(
     t: &crate::cli::TrackerArgs,
 ) -> podwire_capture::tracker::TrackerConfig {
-    let mut c = crate::agent::tracker_config(t);
-    if c.node.is_empty() {
-        c.node = crate::agent::hostname();
-    }
-    if t.tcp_close_linger.is_none() {
-        c.tcp_close_linger_ns = 2_000_000_000;
-    }
-    c
+    use podwire_capture::tracker::TrackerConfig;
+    crate::agent::tracker_settings(t, TrackerConfig::for_live(&crate::agent::hostname()))
 }
 
 fn config(
@@ -93,107 +82,9 @@ fn config(
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Label {
-    key: String,
-}
-
-/// The live capture's metrics, set from the pipeline's counters after every read interval.
-#[derive(Debug, Default)]
-struct Metrics {
-    registry: Registry,
-    counters: Vec<Counter>,
-    skipped: Family<Label, Counter>,
-    outcomes: Family<Label, Counter>,
-    interfaces: Gauge,
-    last: std::sync::Mutex<(Vec<u64>, CaptureStats)>,
-}
-
-/// Names and help of the plain counters, in the order of [`Metrics::values`].
-const COUNTERS: [(&str, &str); 10] = [
-    ("packets", "packets accounted for (counted on a connection, or skipped)"),
-    ("packets_tracked", "packets counted on a connection"),
-    ("connections_evicted", "connections finished early: the tracker's table was full"),
-    ("dns_transactions", "DNS transactions"),
-    ("kernel_packets_seen", "packets the eBPF programs ran on (all interfaces, both directions)"),
-    ("kernel_packets_deduplicated", "packets seen on a second interface and counted once"),
-    ("kernel_packets_filtered", "packets outside the capture filter"),
-    ("kernel_events_lost", "packets counted without details: the ring buffer was full"),
-    (
-        "kernel_packets_lost",
-        "packets not counted: flow table full, or ring buffer full for ICMP/fragments",
-    ),
-    ("kernel_flows_evicted", "flows the kernel table dropped before they were read"),
-];
-
-impl Metrics {
-    fn new() -> Self {
-        let mut m = Metrics::default();
-        let sub = m.registry.sub_registry_with_prefix("podwire_capture");
-        for (name, help) in COUNTERS {
-            let c = Counter::default();
-            sub.register(name, help, c.clone());
-            m.counters.push(c);
-        }
-        sub.register(
-            "packets_skipped",
-            "packets not turned into records, by reason",
-            m.skipped.clone(),
-        );
-        sub.register("connections", "connections finished, by outcome", m.outcomes.clone());
-        sub.register("interfaces", "interfaces attached now", m.interfaces.clone());
-        m
-    }
-
-    fn values(s: &CaptureStats) -> Vec<u64> {
-        let k = &s.kernel;
-        vec![
-            s.frames,
-            s.frames_tracked,
-            s.tracker.evicted,
-            s.dns_rows,
-            k.seen,
-            k.deduplicated,
-            k.filtered,
-            k.events_lost,
-            k.packets_lost,
-            k.flows_evicted,
-        ]
-    }
-
-    /// Adds what grew since the last call.
-    fn update(&self, s: &CaptureStats, interfaces: usize) {
-        let Ok(mut last) = self.last.lock() else { return };
-        let now = Self::values(s);
-        for (i, c) in self.counters.iter().enumerate() {
-            let was = last.0.get(i).copied().unwrap_or(0);
-            c.inc_by(now[i].saturating_sub(was));
-        }
-        for (reason, n) in &s.skipped {
-            let was = last.1.skipped.get(reason).copied().unwrap_or(0);
-            self.skipped
-                .get_or_create(&Label { key: reason.name().into() })
-                .inc_by(n - was.min(*n));
-        }
-        for (outcome, n) in &s.outcomes {
-            let was = last.1.outcomes.get(outcome).copied().unwrap_or(0);
-            self.outcomes.get_or_create(&Label { key: (*outcome).into() }).inc_by(n - was.min(*n));
-        }
-        self.interfaces.set(i64::try_from(interfaces).unwrap_or(i64::MAX));
-        *last = (now, s.clone());
-    }
-
-    fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
-
 /// Sets the returned flag on SIGTERM or Ctrl-C; serves the metrics meanwhile when asked.
 fn stop_on_signal(
-    metrics: Option<(std::net::SocketAddr, Arc<Metrics>)>,
+    metrics: Option<(std::net::SocketAddr, Arc<CaptureMetrics>)>,
 ) -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -216,7 +107,7 @@ pub(crate) fn run<S: BatchSink>(
     inventory: Option<&InventoryFile>,
     pipeline: &mut Pipeline<S>,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(CaptureMetrics::new());
     let stop = stop_on_signal(args.metrics_listen.map(|a| (a, Arc::clone(&metrics))))?;
     let cfg = config(args, tracker, inventory);
     cfg.filter.validate().map_err(|e| anyhow::anyhow!("--only-pod-regex: {e}"))?;

@@ -8,7 +8,8 @@
 //!   timeouts, interim rows, a bounded table).
 //! - [`dns`]: DNS transactions and the time-aware IP → resolved-name index.
 //! - [`protocols`]: the protocol switches (which traffic becomes records).
-//! - [`stats`]: what was read, made and skipped, and why.
+//! - [`stats`]: what was read, made and skipped, and why; `metrics` (with `ebpf`): the live
+//!   capture's Prometheus metrics from them.
 //! - [`pipeline`]: source → decoder → tracker → Arrow batches → a [`pipeline::BatchSink`].
 //! - [`kafka`]: the Kafka sink, batches as Arrow IPC messages, one topic per table.
 //! - [`error`]: the errors of sources and the pipeline.
@@ -20,6 +21,8 @@ pub mod error;
 pub mod frag;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(all(feature = "ebpf", target_os = "linux"))]
+pub mod metrics;
 pub mod packet;
 pub mod pipeline;
 pub mod protocols;

@@ -73,9 +73,10 @@ pub(crate) fn open_files(pcaps: &[PathBuf]) -> anyhow::Result<Vec<PcapFile>> {
 pub(crate) fn read_files<S: BatchSink>(
     pipeline: &mut Pipeline<S>,
     files: &[PcapFile],
+    quiet: bool,
 ) -> Result<Option<podwire_capture::Error>, String> {
     let total: u64 = files.iter().map(|f| f.len).sum();
-    let bar = if std::io::stderr().is_terminal() && !quiet_logs() {
+    let bar = if std::io::stderr().is_terminal() && !quiet {
         let bar = ProgressBar::new(total);
         bar.set_style(
             ProgressStyle::with_template(
@@ -117,13 +118,6 @@ pub(crate) fn read_files<S: BatchSink>(
     bar.finish_and_clear();
     Ok(capture_error)
 }
-
-pub(crate) fn quiet_logs() -> bool {
-    QUIET.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Set once from `--quiet`.
-pub(crate) static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// An inventory file shared by enrichment and the capture filter's pod selectors, re-read when it
 /// changes (checked when the selectors are resolved, every 5 s).

@@ -8,7 +8,7 @@ use podwire_schemas::Table;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &CaptureArgs, quiet: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let files = if args.live.enabled() { Vec::new() } else { open_files(&args.pcap)? };
     let k = &args.kafka;
@@ -39,9 +39,13 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     let (capture_error, live_error) = if args.live.enabled() {
         let inventory =
             args.inventory.as_deref().map(crate::agent::InventoryFile::load).transpose()?;
-        (None, crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline).err())
+        (
+            None,
+            crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline, quiet)
+                .err(),
+        )
     } else {
-        (read_files(&mut pipeline, &files).map_err(|e| anyhow::anyhow!("{e}"))?, None)
+        (read_files(&mut pipeline, &files, quiet).map_err(|e| anyhow::anyhow!("{e}"))?, None)
     };
     let (sink, stats) = pipeline.finish()?;
     let c = sink.finish(args.flush_timeout);
@@ -63,7 +67,7 @@ pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
         seconds = started.elapsed().as_secs_f64(),
         "Capture sent."
     );
-    if !crate::agent::quiet_logs() {
+    if !quiet {
         eprintln!("{stats}");
         eprintln!(
             "kafka: {sent} messages ({} rows, {} bytes) sent, {delivered} delivered, {dropped} dropped ({dropped_rows} rows)",

@@ -10,7 +10,7 @@ use podwire_schemas::connections::col;
 const SCENE_PCAP: &[u8] = include_bytes!("../capture/demo/scene.pcap");
 const SCENE_INVENTORY: &[u8] = include_bytes!("../capture/demo/inventory.json");
 
-pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &DemoArgs, quiet: bool) -> anyhow::Result<()> {
     let input = args.store.join("_demo-input");
     std::fs::create_dir_all(&input)
         .with_context(|| format!("cannot create `{}`", input.display()))?;
@@ -30,8 +30,14 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         tcp_close_linger: None,
         max_connections: 500_000,
     };
-    let report =
-        crate::standalone::run_files(&[pcap], Some(&inventory), &args.store, &tracker, true)?;
+    let report = crate::standalone::run_files(
+        &[pcap],
+        Some(&inventory),
+        &args.store,
+        &tracker,
+        true,
+        quiet,
+    )?;
     println!("{}", listing(&report.connections));
     println!(
         "The store is in `{}`. Query it with DuckDB, for example:\n  duckdb -c \"SELECT src_name, dst_name, dst_port, outcome FROM read_parquet('{}/connections/**/*.parquet', hive_partitioning=true)\"",

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub(crate) fn run(args: &ExpireArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &ExpireArgs, quiet: bool) -> anyhow::Result<()> {
     let location = Location::parse(&args.store)?;
     let tables = crate::cli::TableArg::tables(&args.tables);
     let cutoff = cutoff(args.keep);
@@ -27,7 +27,7 @@ pub(crate) fn run(args: &ExpireArgs) -> anyhow::Result<()> {
         dry_run = args.dry_run,
         "Expired the partitions older than the time kept."
     );
-    if !crate::agent::quiet_logs() {
+    if !quiet {
         eprintln!(
             "{verb} {} partitions ({} files, {} bytes) that ended before {}",
             done.partitions.len(),

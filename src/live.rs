@@ -106,6 +106,7 @@ pub(crate) fn run<S: BatchSink>(
     tracker: &crate::cli::TrackerArgs,
     inventory: Option<&InventoryFile>,
     pipeline: &mut Pipeline<S>,
+    quiet: bool,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(CaptureMetrics::new());
     let stop = stop_on_signal(args.metrics_listen.map(|a| (a, Arc::clone(&metrics))))?;
@@ -116,7 +117,7 @@ pub(crate) fn run<S: BatchSink>(
     pipeline.set_source(&format!("ebpf:{}", names.join(",")));
     tracing::info!(interfaces = ?names, "Capturing; stop with Ctrl-C or SIGTERM.");
     // A line tests and scripts can wait for.
-    if !crate::agent::quiet_logs() {
+    if !quiet {
         eprintln!("capturing on {}", names.join(", "));
     }
     let until = args.duration.map(|d| Instant::now() + d);

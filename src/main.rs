@@ -37,11 +37,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     cli::init_logging(cli.log_format, cli.quiet);
-    agent::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
-        cli::Command::Standalone(args) => standalone::run(&args).map(|_| ()),
+        cli::Command::Standalone(args) => standalone::run(&args, cli.quiet).map(|_| ()),
         #[cfg(feature = "query")]
-        cli::Command::Demo(args) => demo::run(&args),
+        cli::Command::Demo(args) => demo::run(&args, cli.quiet),
         #[cfg(feature = "query")]
         cli::Command::Query(args) => query::run_query(&args),
         #[cfg(feature = "query")]
@@ -58,9 +57,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Fields(args) => query::run_fields(&args),
         #[cfg(feature = "query")]
         cli::Command::Serve(args) => serve::run(&args),
-        cli::Command::Capture(args) => capture::run(&args),
+        cli::Command::Capture(args) => capture::run(&args, cli.quiet),
         cli::Command::Ingest(args) => ingest::run(&args),
-        cli::Command::Expire(args) => expire::run(&args),
+        cli::Command::Expire(args) => expire::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! `podwire standalone`: capture files → tracker → enrichment → Parquet, in one process.
-use crate::agent::{load_inventory, open_files, quiet_logs, read_files, tracker_config};
+use crate::agent::{load_inventory, open_files, read_files, tracker_config};
 use crate::cli::{StandaloneArgs, TrackerArgs};
 use anyhow::Context as _;
 use arrow::array::RecordBatch;
@@ -53,15 +53,15 @@ fn file_prefix(files: &[PcapFile]) -> String {
     format!("standalone-{h:016x}")
 }
 
-pub(crate) fn run(args: &StandaloneArgs) -> anyhow::Result<Report> {
+pub(crate) fn run(args: &StandaloneArgs, quiet: bool) -> anyhow::Result<Report> {
     if args.live.enabled() {
-        return run_live(args);
+        return run_live(args, quiet);
     }
-    run_files(&args.pcap, args.inventory.as_deref(), &args.store, &args.tracker, false)
+    run_files(&args.pcap, args.inventory.as_deref(), &args.store, &args.tracker, false, quiet)
 }
 
 /// Live capture (eBPF) into the store, until stopped.
-fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
+fn run_live(args: &StandaloneArgs, quiet: bool) -> anyhow::Result<Report> {
     let started = Instant::now();
     let inventory = args.inventory.as_deref().map(crate::agent::InventoryFile::load).transpose()?;
     let enricher = match &inventory {
@@ -84,11 +84,12 @@ fn run_live(args: &StandaloneArgs) -> anyhow::Result<Report> {
         StoreSink(StoreThread::start(enricher, bus).context("cannot start the store thread")?);
     let config = PipelineConfig { tracker, ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
-    let result = crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline);
+    let result =
+        crate::live::run(&args.live, &args.tracker, inventory.as_ref(), &mut pipeline, quiet);
     let (sink, stats) = pipeline.finish().context("writing the store failed")?;
     let stored = sink.0.finish().context("writing the store failed")?;
     result?;
-    report(&stats, &stored.written, store, started.elapsed());
+    report(&stats, &stored.written, store, started.elapsed(), quiet);
     Ok(Report { connections: Vec::new() })
 }
 
@@ -98,6 +99,7 @@ pub(crate) fn run_files(
     store: &Path,
     tracker: &TrackerArgs,
     keep_connections: bool,
+    quiet: bool,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let files = open_files(pcaps)?;
@@ -114,7 +116,7 @@ pub(crate) fn run_files(
     let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
 
-    let capture_error = read_files(&mut pipeline, &files)
+    let capture_error = read_files(&mut pipeline, &files, quiet)
         .map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
     let finished = pipeline.finish();
     let (sink, stats) = match finished {
@@ -122,7 +124,7 @@ pub(crate) fn run_files(
         Err(e) => return Err(anyhow::Error::new(e).context("writing the store failed")),
     };
     let stored = sink.0.finish().context("writing the store failed")?;
-    report(&stats, &stored.written, store, started.elapsed());
+    report(&stats, &stored.written, store, started.elapsed(), quiet);
     if let Some(e) = capture_error {
         return Err(anyhow::Error::new(e)
             .context("the capture stopped early (the rows read before the error were written)"));
@@ -138,7 +140,13 @@ fn store_location(store: &Path) -> anyhow::Result<Location> {
 }
 
 /// Logs what a run read and wrote, and prints the summary unless quiet.
-fn report(stats: &CaptureStats, written: &WriteStats, store: &Path, elapsed: Duration) {
+fn report(
+    stats: &CaptureStats,
+    written: &WriteStats,
+    store: &Path,
+    elapsed: Duration,
+    quiet: bool,
+) {
     tracing::info!(
         packets = stats.frames,
         connections = stats.connections(),
@@ -148,7 +156,7 @@ fn report(stats: &CaptureStats, written: &WriteStats, store: &Path, elapsed: Dur
         store = %store.display(),
         "Capture processed."
     );
-    if !quiet_logs() {
+    if !quiet {
         eprintln!("{stats}");
         eprintln!(
             "wrote {} files, {} bytes to {} in {:.2} s",

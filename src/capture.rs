@@ -19,13 +19,11 @@ pub(crate) fn run(args: &CaptureArgs, quiet: bool) -> anyhow::Result<()> {
     k.ensure_topics(&tables.iter().map(|t| k.topic(*t)).collect::<Vec<_>>())?;
     let node = if args.tracker.node.is_empty() { hostname() } else { args.tracker.node.clone() };
     let config = KafkaSinkConfig {
-        brokers: k.brokers.clone(),
+        client: k.settings(),
         topic_prefix: k.topic_prefix.clone(),
         node: node.clone(),
-        max_message_bytes: k.max_message_bytes,
         queue_bytes: args.queue_bytes,
         delivery_timeout: args.delivery_timeout,
-        options: k.options.clone(),
     };
     let sink = KafkaSink::new(config)?;
     tracing::info!(brokers = %k.brokers, node = %node, producer = sink.producer_id(), "Sending batches to Kafka.");

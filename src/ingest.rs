@@ -24,14 +24,12 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
     topics.push(podwire_schemas::wire::dead_letter_topic(&k.topic_prefix));
     k.ensure_topics(&topics)?;
     let config = KafkaIngestConfig {
-        brokers: k.brokers.clone(),
+        client: k.settings(),
         group: args.group.clone(),
         topic_prefix: k.topic_prefix.clone(),
         tables,
         roll: RollPolicy { max_bytes: args.roll_bytes, max_age: args.roll_age },
         store: StoreConfig::at(location.clone()),
-        max_message_bytes: k.max_message_bytes,
-        options: k.options.clone(),
     };
     let metrics = Arc::new(IngestMetrics::new());
     let stop = Arc::new(AtomicBool::new(false));

@@ -24,34 +24,32 @@ use std::time::{Duration, Instant};
 /// Kafka sink settings.
 #[derive(Debug, Clone)]
 pub struct KafkaSinkConfig {
-    /// `host:port[,host:port…]`.
-    pub brokers: String,
+    /// Brokers, librdkafka properties passed through as they are (TLS, SASL, …; they win over
+    /// the settings here) and the largest message value (bigger batches are split by rows).
+    pub client: ClientSettings,
     /// Topics are `<prefix><table>`, e.g. `podwire.connections`.
     pub topic_prefix: String,
     /// The key of every message, and the `node` header.
     pub node: String,
-    /// Largest message value; bigger batches are split by rows.
-    pub max_message_bytes: usize,
     /// Bytes of messages waiting for the broker before new batches are dropped.
     pub queue_bytes: usize,
     /// How long a message may wait undelivered before it is dropped.
     pub delivery_timeout: Duration,
-    /// librdkafka properties passed through as they are (TLS, SASL, …); they win over the
-    /// settings above.
-    pub options: Vec<(String, String)>,
 }
 
 impl KafkaSinkConfig {
     /// Defaults for `brokers` and `node`.
     pub fn new(brokers: &str, node: &str) -> Self {
         KafkaSinkConfig {
-            brokers: brokers.into(),
+            client: ClientSettings {
+                brokers: brokers.into(),
+                options: Vec::new(),
+                max_message_bytes: 4 << 20,
+            },
             topic_prefix: wire::DEFAULT_TOPIC_PREFIX.into(),
             node: node.into(),
-            max_message_bytes: 4 << 20,
             queue_bytes: 256 << 20,
             delivery_timeout: Duration::from_secs(300),
-            options: Vec::new(),
         }
     }
 
@@ -180,11 +178,7 @@ impl KafkaSink {
     /// When librdkafka rejects the configuration (a bad property name or value).
     pub fn new(config: KafkaSinkConfig) -> Result<Self, crate::Error> {
         let counters = Arc::new(SinkCounters::default());
-        let settings = ClientSettings {
-            brokers: config.brokers.clone(),
-            options: config.options.clone(),
-            max_message_bytes: config.max_message_bytes,
-        };
+        let settings = &config.client;
         let mut cc = settings.config(&format!("podwire-capture-{}", config.node));
         cc.set(
             "queue.buffering.max.kbytes",
@@ -232,7 +226,7 @@ impl KafkaSink {
 
 impl BatchSink for KafkaSink {
     fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
-        let parts = wire::encode_bounded(&batch, self.config.max_message_bytes)
+        let parts = wire::encode_bounded(&batch, self.config.client.max_message_bytes)
             .map_err(|e| format!("encoding a {} batch as Arrow IPC: {e}", table.name()))?;
         let topic = self.config.topic(table);
         let idx = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);

@@ -39,8 +39,9 @@ use std::time::Duration;
 /// Ingest settings.
 #[derive(Debug, Clone)]
 pub struct KafkaIngestConfig {
-    /// `host:port[,…]`.
-    pub brokers: String,
+    /// Brokers, librdkafka properties (TLS, SASL, …) and the largest message accepted (and
+    /// produced to the dead-letter topic).
+    pub client: ClientSettings,
     /// Consumer group id.
     pub group: String,
     /// Topics are `<prefix><table>`; the dead letters go to `<prefix>dead-letter`.
@@ -51,10 +52,6 @@ pub struct KafkaIngestConfig {
     pub roll: RollPolicy,
     /// The store.
     pub store: StoreConfig,
-    /// Largest message accepted (and produced to the dead-letter topic).
-    pub max_message_bytes: usize,
-    /// librdkafka properties passed through (TLS, SASL, …).
-    pub options: Vec<(String, String)>,
 }
 
 impl KafkaIngestConfig {
@@ -188,11 +185,7 @@ impl<'a> Ingest<'a> {
         metrics: &'a IngestMetrics,
         stop: &'a AtomicBool,
     ) -> Result<Self> {
-        let settings = ClientSettings {
-            brokers: config.brokers.clone(),
-            options: config.options.clone(),
-            max_message_bytes: config.max_message_bytes,
-        };
+        let settings = &config.client;
         let fetch = settings.message_limit();
         let mut cc = settings.config("podwire-ingest");
         cc.set("group.id", &config.group)

@@ -68,13 +68,13 @@ pub(crate) fn open_files(pcaps: &[PathBuf]) -> anyhow::Result<Vec<PcapFile>> {
 }
 
 /// Reads every file through `pipeline`, with a progress bar on a terminal. Returns the capture
-/// error that stopped the reading early, if any (what was read before it is in the pipeline);
-/// `Err` when the sink failed.
+/// error that stopped the reading early, if any (what was read before it is in the pipeline).
+/// A sink that failed stops the reading too; [`Pipeline::finish`] returns its error.
 pub(crate) fn read_files<S: BatchSink>(
     pipeline: &mut Pipeline<S>,
     files: &[PcapFile],
     quiet: bool,
-) -> Result<Option<podwire_capture::Error>, String> {
+) -> Option<podwire_capture::Error> {
     let total: u64 = files.iter().map(|f| f.len).sum();
     let bar = if std::io::stderr().is_terminal() && !quiet {
         let bar = ProgressBar::new(total);
@@ -111,12 +111,12 @@ pub(crate) fn read_files<S: BatchSink>(
             capture_error = Some(e);
             break;
         }
-        if let Some(e) = pipeline.sink_error() {
-            return Err(e.to_string());
+        if pipeline.sink_error().is_some() {
+            break;
         }
     }
     bar.finish_and_clear();
-    Ok(capture_error)
+    capture_error
 }
 
 /// An inventory file shared by enrichment and the capture filter's pod selectors, re-read when it

@@ -43,7 +43,7 @@ pub(crate) fn run(args: &CaptureArgs, quiet: bool) -> anyhow::Result<()> {
                 .err(),
         )
     } else {
-        (read_files(&mut pipeline, &files, quiet).map_err(|e| anyhow::anyhow!("{e}"))?, None)
+        (read_files(&mut pipeline, &files, quiet), None)
     };
     let (sink, stats) = pipeline.finish()?;
     let c = sink.finish(args.flush_timeout);

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct StoreSink(StoreThread);
 
 impl BatchSink for StoreSink {
-    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
-        self.0.send(table, batch).map_err(|e| e.to_string())
+    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), podwire_capture::Error> {
+        self.0.send(table, batch).map_err(|e| podwire_capture::Error::Sink(Box::new(e)))
     }
 }
 
@@ -116,8 +116,7 @@ pub(crate) fn run_files(
     let config = PipelineConfig { tracker: tracker_config(tracker), ..PipelineConfig::default() };
     let mut pipeline = Pipeline::new(config, sink);
 
-    let capture_error = read_files(&mut pipeline, &files, quiet)
-        .map_err(|e| anyhow::anyhow!("writing the store failed: {e}"))?;
+    let capture_error = read_files(&mut pipeline, &files, quiet);
     let finished = pipeline.finish();
     let (sink, stats) = match finished {
         Ok(done) => done,

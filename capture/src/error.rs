@@ -37,19 +37,38 @@ pub enum Error {
         /// The pcap LINKTYPE number.
         linktype: i32,
     },
-    /// Writing batches to the sink failed.
+    /// The sink refused a batch (its own error, kept whole as the source).
     #[error("output failed: {0}")]
-    Sink(String),
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A batch could not be encoded as an Arrow IPC message for the wire.
+    #[error("encoding a {table} batch as Arrow IPC: {source}")]
+    Encode {
+        /// The table.
+        table: &'static str,
+        /// Arrow's error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
     /// The Kafka producer could not be set up (a bad property, usually).
-    #[error("{0}")]
-    Kafka(String),
+    #[cfg(feature = "kafka")]
+    #[error("{what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: &'static str,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
     /// Building an Arrow batch failed (a bug here).
     #[error("internal error building a batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
 
 impl Error {
-    /// Errors worth retrying (none of the capture file errors are).
+    /// Errors worth retrying. None of capture's are: a capture file reads the same again, a
+    /// batch encodes the same, and the Kafka sink's outages are retried by librdkafka itself
+    /// (delivery failures are counted as dropped rows, not returned). A sink's own error
+    /// decides for itself ([`Error::Sink`] keeps it as the source).
     pub fn is_retryable(&self) -> bool {
         false
     }

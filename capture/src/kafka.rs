@@ -192,9 +192,11 @@ impl KafkaSink {
         .set("enable.idempotence", "true");
         settings.apply_options(&mut cc);
         let context = Context { counters: Arc::clone(&counters), warn: WarnLimit::default() };
-        let producer: ThreadedProducer<Context> = cc
-            .create_with_context(context)
-            .map_err(|e| crate::Error::Kafka(format!("creating the Kafka producer: {e}")))?;
+        let producer: ThreadedProducer<Context> =
+            cc.create_with_context(context).map_err(|source| crate::Error::Kafka {
+                what: "creating the Kafka producer",
+                source,
+            })?;
         Ok(KafkaSink { config, producer, producer_id: producer_id(), seq: [0; 4], counters })
     }
 
@@ -225,9 +227,9 @@ impl KafkaSink {
 }
 
 impl BatchSink for KafkaSink {
-    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
+    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), crate::Error> {
         let parts = wire::encode_bounded(&batch, self.config.client.max_message_bytes)
-            .map_err(|e| format!("encoding a {} batch as Arrow IPC: {e}", table.name()))?;
+            .map_err(|source| crate::Error::Encode { table: table.name(), source })?;
         let topic = self.config.topic(table);
         let idx = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
         for (part, bytes) in parts {

@@ -17,8 +17,8 @@ pub trait BatchSink {
     /// Takes one batch of `table`.
     ///
     /// # Errors
-    /// A message saying what failed; the pipeline stops and reports it.
-    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String>;
+    /// What failed; the pipeline stops and returns it from [`Pipeline::finish`].
+    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), crate::Error>;
 }
 
 /// Collects batches in memory.
@@ -29,7 +29,7 @@ pub struct MemorySink {
 }
 
 impl BatchSink for MemorySink {
-    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), String> {
+    fn write(&mut self, table: Table, batch: RecordBatch) -> Result<(), crate::Error> {
         self.batches.push((table, batch));
         Ok(())
     }
@@ -84,7 +84,7 @@ pub struct Pipeline<S> {
     /// Counters at the start of the open interval.
     interval_base: CaptureStats,
     sink: S,
-    sink_error: Option<String>,
+    sink_error: Option<crate::Error>,
     /// Collect the flows of final TCP/UDP rows into `finished` (live capture forgets their
     /// kernel counters then).
     collect_finished: bool,
@@ -214,8 +214,8 @@ impl<S: BatchSink> Pipeline<S> {
     }
 
     /// The sink's first error, if any (the pipeline stops writing after it).
-    pub fn sink_error(&self) -> Option<&str> {
-        self.sink_error.as_deref()
+    pub fn sink_error(&self) -> Option<&crate::Error> {
+        self.sink_error.as_ref()
     }
 
     /// Names the packet source on the `capture_stats` rows that follow (e.g. `pcap:FILE`); the
@@ -357,7 +357,7 @@ impl<S: BatchSink> Pipeline<S> {
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
-                self.sink_error.get_or_insert(format!("building a {} batch: {e}", table.name()));
+                self.sink_error.get_or_insert(crate::Error::Arrow(e));
                 return;
             }
         };
@@ -385,7 +385,7 @@ impl<S: BatchSink> Pipeline<S> {
         self.close_interval();
         self.drain(true);
         match self.sink_error {
-            Some(e) => Err(crate::Error::Sink(e)),
+            Some(e) => Err(e),
             None => Ok((self.sink, self.stats)),
         }
     }

@@ -39,22 +39,42 @@ pub enum Error {
         /// What happened.
         what: String,
     },
-    /// A segment could not be written (or committed) in the attempts allowed.
-    #[error("writing {partition} failed after {attempts} attempts: {what}")]
+    /// A step of a roll (dead letters, store, commit) failed for good: the attempts allowed ran
+    /// out, or the failure is one retrying cannot fix. The range stays uncommitted and the next
+    /// run replays it.
+    #[error("{step} of {partition} failed after {attempts} attempt(s): {source}")]
     Roll {
         /// The log partition.
         partition: String,
+        /// The step that failed: `dead letters`, `store` or `commit`.
+        step: &'static str,
         /// Attempts made.
         attempts: u32,
         /// The last failure.
-        what: String,
+        #[source]
+        source: Box<Error>,
     },
     /// The store thread of the in-process bus stopped (on the error it names).
     #[error("the store thread stopped: {0}")]
     StoreThread(String),
-    /// The Kafka consumer or the dead-letter producer failed.
-    #[error("kafka: {0}")]
-    Kafka(String),
+    /// A call of the Kafka consumer or the dead-letter producer failed.
+    #[cfg(feature = "kafka")]
+    #[error("kafka: {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// Dead letters were handed to the producer but not delivered.
+    #[error("{count} dead letter(s) were not delivered to `{topic}`")]
+    DeadLettersUndelivered {
+        /// The dead-letter topic.
+        topic: String,
+        /// How many failed.
+        count: u64,
+    },
     /// A batch does not have the columns enrichment needs (a bug, or a foreign batch).
     #[error("batch of `{table}` lacks column `{column}`")]
     MissingColumn {
@@ -72,9 +92,26 @@ pub enum Error {
 }
 
 impl Error {
-    /// True for errors that may go away on retry (I/O on the store, local or bucket).
+    /// True for errors that may go away on retry: I/O on the store (local or bucket; a full
+    /// disk, a bucket that is not there yet), Kafka outages and rebalances
+    /// ([`podwire_kafka::is_retryable`]), undelivered dead letters. False for what only a fix
+    /// or a change of settings mends: a corrupt ledger, a batch that cannot be encoded,
+    /// permissions or limits on the broker, a stopped store thread.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io { .. } | Error::ObjectStore { .. })
+        match self {
+            Error::Io { .. } | Error::ObjectStore { .. } | Error::DeadLettersUndelivered { .. } => {
+                true
+            }
+            #[cfg(feature = "kafka")]
+            Error::Kafka { source, .. } => podwire_kafka::is_retryable(source),
+            Error::Roll { .. }
+            | Error::StoreThread(_)
+            | Error::Inventory { .. }
+            | Error::Ledger { .. }
+            | Error::MissingColumn { .. }
+            | Error::Arrow(_)
+            | Error::Parquet(_) => false,
+        }
     }
 }
 

@@ -203,19 +203,21 @@ impl<'a> Ingest<'a> {
         };
         let consumer: BaseConsumer<ConsumerCtx> = cc
             .create_with_context(ctx)
-            .map_err(|e| Error::Kafka(format!("creating the consumer: {e}")))?;
+            .map_err(|source| Error::Kafka { what: "creating the consumer".into(), source })?;
         let mut pc = settings.config("podwire-ingest-dlq");
         pc.set("message.max.bytes", &fetch).set("acks", "all");
         settings.apply_options(&mut pc);
-        let dlq: BaseProducer<ProducerCtx> = pc
-            .create_with_context(ProducerCtx::default())
-            .map_err(|e| Error::Kafka(format!("creating the dead-letter producer: {e}")))?;
+        let dlq: BaseProducer<ProducerCtx> =
+            pc.create_with_context(ProducerCtx::default()).map_err(|source| Error::Kafka {
+                what: "creating the dead-letter producer".into(),
+                source,
+            })?;
         let topics: HashMap<String, Table> =
             config.tables.iter().map(|t| (config.topic(*t), *t)).collect();
         let names: Vec<&str> = topics.keys().map(String::as_str).collect();
         consumer
             .subscribe(&names)
-            .map_err(|e| Error::Kafka(format!("subscribing to {names:?}: {e}")))?;
+            .map_err(|source| Error::Kafka { what: format!("subscribing to {names:?}"), source })?;
         Ok(Ingest {
             config,
             metrics,
@@ -415,19 +417,18 @@ struct KafkaLog<'c> {
 }
 
 impl Log for KafkaLog<'_> {
-    fn dead_letters(
-        &mut self,
-        lp: &LogPartition,
-        dead: &[DeadLetter],
-    ) -> std::result::Result<(), String> {
+    fn dead_letters(&mut self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<()> {
         self.send_dead_letters(lp, dead)
     }
 
-    fn commit(&mut self, lp: &LogPartition, next: i64) -> std::result::Result<(), String> {
+    fn commit(&mut self, lp: &LogPartition, next: i64) -> Result<()> {
+        let what = || format!("committing offset {next} of {lp}");
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&lp.topic, lp.partition, Offset::Offset(next))
-            .map_err(|e| e.to_string())?;
-        self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| e.to_string())
+            .map_err(|source| Error::Kafka { what: what(), source })?;
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|source| Error::Kafka { what: what(), source })
     }
 
     fn between_retries(&mut self) {
@@ -441,11 +442,7 @@ impl Log for KafkaLog<'_> {
 }
 
 impl KafkaLog<'_> {
-    fn send_dead_letters(
-        &self,
-        lp: &LogPartition,
-        dead: &[DeadLetter],
-    ) -> std::result::Result<(), String> {
+    fn send_dead_letters(&self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<()> {
         let topic = &self.topic;
         let failed_before = self.dlq.context().failed.load(Relaxed);
         for d in dead {
@@ -484,15 +481,19 @@ impl KafkaLog<'_> {
                             self.dlq.poll(Duration::from_millis(100));
                             record = r;
                         } else {
-                            return Err(format!("producing to {topic}: {e}"));
+                            let what = format!("producing a dead letter to {topic}");
+                            return Err(Error::Kafka { what, source: e });
                         }
                     }
                 }
             }
         }
-        self.dlq.flush(Duration::from_secs(30)).map_err(|e| format!("flushing {topic}: {e}"))?;
-        if self.dlq.context().failed.load(Relaxed) > failed_before {
-            return Err(format!("some dead letters were not delivered to {topic}"));
+        self.dlq
+            .flush(Duration::from_secs(30))
+            .map_err(|source| Error::Kafka { what: format!("flushing {topic}"), source })?;
+        let failed = self.dlq.context().failed.load(Relaxed) - failed_before;
+        if failed > 0 {
+            return Err(Error::DeadLettersUndelivered { topic: topic.clone(), count: failed });
         }
         Ok(())
     }

@@ -9,8 +9,10 @@
 //! | `podwire_ingest_rows_written_total` | counter | `table` | rows in them |
 //! | `podwire_ingest_bytes_written_total` | counter | | bytes in them |
 //! | `podwire_ingest_segments_committed_total` | counter | | offset ranges written and committed |
-//! | `podwire_ingest_store_errors_total` | counter | | failed attempts to write a segment (retried) |
-//! | `podwire_ingest_commit_errors_total` | counter | | failed offset commits (retried) |
+//! | `podwire_ingest_store_errors_total` | counter | | failed attempts to write a segment |
+//! | `podwire_ingest_commit_errors_total` | counter | | failed offset commits |
+//! | `podwire_ingest_dead_letter_errors_total` | counter | | failed attempts to deliver dead letters |
+//! | `podwire_ingest_roll_failures_total` | counter | `reason` | rolls given up, which stops the run (`not_retryable`, `attempts`) |
 //! | `podwire_ingest_consumer_errors_total` | counter | | errors reported by the consumer |
 //! | `podwire_ingest_sequence_gaps_total` | counter | `table` | batches missing from a producer's sequence (lost before Kafka) |
 //! | `podwire_ingest_producer_dropped_rows` | gauge | `node` | rows the node's capture reported it could not deliver (cumulative, last seen) |
@@ -51,6 +53,8 @@ pub struct IngestMetrics {
     segments: Counter,
     store_errors: Counter,
     commit_errors: Counter,
+    dead_letter_errors: Counter,
+    roll_failures: Family<ReasonLabel, Counter>,
     consumer_errors: Counter,
     gaps: Family<TableLabel, Counter>,
     producer_dropped: Family<NodeLabel, Gauge>,
@@ -89,6 +93,18 @@ impl IngestMetrics {
         r.register("store_errors", "Failed attempts to write a segment", store_errors.clone());
         let commit_errors = Counter::default();
         r.register("commit_errors", "Failed offset commits", commit_errors.clone());
+        let dead_letter_errors = Counter::default();
+        r.register(
+            "dead_letter_errors",
+            "Failed attempts to deliver dead letters",
+            dead_letter_errors.clone(),
+        );
+        let roll_failures = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "roll_failures",
+            "Rolls given up (the run stops; the range is replayed by the next)",
+            roll_failures.clone(),
+        );
         let consumer_errors = Counter::default();
         r.register("consumer_errors", "Errors reported by the consumer", consumer_errors.clone());
         let gaps = Family::<TableLabel, Counter>::default();
@@ -135,6 +151,8 @@ impl IngestMetrics {
             segments,
             store_errors,
             commit_errors,
+            dead_letter_errors,
+            roll_failures,
             consumer_errors,
             gaps,
             producer_dropped,
@@ -184,6 +202,17 @@ impl IngestMetrics {
     /// A failed commit.
     pub fn commit_error(&self) {
         self.commit_errors.inc();
+    }
+
+    /// A failed delivery of dead letters.
+    pub fn dead_letter_error(&self) {
+        self.dead_letter_errors.inc();
+    }
+
+    /// A roll given up: its failure is not retryable, or the attempts allowed ran out.
+    pub fn roll_failed(&self, retryable: bool) {
+        let reason = if retryable { "attempts" } else { "not_retryable" };
+        self.roll_failures.get_or_create(&ReasonLabel { reason: reason.to_owned() }).inc();
     }
 
     /// A consumer error.

@@ -335,6 +335,19 @@ fn file_properties(
     props.build()
 }
 
+/// A Parquet error that is a failed write of `path` (a full disk, a lost mount) is
+/// [`Error::Io`], which the roll retries; any other is [`Error::Parquet`].
+fn io_of_parquet(path: &Path, e: parquet::errors::ParquetError) -> Error {
+    use parquet::errors::ParquetError;
+    match e {
+        ParquetError::External(b) => match b.downcast::<std::io::Error>() {
+            Ok(source) => Error::Io { path: path.into(), source: *source },
+            Err(b) => Error::Parquet(ParquetError::External(b)),
+        },
+        e => Error::Parquet(e),
+    }
+}
+
 /// A local file: a hidden temporary name, fsync, rename, fsync of the folder.
 fn write_local(
     dir: &Path,
@@ -349,11 +362,13 @@ fn write_local(
     let io = |source| Error::Io { path: tmp.clone(), source };
     let file = File::create(&tmp).map_err(io)?;
     let result = (|| -> Result<u64> {
-        let mut writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(props))?;
+        let parquet = |e| io_of_parquet(&tmp, e);
+        let mut writer =
+            ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(parquet)?;
         for rows in chunks {
-            writer.write(&rows?)?;
+            writer.write(&rows?).map_err(parquet)?;
         }
-        let file = writer.into_inner()?;
+        let file = writer.into_inner().map_err(parquet)?;
         file.sync_all().map_err(io)?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         drop(file);
@@ -374,6 +389,17 @@ fn write_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_parquet_write_is_io_and_retried_other_parquet_errors_are_not() {
+        use parquet::errors::ParquetError;
+        let full = std::io::Error::from_raw_os_error(28); // ENOSPC
+        let e = io_of_parquet(Path::new("/s/x.tmp"), ParquetError::External(Box::new(full)));
+        assert!(matches!(&e, Error::Io { path, .. } if path == Path::new("/s/x.tmp")), "{e:?}");
+        assert!(e.is_retryable());
+        let e = io_of_parquet(Path::new("/s/x.tmp"), ParquetError::General("bad".into()));
+        assert!(matches!(e, Error::Parquet(_)) && !e.is_retryable());
+    }
     #[test]
     fn partition_paths_are_utc_hours() {
         assert_eq!(partition_path(0), "date=1970-01-01/hour=00");

@@ -5,8 +5,11 @@
 //! segment that is due (size, age, or the range a replay must reproduce) is written — ledger,
 //! then files — and only then does the transport commit past it ([`Log::commit`]). Rejected
 //! messages are handed to the transport ([`Log::dead_letters`]) before their offsets are
-//! committed. A failed write or commit is retried with backoff until it succeeds or a stop is
-//! asked for; nothing newer of that partition is committed meanwhile.
+//! committed. A failed write or commit that may succeed later ([`Error::is_retryable`]: a full
+//! disk, a bucket or broker away, a rebalance) is retried with backoff until it succeeds or a
+//! stop is asked for, and nothing newer of that partition is committed meanwhile; one that
+//! cannot (a corrupt ledger, permissions, a batch that cannot be encoded) is counted and stops
+//! the run with [`Error::Roll`], leaving the range uncommitted for the next run to replay.
 use crate::enrich::Enricher;
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
@@ -52,14 +55,14 @@ pub trait Log {
     /// Makes the rejected messages of `lp` durable elsewhere (Kafka: the dead-letter topic).
     ///
     /// # Errors
-    /// When they could not be; the roll is retried.
-    fn dead_letters(&mut self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<(), String>;
+    /// When they could not be; the roll is retried if the error [is retryable](Error::is_retryable).
+    fn dead_letters(&mut self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<()>;
 
     /// Records that `lp` resumes at `next` (Kafka: commits the offset).
     ///
     /// # Errors
-    /// When the commit failed; the roll is retried.
-    fn commit(&mut self, lp: &LogPartition, next: i64) -> Result<(), String>;
+    /// When the commit failed; the roll is retried if the error [is retryable](Error::is_retryable).
+    fn commit(&mut self, lp: &LogPartition, next: i64) -> Result<()>;
 
     /// Called between two attempts of a failed roll.
     fn between_retries(&mut self) {}
@@ -342,11 +345,12 @@ impl<'a> Writer<'a> {
         true
     }
 
-    /// Writes the segment of `lp`, hands its dead letters over and commits. Retries until it
-    /// succeeds or a stop is asked for; at shutdown, three attempts.
+    /// Writes the segment of `lp`, hands its dead letters over and commits. A retryable failure
+    /// is retried until the roll succeeds or a stop is asked for; at shutdown, three attempts.
     ///
     /// # Errors
-    /// [`Error::Roll`] after the attempts set by [`Self::with_max_attempts`]; never otherwise.
+    /// [`Error::Roll`] at once for a failure that is not retryable, and after the attempts set
+    /// by [`Self::with_max_attempts`] for one that is; the range stays uncommitted.
     pub fn roll(&mut self, lp: &LogPartition, log: &mut impl Log, at_shutdown: bool) -> Result<()> {
         let Some(seg) = self.segments.remove(lp) else { return Ok(()) };
         let dead = self.dead.remove(lp).unwrap_or_default();
@@ -355,22 +359,21 @@ impl<'a> Writer<'a> {
         let mut written = None;
         let mut dead_sent = dead.is_empty();
         loop {
-            let result = (|| -> std::result::Result<(), (&'static str, String)> {
+            let result = (|| -> std::result::Result<(), (&'static str, Error)> {
                 if !dead_sent {
                     log.dead_letters(lp, &dead).map_err(|e| ("dead letters", e))?;
                     dead_sent = true;
                 }
                 if written.is_none() {
-                    let w = seg
-                        .write(&self.store, self.ledger.as_ref())
-                        .map_err(|e| ("store", e.to_string()))?;
+                    let w =
+                        seg.write(&self.store, self.ledger.as_ref()).map_err(|e| ("store", e))?;
                     self.metrics.written(seg.table.name(), w.files, w.rows, w.bytes);
                     self.written.add(seg.table, &w);
                     written = Some(w);
                 }
                 log.commit(lp, end + 1).map_err(|e| ("commit", e))
             })();
-            match result {
+            let (step, e) = match result {
                 Ok(()) => {
                     self.metrics.committed(seg.newest_us());
                     self.stats.segments += 1;
@@ -378,34 +381,38 @@ impl<'a> Writer<'a> {
                     tracing::debug!(partition = %lp, start, end, rows = w.rows, files = w.files, "segment committed");
                     return Ok(());
                 }
-                Err((what, e)) => {
-                    match what {
-                        "store" => self.metrics.store_error(),
-                        "commit" => self.metrics.commit_error(),
-                        _ => {}
-                    }
-                    if attempt == 0 || self.limiter.allow("roll") {
-                        tracing::error!(partition = %lp, start, end, attempt, "{what} failed, retrying (offsets stay uncommitted): {e}");
-                    }
-                    attempt += 1;
-                    if self.max_attempts.is_some_and(|m| attempt >= m) {
-                        return Err(Error::Roll {
-                            partition: lp.to_string(),
-                            attempts: attempt,
-                            what: format!("{what}: {e}"),
-                        });
-                    }
-                    if at_shutdown && attempt >= 3 {
-                        tracing::error!(partition = %lp, start, end, "giving up at shutdown; the next run replays this range");
-                        return Ok(());
-                    }
-                    if !self.backoff(attempt) && !at_shutdown {
-                        tracing::info!(partition = %lp, start, end, "stopping with this range uncommitted; the next run replays it");
-                        return Ok(());
-                    }
-                    log.between_retries();
-                }
+                Err(failed) => failed,
+            };
+            match step {
+                "store" => self.metrics.store_error(),
+                "commit" => self.metrics.commit_error(),
+                _ => self.metrics.dead_letter_error(),
             }
+            attempt += 1;
+            let retryable = e.is_retryable();
+            let out_of_attempts = self.max_attempts.is_some_and(|m| attempt >= m);
+            if !retryable || out_of_attempts {
+                self.metrics.roll_failed(retryable);
+                tracing::error!(partition = %lp, start, end, attempt, step, retryable, "giving up on this range (it stays uncommitted; the next run replays it): {e}");
+                return Err(Error::Roll {
+                    partition: lp.to_string(),
+                    step,
+                    attempts: attempt,
+                    source: Box::new(e),
+                });
+            }
+            if attempt == 1 || self.limiter.allow("roll") {
+                tracing::error!(partition = %lp, start, end, attempt, step, "failed, retrying (offsets stay uncommitted): {e}");
+            }
+            if at_shutdown && attempt >= 3 {
+                tracing::error!(partition = %lp, start, end, "giving up at shutdown; the next run replays this range");
+                return Ok(());
+            }
+            if !self.backoff(attempt) && !at_shutdown {
+                tracing::info!(partition = %lp, start, end, "stopping with this range uncommitted; the next run replays it");
+                return Ok(());
+            }
+            log.between_retries();
         }
     }
 }
@@ -428,14 +435,14 @@ pub struct InProcess<'a> {
 struct NoLog;
 
 impl Log for NoLog {
-    fn dead_letters(&mut self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<(), String> {
+    fn dead_letters(&mut self, lp: &LogPartition, dead: &[DeadLetter]) -> Result<()> {
         for d in dead {
             tracing::error!(partition = %lp, offset = d.offset, reason = %d.reason, "batch not written");
         }
         Ok(())
     }
 
-    fn commit(&mut self, _: &LogPartition, _: i64) -> Result<(), String> {
+    fn commit(&mut self, _: &LogPartition, _: i64) -> Result<()> {
         Ok(())
     }
 }
@@ -603,5 +610,84 @@ pub(crate) mod tests {
         // The same input again: the same files, replaced, none added.
         run();
         assert_eq!(files(&h0), first);
+    }
+
+    /// A [`Log`] whose commits fail with the queued errors first.
+    struct FailingLog {
+        failures: Vec<Error>,
+        commits: Vec<i64>,
+    }
+
+    impl Log for FailingLog {
+        fn dead_letters(&mut self, _: &LogPartition, _: &[DeadLetter]) -> Result<()> {
+            Ok(())
+        }
+
+        fn commit(&mut self, _: &LogPartition, next: i64) -> Result<()> {
+            if let Some(e) = self.failures.pop() {
+                return Err(e);
+            }
+            self.commits.push(next);
+            Ok(())
+        }
+    }
+
+    /// Writes one message at offset 7 of a partition and rolls it through `log`.
+    fn roll_through(
+        dir: &std::path::Path,
+        metrics: &IngestMetrics,
+        log: &mut FailingLog,
+    ) -> Result<()> {
+        let stop = AtomicBool::new(false);
+        let roll = RollPolicy { max_bytes: usize::MAX, max_age: Duration::MAX };
+        let mut w = Writer::new(StoreConfig::new(dir), roll, false, None, metrics, &stop);
+        let lp = LogPartition { topic: "podwire.connections".into(), partition: 0 };
+        assert!(w.prepare(&lp, Table::Connections, 7, log)?);
+        w.take(&lp, Table::Connections, 7, Ok((None, vec![batch(&[10])])), Raw::default())?;
+        w.roll(&lp, log, false)
+    }
+
+    fn counter(metrics: &IngestMetrics, line: &str) -> bool {
+        metrics.encode().lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn a_retryable_commit_failure_is_retried_without_writing_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = IngestMetrics::new();
+        let outage =
+            || Error::ObjectStore { url: "s3://b".into(), what: "connection refused".into() };
+        let mut log = FailingLog { failures: vec![outage(), outage()], commits: Vec::new() };
+        roll_through(dir.path(), &metrics, &mut log).unwrap();
+        assert_eq!(log.commits, vec![8], "committed past offset 7 once, after two failures");
+        assert!(counter(&metrics, "podwire_ingest_commit_errors_total 2"), "{}", metrics.encode());
+        assert!(counter(&metrics, "podwire_ingest_files_written_total{table=\"connections\"} 1"));
+    }
+
+    #[test]
+    fn a_failure_retrying_cannot_fix_stops_at_once_and_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = IngestMetrics::new();
+        let corrupt = Error::Ledger { path: "x".into(), what: "not podwire's".into() };
+        let mut log = FailingLog { failures: vec![corrupt], commits: Vec::new() };
+        let started = Instant::now();
+        let e = roll_through(dir.path(), &metrics, &mut log).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(300), "no backoff before giving up");
+        match &e {
+            Error::Roll { step, attempts, source, .. } => {
+                assert_eq!((*step, *attempts), ("commit", 1));
+                assert!(
+                    matches!(**source, Error::Ledger { .. }),
+                    "the cause kept typed: {source:?}"
+                );
+            }
+            e => panic!("expected Error::Roll, got {e:?}"),
+        }
+        assert!(log.commits.is_empty());
+        assert!(
+            counter(&metrics, "podwire_ingest_roll_failures_total{reason=\"not_retryable\"} 1"),
+            "{}",
+            metrics.encode()
+        );
     }
 }

@@ -18,7 +18,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Count(usize);
 
 impl BatchSink for Count {
-    fn write(&mut self, _: Table, batch: RecordBatch) -> Result<(), String> {
+    fn write(&mut self, _: Table, batch: RecordBatch) -> Result<(), podwire_capture::Error> {
         self.0 += batch.num_rows();
         Ok(())
     }

@@ -94,6 +94,37 @@ pub struct TopicSpec {
     pub replication: i32,
 }
 
+/// Whether a Kafka call that failed with `e` may succeed if made again: false for what only a
+/// change of configuration or permissions fixes (authorization, authentication, a message over
+/// the broker's limit, an invalid argument or configuration, a fatal or unsupported request),
+/// true for the rest (the broker unreachable, a rebalance, a leader moving, a timeout).
+pub fn is_retryable(e: &rdkafka::error::KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    if matches!(e, rdkafka::error::KafkaError::ClientConfig(..)) {
+        return false;
+    }
+    !matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TransactionalIdAuthorizationFailed
+                | C::DelegationTokenAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+                | C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidArgument
+                | C::InvalidConfig
+                | C::InvalidRecord
+                | C::UnsupportedVersion
+                | C::UnsupportedFeature
+                | C::Fatal
+        )
+    )
+}
+
 /// Creates the `topics` that do not exist yet, with the message limit of `settings`. A topic that
 /// exists is left as it is. A broker that cannot be reached or refuses is a warning, not an
 /// error: the topics may be managed elsewhere.
@@ -160,6 +191,18 @@ mod tests {
             (Some("mine"), Some("b:9092"))
         );
         assert_eq!(s.message_limit(), (1000 + wire::MESSAGE_MARGIN_BYTES).to_string());
+    }
+
+    #[test]
+    fn permissions_and_limits_are_not_retried_an_outage_is() {
+        use rdkafka::error::KafkaError as K;
+        assert!(!is_retryable(&K::ConsumerCommit(RDKafkaErrorCode::GroupAuthorizationFailed)));
+        assert!(!is_retryable(&K::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)));
+        assert!(is_retryable(&K::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)));
+        assert!(is_retryable(&K::ConsumerCommit(RDKafkaErrorCode::IllegalGeneration)));
+        assert!(is_retryable(&K::MessageProduction(RDKafkaErrorCode::QueueFull)));
+        assert!(is_retryable(&K::Flush(RDKafkaErrorCode::OperationTimedOut)));
+        assert!(is_retryable(&K::ConsumerCommit(RDKafkaErrorCode::AllBrokersDown)));
     }
 
     #[test]

@@ -1,9 +1,18 @@
 //! Every KFL1 and KFL2 corpus case that translates (`query/kfl/tests/corpus/**`,
-//! `query/kfl/tests/corpus2/**`) also plans in DataFusion against the real schemas and runs on a
-//! store with no files (no rows, no error); with a time range too, so the partition predicates
-//! plan as well.
+//! `query/kfl/tests/corpus2/**`) also plans in DataFusion against the real schemas and runs:
+//! on a store with no files (no rows, no error), and on a store with rows of every kind, so each
+//! expression is evaluated on real columns, not only planned; with a time range too, so the
+//! partition predicates plan as well and every row returned is inside the range.
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, TimeUnit};
 use podwire_query::{Dialect, QueryRequest, Store};
+use podwire_schemas::Table;
+use podwire_schemas::connections::{self, ConnectionRecord, ConnectionsBuilder, DirCounters, by};
+use podwire_schemas::dns::{self, DnsBuilder, DnsRecord};
+use podwire_schemas::endpoint::EndpointMeta;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// 2026-01-01T00:00:00Z, as in the corpus snapshots.
 const NOW_MS: i64 = 1_767_225_600_000;
@@ -44,8 +53,13 @@ async fn plans_and_runs(
     paths.sort();
     assert!(paths.len() >= min_cases, "corpus not found at {}", corpus.display());
     let empty = tempfile::tempdir().unwrap();
-    let store = Store::open(empty.path()).unwrap();
+    let empty = Store::open(empty.path()).unwrap();
+    let full_dir = tempfile::tempdir().unwrap();
+    write_store(full_dir.path());
+    let full = Store::open(full_dir.path()).unwrap();
     let mut planned = 0;
+    let mut with_rows = 0;
+    let mut in_range = 0;
     let mut failures = Vec::new();
     for path in &paths {
         let text = std::fs::read_to_string(path).unwrap();
@@ -53,7 +67,7 @@ async fn plans_and_runs(
             continue;
         }
         let query = text.strip_suffix('\n').unwrap_or(&text);
-        for (from_ms, to_ms) in [(None, None), (Some(NOW_MS - 3_600_000), Some(NOW_MS))] {
+        for (from_ms, to_ms) in [(None, None), (Some(NOW_MS - 1_800_000), Some(NOW_MS))] {
             let request = QueryRequest {
                 kfl: query,
                 from_ms,
@@ -63,21 +77,227 @@ async fn plans_and_runs(
                 dialect,
                 extra: "",
             };
-            let result = async {
+            let run = |store: Store| async move {
                 let df = store.kfl(&request).await?;
-                let batches = df.collect().await?;
-                Ok::<usize, podwire_query::Error>(batches.iter().map(|b| b.num_rows()).sum())
-            }
-            .await;
-            match result {
-                Ok(0) => {}
-                Ok(n) => failures.push(format!("{}: {n} rows from an empty store", path.display())),
+                Ok::<_, podwire_query::Error>(df.collect().await?)
+            };
+            match run(empty.clone()).await {
+                Ok(b) if b.iter().all(|b| b.num_rows() == 0) => {}
+                Ok(_) => failures.push(format!("{}: rows from an empty store", path.display())),
                 Err(e) => failures.push(format!("{}: {query}\n  {e}", path.display())),
+            }
+            match run(full.clone()).await {
+                Ok(batches) => {
+                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                    if rows > 10 {
+                        failures.push(format!("{}: {rows} rows over the limit 10", path.display()));
+                    }
+                    if from_ms.is_none() && rows > 0 {
+                        with_rows += 1;
+                    }
+                    if let (Some(from), Some(to)) = (from_ms, to_ms) {
+                        for t in times_ms(&batches) {
+                            in_range += 1;
+                            if !(from..to).contains(&t) {
+                                failures.push(format!(
+                                    "{}: a row at {t} ms outside [{from}, {to})",
+                                    path.display()
+                                ));
+                            }
+                        }
+                    }
+                }
+                Err(e) => failures.push(format!("{}: {query}\n  on rows: {e}", path.display())),
             }
         }
         planned += 1;
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert!(planned > min_planned, "only {planned} cases translated");
-    println!("{planned} corpus cases planned and ran");
+    // The store's values are drawn from what the corpus names, so most filters match something:
+    // a store or a translation that matched nothing would pass the checks above vacuously.
+    assert!(
+        with_rows * 2 > planned,
+        "only {with_rows} of {planned} cases returned rows from the store with rows"
+    );
+    assert!(in_range > 100, "only {in_range} rows returned within a time range");
+    println!(
+        "{planned} corpus cases planned and ran; {with_rows} returned rows; {in_range} rows \
+         checked within the range"
+    );
+}
+
+/// The event times (ms) of result rows: the first timestamp column of each batch.
+fn times_ms(batches: &[RecordBatch]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for b in batches {
+        let Some(col) =
+            b.columns().iter().find(|c| matches!(c.data_type(), DataType::Timestamp(_, _)))
+        else {
+            continue;
+        };
+        let col =
+            arrow::compute::cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None)).unwrap();
+        let col = col.as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        out.extend((0..col.len()).filter(|i| col.is_valid(*i)).map(|i| col.value(i)));
+    }
+    out
+}
+
+/// A small xorshift generator: the same store on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+const NAMESPACES: [&str; 5] = ["default", "kube-system", "shop", "monitoring", ""];
+const NAMES: [&str; 12] = [
+    "api",
+    "api-v2",
+    "API",
+    "frontend",
+    "coredns",
+    "kube-proxy",
+    "my-http-svc",
+    "payments.svc.cluster.local",
+    "名前サービス",
+    "a b",
+    "fa-cache",
+    "",
+];
+const IPS: [&str; 8] = [
+    "10.0.0.5",
+    "10.0.1.7",
+    "10.96.0.10",
+    "192.168.1.20",
+    "172.16.0.3",
+    "8.8.8.8",
+    "1.1.1.1",
+    "fd00::5",
+];
+const PORTS: [u16; 7] = [22, 53, 80, 443, 8080, 5432, 40_000];
+const NODES: [&str; 2] = ["ip-10-0-41-65.ec2.internal", "node-b"];
+
+fn meta(rng: &mut Rng) -> EndpointMeta {
+    let name = rng.pick(&NAMES).to_string();
+    EndpointMeta {
+        namespace: rng.pick(&NAMESPACES).into(),
+        pod: format!("{name}-7d9f"),
+        workload: name.clone(),
+        workload_kind: rng.pick(&["Deployment", "DaemonSet", ""]).into(),
+        service: rng.pick(&["api", "kube-dns", ""]).into(),
+        node: rng.pick(&NODES).into(),
+        name,
+    }
+}
+
+/// Writes connections and DNS rows over 2025-12-24 and the last two hours of 2025-12-31, one
+/// file per hour, in the store's layout and time order.
+fn write_store(root: &Path) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let hours = [
+        (1_766_570_400_000i64, "2025-12-24", "10"),
+        (NOW_MS - 7_200_000, "2025-12-31", "22"),
+        (NOW_MS - 3_600_000, "2025-12-31", "23"),
+    ];
+    let mut conn_id = 0;
+    for (start_ms, date, hour) in hours {
+        let mut conns = ConnectionsBuilder::default();
+        let mut dnss = DnsBuilder::new();
+        for i in 0..400i64 {
+            conn_id += 1;
+            let ts_ns = (start_ms + i * 9_000) * 1_000_000;
+            let ip = |rng: &mut Rng| rng.pick(&IPS).parse::<IpAddr>().unwrap();
+            let tcp = rng.next() % 3 != 0;
+            let bytes = rng.next() % 100_000;
+            let counters = |rng: &mut Rng| DirCounters {
+                packets: 1 + rng.next() % 50,
+                bytes,
+                payload_bytes: bytes / 2,
+                retransmits: rng.next() % 3,
+                zero_windows: u64::from(rng.next() % 20 == 0),
+            };
+            let src_meta = meta(&mut rng);
+            let dst_meta = meta(&mut rng);
+            conns.append(&ConnectionRecord {
+                start_ns: ts_ns,
+                end_ns: ts_ns + (rng.next() % 5_000_000_000) as i64,
+                conn_id,
+                row_seq: 0,
+                is_final: rng.next() % 4 != 0,
+                protocol: if tcp { connections::protocol::TCP } else { connections::protocol::UDP },
+                src_ip: ip(&mut rng),
+                src_port: 30_000 + (rng.next() % 30_000) as u16,
+                dst_ip: ip(&mut rng),
+                dst_port: PORTS[(rng.next() % PORTS.len() as u64) as usize],
+                src: counters(&mut rng),
+                dst: counters(&mut rng),
+                outcome: rng.pick(&[
+                    connections::outcome::CLOSED,
+                    connections::outcome::OPEN,
+                    connections::outcome::RESET,
+                    connections::outcome::REFUSED,
+                    connections::outcome::NO_ANSWER,
+                    connections::outcome::UNREACHABLE,
+                    connections::outcome::ANSWERED,
+                ]),
+                src_flags: (rng.next() % 64) as u8,
+                dst_flags: (rng.next() % 64) as u8,
+                handshake_rtt_ns: tcp.then(|| (rng.next() % 50_000_000) as i64),
+                closed_by: rng.pick(&[by::SRC, by::DST, by::NONE]),
+                reset_by: rng.pick(&[by::SRC, by::DST, by::NONE]),
+                icmp_error: (rng.next() % 10 == 0).then_some((3, 1)),
+                icmp_errors: rng.next() % 2,
+                icmp_error_src: (rng.next() % 10 == 0).then(|| ip(&mut rng)),
+                vlan: String::new(),
+                tunnel: rng.pick(&["", "vxlan"]).into(),
+                dst_dns_name: (rng.next() % 2 == 0).then(|| Arc::from(rng.pick(&NAMES))),
+                node: Arc::from(rng.pick(&NODES)),
+                src_meta,
+                dst_meta,
+            });
+            let answered = rng.next() % 4 != 0;
+            dnss.append(&DnsRecord {
+                ts_ns,
+                response_ns: answered.then_some(ts_ns + 2_000_000),
+                conn_id,
+                protocol: connections::protocol::UDP,
+                src_ip: ip(&mut rng),
+                src_port: 40_000,
+                dst_ip: "10.96.0.10".parse().unwrap(),
+                dst_port: 53,
+                dns_id: (rng.next() % 65_536) as u16,
+                query_name: rng.pick(&NAMES).into(),
+                query_type: rng.pick(&["A", "AAAA", "SRV"]).into(),
+                rcode: rng.pick(&dns::RCODE_NAMES[..4]).into(),
+                answers: vec![rng.pick(&IPS).into()],
+                answer_ips: vec![ip(&mut rng)],
+                ttl_min: answered.then_some(30),
+                outcome: if answered { dns::outcome::ANSWERED } else { dns::outcome::NO_RESPONSE },
+                node: Arc::from(rng.pick(&NODES)),
+                src_meta: meta(&mut rng),
+                dst_meta: meta(&mut rng),
+            });
+        }
+        for (table, batch) in [(Table::Connections, conns.finish()), (Table::Dns, dnss.finish())] {
+            let dir =
+                root.join(table.name()).join(format!("date={date}")).join(format!("hour={hour}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = std::fs::File::create(dir.join("fixture.parquet")).unwrap();
+            let batch = batch.unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+    }
 }

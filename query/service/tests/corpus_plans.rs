@@ -155,6 +155,10 @@ impl Rng {
         self.0
     }
 
+    fn one_in(&mut self, n: u64) -> bool {
+        self.next().is_multiple_of(n)
+    }
+
     fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
         from[(self.next() % from.len() as u64) as usize]
     }
@@ -218,14 +222,14 @@ fn write_store(root: &Path) {
             conn_id += 1;
             let ts_ns = (start_ms + i * 9_000) * 1_000_000;
             let ip = |rng: &mut Rng| rng.pick(&IPS).parse::<IpAddr>().unwrap();
-            let tcp = rng.next() % 3 != 0;
+            let tcp = !rng.one_in(3);
             let bytes = rng.next() % 100_000;
             let counters = |rng: &mut Rng| DirCounters {
                 packets: 1 + rng.next() % 50,
                 bytes,
                 payload_bytes: bytes / 2,
                 retransmits: rng.next() % 3,
-                zero_windows: u64::from(rng.next() % 20 == 0),
+                zero_windows: u64::from(rng.one_in(20)),
             };
             let src_meta = meta(&mut rng);
             let dst_meta = meta(&mut rng);
@@ -234,7 +238,7 @@ fn write_store(root: &Path) {
                 end_ns: ts_ns + (rng.next() % 5_000_000_000) as i64,
                 conn_id,
                 row_seq: 0,
-                is_final: rng.next() % 4 != 0,
+                is_final: !rng.one_in(4),
                 protocol: if tcp { connections::protocol::TCP } else { connections::protocol::UDP },
                 src_ip: ip(&mut rng),
                 src_port: 30_000 + (rng.next() % 30_000) as u16,
@@ -256,17 +260,17 @@ fn write_store(root: &Path) {
                 handshake_rtt_ns: tcp.then(|| (rng.next() % 50_000_000) as i64),
                 closed_by: rng.pick(&[by::SRC, by::DST, by::NONE]),
                 reset_by: rng.pick(&[by::SRC, by::DST, by::NONE]),
-                icmp_error: (rng.next() % 10 == 0).then_some((3, 1)),
+                icmp_error: rng.one_in(10).then_some((3, 1)),
                 icmp_errors: rng.next() % 2,
-                icmp_error_src: (rng.next() % 10 == 0).then(|| ip(&mut rng)),
+                icmp_error_src: rng.one_in(10).then(|| ip(&mut rng)),
                 vlan: String::new(),
                 tunnel: rng.pick(&["", "vxlan"]).into(),
-                dst_dns_name: (rng.next() % 2 == 0).then(|| Arc::from(rng.pick(&NAMES))),
+                dst_dns_name: rng.one_in(2).then(|| Arc::from(rng.pick(&NAMES))),
                 node: Arc::from(rng.pick(&NODES)),
                 src_meta,
                 dst_meta,
             });
-            let answered = rng.next() % 4 != 0;
+            let answered = !rng.one_in(4);
             dnss.append(&DnsRecord {
                 ts_ns,
                 response_ns: answered.then_some(ts_ns + 2_000_000),

@@ -10,9 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 F=${1:-../shared/data/pcaps/large/mix-large.pcap}
 RUNS=${2:-5}
-BIN=target/release/podwire
+BIN=${BIN:-target/release/podwire}              # BIN=… CAPTURE_ONLY=… time another build
+CAPTURE_ONLY=${CAPTURE_ONLY:-target/release/capture_only}
 CORE=${CORE:-1}
-[[ -x $BIN && -x target/release/capture_only ]] || {
+[[ -x $BIN && -x $CAPTURE_ONLY ]] || {
     echo "build first: cargo build --release -p podwire -p podwire-benchmarks" >&2; exit 1; }
 for t in tcpdump nfpcapd tshark /usr/bin/time taskset capinfos; do
     command -v "$t" >/dev/null || { echo "missing $t: apt-get install -y tcpdump nfdump tshark time util-linux" >&2; exit 1; }
@@ -43,7 +44,7 @@ echo "capture: $F ($PKTS packets, $(stat -c %s "$F") bytes); $RUNS runs each, me
 echo "| tool | seconds | M packets/s | peak RSS MB |"
 echo "|---|---|---|---|"
 measure "podwire standalone (Parquet out)" "$BIN" standalone -q --pcap "$F" --store "$WORK/out"
-measure "podwire packet path only (no Parquet)" target/release/capture_only "$F" 1
+measure "podwire packet path only (no Parquet)" "$CAPTURE_ONLY" "$F" 1
 measure "tcpdump -r F -w /dev/null" tcpdump -r "$F" -w /dev/null
 measure "nfpcapd -r F -w DIR" nfpcapd -r "$F" -w "$WORK/out"
 if [[ ${SKIP_TSHARK:-} != 1 ]]; then

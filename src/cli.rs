@@ -338,6 +338,8 @@ pub(crate) struct ServeArgs {
     /// Queries running at once; more get a 503 with Retry-After.
     #[arg(long, env = "PODWIRE_MAX_CONCURRENT_QUERIES", default_value_t = 4)]
     pub(crate) max_concurrent_queries: usize,
+    #[command(flatten)]
+    pub(crate) pushdown: PushdownArgs,
     /// After SIGTERM or Ctrl-C, wait this long for running responses before exiting.
     #[arg(long, env = "PODWIRE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) shutdown_grace: Duration,
@@ -401,6 +403,28 @@ pub(crate) struct StoreArgs {
     /// `s3://bucket/prefix` (settings from the AWS_* environment variables, as for `serve`).
     #[arg(long, env = "PODWIRE_STORE")]
     pub(crate) store: PathBuf,
+    #[command(flatten)]
+    pub(crate) pushdown: PushdownArgs,
+}
+
+/// `--pushdown`: an override of the engine's choice, for experiments and benchmarks.
+#[derive(Debug, Args)]
+pub(crate) struct PushdownArgs {
+    /// Whether the Parquet reader applies the filter itself (late materialization): `auto`
+    /// decides per query; `on`/`off` force it, for experiments. Results never change.
+    #[arg(long, env = "PODWIRE_PUSHDOWN", value_enum, default_value_t = Pushdown::Auto, hide = true)]
+    pub(crate) pushdown: Pushdown,
+}
+
+/// The values of `--pushdown`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Pushdown {
+    /// Decided per query.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
 }
 
 const WHY_HELP: &str = "\

@@ -13,7 +13,7 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
     if format == Format::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet needs --output FILE");
     }
-    let (store, runtime) = open_store(&args.store.store)?;
+    let (store, runtime) = open_store(&args.store)?;
     let out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -52,12 +52,17 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
 
 /// Opens the store at `path` (a folder or `s3://…`) with a runtime to query it on.
 pub(crate) fn open_store(
-    path: &std::path::Path,
+    args: &crate::cli::StoreArgs,
 ) -> anyhow::Result<(Store, tokio::runtime::Runtime)> {
+    let path = args.store.as_path();
     if !podwire_query::catalog::is_bucket(path) && !path.is_dir() {
         anyhow::bail!("no store at `{}` (write one with `podwire standalone`)", path.display());
     }
-    let store = Store::open(path)?;
+    let options = podwire_query::StoreOptions {
+        pushdown: args.pushdown.pushdown.into(),
+        ..podwire_query::StoreOptions::default()
+    };
+    let store = Store::open_with(path, options)?;
     // Timers and sockets: an `s3://` store's client needs them.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -159,6 +164,16 @@ impl From<OutputFormat> for Format {
             OutputFormat::Csv => Format::Csv,
             OutputFormat::Json => Format::Json,
             OutputFormat::Parquet => Format::Parquet,
+        }
+    }
+}
+
+impl From<crate::cli::Pushdown> for podwire_query::pushdown::Pushdown {
+    fn from(p: crate::cli::Pushdown) -> Self {
+        match p {
+            crate::cli::Pushdown::Auto => Self::Auto,
+            crate::cli::Pushdown::On => Self::On,
+            crate::cli::Pushdown::Off => Self::Off,
         }
     }
 }

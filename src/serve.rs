@@ -47,7 +47,11 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
              the whole history. Set --token or PODWIRE_TOKEN."
         );
     }
-    let options = StoreOptions { memory_limit: Some(args.memory_limit), ..StoreOptions::default() };
+    let options = StoreOptions {
+        memory_limit: Some(args.memory_limit),
+        pushdown: args.pushdown.pushdown.into(),
+        ..StoreOptions::default()
+    };
     let store = Store::open_with(&args.store, options)?;
     let assets = args.web_root.clone().map_or(Assets::Embedded, Assets::Folder);
     let config =

@@ -13,7 +13,8 @@
 //! - [`output`]: writes a result stream as a table, CSV, JSON lines or Parquet; [`csv`]: CSV rows
 //!   straight from the Arrow columns.
 //! - [`local`]: the object store a folder store is read through (files mapped into memory);
-//!   [`pushdown`]: when the Parquet reader applies a query's filter itself.
+//!   [`pushdown`]: when the Parquet reader applies a query's filter itself, decided for most
+//!   filters by [`sample`]: what fraction of a few sampled hours the filter keeps.
 //! - [`api`]: the HTTP API of `podwire serve`: KFL and SQL queries streamed as JSON, CSV or
 //!   Arrow IPC, translate, fields, health, Prometheus metrics, OpenAPI.
 //! - [`map`]: the connectivity map (nodes and edges over a window) as one grouped query;
@@ -37,6 +38,7 @@ pub mod output;
 pub mod prune;
 pub mod pushdown;
 pub mod readonly;
+pub mod sample;
 pub mod session;
 pub(crate) mod sightings;
 pub mod time;

@@ -3,21 +3,23 @@
 //! With pushdown, the reader decodes the filter's columns first and then only the matching rows
 //! of the others, skipping whole pages that hold none. That pays when few rows match, and costs
 //! when many do: decoding scattered rows one run at a time is slower than decoding whole pages
-//! and filtering afterwards. On the 10 M-row benchmark store (`benchmarks/README.md`, session 13,
-//! in-process): one pod's traffic (0.15 % of rows) 0.40 s → 0.20 s, one external name (0.45 %)
-//! 0.41 s → 0.37 s; but two namespaces (1 %) 0.48 s → 0.51–0.55 s and external traffic
+//! and filtering afterwards. On the 10 M-row benchmark store (`benchmarks/README.md`, in-process):
+//! one pod's traffic (0.15 % of rows) 0.40 s → 0.20 s, one external name (0.45 %) 0.41 s →
+//! 0.37 s; but two namespaces (1 %) 0.48 s → 0.51–0.55 s and external traffic
 //! (`dst.namespace == ""`, 12 %) 0.62 s → 0.78 s.
 //!
-//! DataFusion has no estimate of how many rows a filter matches, so the choice is made here
-//! from the filter's shape ([`Pushdown::Auto`], the default): pushdown is on for a query whose
-//! every filtered scan asks for one entity, or a few, by identity (a pod, a name, an address, a
-//! DNS name, a connection id) and off otherwise. Namespaces, nodes, workloads, services, kinds,
-//! protocols, outcomes and ports are shared by many rows and do not count; nor does `== ""`
-//! (every entry without a name). The guess can be wrong for an entity that is in a large share
-//! of all rows, such as the cluster DNS server's address (13 % of the benchmark store's rows):
-//! such a query then costs what pushdown costs a broad filter (up to +26 % above).
-use datafusion::common::ScalarValue;
+//! DataFusion has no estimate of how many rows a filter matches, so [`Pushdown::Auto`] (the
+//! default) decides in two steps. A query whose every filtered scan asks for one entity, or a
+//! few, by identity (a pod, a name, an address, a DNS name, a connection id: [`asks_for_few`])
+//! gets pushdown without further ado. Any other filtered query is measured: a sample of the
+//! store ([`crate::sample`]) says what fraction of rows its filters keep, and pushdown is on
+//! below [`KEEP_AT_MOST`]. Namespaces, ports, outcomes and their combinations are thus judged
+//! by what they match in this store, not by their shape; an entity that is in a large share of
+//! all rows (the cluster DNS server's address) is measured like any other filter when the
+//! shape test does not settle it. When the sample cannot be taken (an empty store, a listing
+//! that fails) the shape decides alone.
 use datafusion::common::tree_node::{TreeNode as _, TreeNodeRecursion};
+use datafusion::common::{ScalarValue, TableReference};
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 use podwire_schemas::connections::col as conn;
@@ -45,6 +47,34 @@ impl Pushdown {
             Self::Off => false,
         }
     }
+}
+
+/// The largest fraction of sampled rows a filter may keep and still get pushdown. Measured on
+/// the query family of `benchmarks/query-family.py` (in-process, pushdown forced each way):
+/// pushdown won on every filter that kept under 2 % of rows and lost on most above it.
+pub const KEEP_AT_MOST: f64 = 0.02;
+
+/// The filter right above each table scan of `plan`, with the scan's table: what a sample
+/// measures ([`crate::sample`]). Empty when any filter reads a subquery (a sample would run it).
+pub fn filtered_scans(plan: &LogicalPlan) -> Vec<(TableReference, Expr)> {
+    let mut scans = Vec::new();
+    let mut subquery = false;
+    // The closure never fails.
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Filter(filter) = node
+            && let LogicalPlan::TableScan(scan) = filter.input.as_ref()
+        {
+            subquery |= filter
+                .predicate
+                .exists(|e| {
+                    Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)))
+                })
+                .unwrap_or(true);
+            scans.push((scan.table_name.clone(), filter.predicate.clone()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    if subquery { Vec::new() } else { scans }
 }
 
 /// Columns naming one entity among many, in any table of the store (names from the schemas
@@ -193,6 +223,87 @@ mod tests {
             let on = df.task_ctx().session_config().options().execution.parquet.pushdown_filters;
             assert_eq!(on, want, "{pushdown:?} {kfl}");
         }
+    }
+
+    /// A store of 3 hours × 1,000 connections: `dst.namespace` is "rare" on 1 row in 200 and
+    /// "common" on every other.
+    fn sampled_store() -> tempfile::TempDir {
+        use podwire_schemas::connections::{ConnectionRecord, ConnectionsBuilder, DirCounters};
+        let dir = tempfile::tempdir().unwrap();
+        // 2026-11-05T14:00Z.
+        let h14_ns = 1_793_887_200_000_000_000i64;
+        for h in 0..3i64 {
+            let mut b = ConnectionsBuilder::default();
+            for i in 0..1000i64 {
+                let t = h14_ns + h * 3_600_000_000_000 + i * 1_000_000_000;
+                let dst_meta = podwire_schemas::endpoint::EndpointMeta {
+                    namespace: if i % 200 == 0 { "rare" } else { "common" }.into(),
+                    ..Default::default()
+                };
+                b.append(&ConnectionRecord {
+                    start_ns: t,
+                    end_ns: t,
+                    conn_id: h * 1000 + i,
+                    row_seq: 0,
+                    is_final: true,
+                    protocol: "tcp",
+                    src_ip: "10.0.0.1".parse().unwrap(),
+                    src_port: 1000,
+                    dst_ip: "10.0.0.2".parse().unwrap(),
+                    dst_port: 80,
+                    src: DirCounters::default(),
+                    dst: DirCounters::default(),
+                    outcome: "closed",
+                    src_flags: 0,
+                    dst_flags: 0,
+                    handshake_rtt_ns: None,
+                    closed_by: "",
+                    reset_by: "",
+                    icmp_error: None,
+                    icmp_errors: 0,
+                    icmp_error_src: None,
+                    vlan: String::new(),
+                    tunnel: String::new(),
+                    dst_dns_name: None,
+                    node: "n".into(),
+                    src_meta: Default::default(),
+                    dst_meta,
+                });
+            }
+            let batch = b.finish().unwrap();
+            let folder = dir.path().join(format!("connections/date=2026-11-05/hour={}", 14 + h));
+            std::fs::create_dir_all(&folder).unwrap();
+            let file = std::fs::File::create(folder.join("a.parquet")).unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        dir
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sample_of_the_store_decides_filters_the_shape_leaves_open() {
+        let dir = sampled_store();
+        let store = Store::open(dir.path()).unwrap();
+        for (kfl, want) in [
+            (r#"dst.namespace == "rare""#, true),
+            (r#"tcp and dst.namespace == "rare" and dst.port == 80"#, true),
+            (r#"dst.namespace == "common""#, false),
+            (r#"dst.namespace == "rare" or dst.namespace == "common""#, false),
+            (r#"dst.namespace == "nowhere""#, true),
+        ] {
+            for (from_ms, to_ms) in
+                [(None, None), (Some(1_793_887_200_000), Some(1_793_894_400_000))]
+            {
+                let request = QueryRequest { from_ms, to_ms, ..QueryRequest::new(kfl) };
+                let df = store.kfl(&request).await.unwrap();
+                let on =
+                    df.task_ctx().session_config().options().execution.parquet.pushdown_filters;
+                assert_eq!(on, want, "{kfl} {from_ms:?}");
+            }
+        }
+        // An empty store leaves the decision to the shape.
+        assert!(!pushed(r#"dst.namespace == "rare""#).await);
     }
 
     #[tokio::test]

@@ -200,7 +200,7 @@ impl Store {
         {
             prune::add_predicate(&mut statement, &predicate);
         }
-        let mut df = self.plan(statement).await?;
+        let mut df = self.plan_in(statement, translation.from_ms, translation.to_ms).await?;
         // `SELECT *` over one table also returns the partition columns; KFL rows are the
         // table's own columns.
         let partition: Vec<&str> = [DATE, HOUR]
@@ -227,6 +227,17 @@ impl Store {
 
     /// Plans a statement built here (the map, the timeline): checked read-only like any other.
     pub(crate) async fn plan(&self, statement: sqlparser::ast::Statement) -> Result<DataFrame> {
+        self.plan_in(statement, None, None).await
+    }
+
+    /// [`Self::plan`] for a statement whose rows lie in `[from_ms, to_ms)`: the range the
+    /// pushdown choice samples ([`crate::pushdown`]).
+    async fn plan_in(
+        &self,
+        statement: sqlparser::ast::Statement,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<DataFrame> {
         let plan: LogicalPlan =
             self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
         SQLOptions::new()
@@ -235,10 +246,45 @@ impl Store {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| Error::Rejected(e.find_root().to_string()))?;
+        let pushdown = match self.pushdown {
+            Pushdown::Auto if !crate::pushdown::asks_for_few(&plan) => {
+                self.sampled_pushdown(&plan, from_ms, to_ms).await
+            }
+            p => p.applies_to(&plan),
+        };
         let mut state = self.ctx.state();
-        state.config_mut().options_mut().execution.parquet.pushdown_filters =
-            self.pushdown.applies_to(&plan);
+        state.config_mut().options_mut().execution.parquet.pushdown_filters = pushdown;
         Ok(DataFrame::new(state, plan))
+    }
+
+    /// Pushdown for a filter the shape test leaves open: on when a sample of the store says
+    /// its filters keep at most [`crate::pushdown::KEEP_AT_MOST`] of the rows.
+    async fn sampled_pushdown(
+        &self,
+        plan: &LogicalPlan,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> bool {
+        let scans = crate::pushdown::filtered_scans(plan);
+        if scans.is_empty() {
+            return false;
+        }
+        match crate::sample::kept(&self.ctx, &self.root, &scans, from_ms, to_ms).await {
+            Ok(kept) => {
+                let on = kept.fraction().is_some_and(|f| f <= crate::pushdown::KEEP_AT_MOST);
+                tracing::debug!(
+                    rows = kept.rows,
+                    kept = kept.kept,
+                    pushdown = on,
+                    "sampled the filter"
+                );
+                on
+            }
+            Err(e) => {
+                tracing::debug!("sampling the filter failed, no pushdown: {e}");
+                false
+            }
+        }
     }
 }
 

@@ -511,9 +511,7 @@ impl<'a> InProcess<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use podwire_schemas::connections::{
-        ConnectionRecord, ConnectionsBuilder, DirCounters, by, outcome, protocol,
-    };
+    use podwire_schemas::connections::{ConnectionRecord, ConnectionsBuilder, outcome, protocol};
     use std::fs::File;
 
     fn row(start_s: i64) -> ConnectionRecord {
@@ -521,30 +519,14 @@ pub(crate) mod tests {
             start_ns: start_s * 1_000_000_000,
             end_ns: start_s * 1_000_000_000,
             conn_id: start_s,
-            row_seq: 0,
-            is_final: true,
             protocol: protocol::UDP,
             src_ip: "10.0.0.1".parse().unwrap(),
             src_port: 1,
             dst_ip: "10.0.0.2".parse().unwrap(),
             dst_port: 2,
-            src: DirCounters::default(),
-            dst: DirCounters::default(),
             outcome: outcome::NO_ANSWER,
-            src_flags: 0,
-            dst_flags: 0,
-            handshake_rtt_ns: None,
-            closed_by: by::NONE,
-            reset_by: by::NONE,
-            icmp_error: None,
-            icmp_errors: 0,
-            icmp_error_src: None,
-            vlan: String::new(),
-            tunnel: String::new(),
-            dst_dns_name: None,
             node: "n".into(),
-            src_meta: Default::default(),
-            dst_meta: Default::default(),
+            ..ConnectionRecord::default()
         }
     }
 

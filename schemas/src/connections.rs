@@ -257,6 +257,42 @@ pub struct ConnectionRecord {
     pub dst_meta: EndpointMeta,
 }
 
+impl Default for ConnectionRecord {
+    /// A final, closed TCP row between unspecified addresses at the epoch, with no counters
+    /// and no names: a base for generators and tests, which set the fields that matter.
+    fn default() -> Self {
+        ConnectionRecord {
+            start_ns: 0,
+            end_ns: 0,
+            conn_id: 0,
+            row_seq: 0,
+            is_final: true,
+            protocol: protocol::TCP,
+            src_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            src_port: 0,
+            dst_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            dst_port: 0,
+            src: DirCounters::default(),
+            dst: DirCounters::default(),
+            outcome: outcome::CLOSED,
+            src_flags: 0,
+            dst_flags: 0,
+            handshake_rtt_ns: None,
+            closed_by: by::NONE,
+            reset_by: by::NONE,
+            icmp_error: None,
+            icmp_errors: 0,
+            icmp_error_src: None,
+            vlan: String::new(),
+            tunnel: String::new(),
+            dst_dns_name: None,
+            node: Arc::from(""),
+            src_meta: EndpointMeta::default(),
+            dst_meta: EndpointMeta::default(),
+        }
+    }
+}
+
 /// TCP flag bits as stored in [`ConnectionRecord::src_flags`] (the TCP header's own bit order).
 pub mod flag {
     /// FIN

@@ -1157,35 +1157,7 @@ fn set_meta(dst: &mut EndpointMeta, src: &EndpointMeta) {
 }
 
 fn blank_record(node: Arc<str>) -> ConnectionRecord {
-    ConnectionRecord {
-        start_ns: 0,
-        end_ns: 0,
-        conn_id: 0,
-        row_seq: 0,
-        is_final: true,
-        protocol: protocol::TCP,
-        src_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        src_port: 0,
-        dst_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        dst_port: 0,
-        src: DirCounters::default(),
-        dst: DirCounters::default(),
-        outcome: outcome::CLOSED,
-        src_flags: 0,
-        dst_flags: 0,
-        handshake_rtt_ns: None,
-        closed_by: by::NONE,
-        reset_by: by::NONE,
-        icmp_error: None,
-        icmp_errors: 0,
-        icmp_error_src: None,
-        vlan: String::new(),
-        tunnel: String::new(),
-        dst_dns_name: None,
-        node,
-        src_meta: EndpointMeta::default(),
-        dst_meta: EndpointMeta::default(),
-    }
+    ConnectionRecord { node, ..ConnectionRecord::default() }
 }
 
 /// Counters of a TCP exchange carrying these payloads (handshake and FINs included).

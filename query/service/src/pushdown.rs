@@ -228,7 +228,7 @@ mod tests {
     /// A store of 3 hours × 1,000 connections: `dst.namespace` is "rare" on 1 row in 200 and
     /// "common" on every other.
     fn sampled_store() -> tempfile::TempDir {
-        use podwire_schemas::connections::{ConnectionRecord, ConnectionsBuilder, DirCounters};
+        use podwire_schemas::connections::{ConnectionRecord, ConnectionsBuilder};
         let dir = tempfile::tempdir().unwrap();
         // 2026-11-05T14:00Z.
         let h14_ns = 1_793_887_200_000_000_000i64;
@@ -244,30 +244,8 @@ mod tests {
                     start_ns: t,
                     end_ns: t,
                     conn_id: h * 1000 + i,
-                    row_seq: 0,
-                    is_final: true,
-                    protocol: "tcp",
-                    src_ip: "10.0.0.1".parse().unwrap(),
-                    src_port: 1000,
-                    dst_ip: "10.0.0.2".parse().unwrap(),
-                    dst_port: 80,
-                    src: DirCounters::default(),
-                    dst: DirCounters::default(),
-                    outcome: "closed",
-                    src_flags: 0,
-                    dst_flags: 0,
-                    handshake_rtt_ns: None,
-                    closed_by: "",
-                    reset_by: "",
-                    icmp_error: None,
-                    icmp_errors: 0,
-                    icmp_error_src: None,
-                    vlan: String::new(),
-                    tunnel: String::new(),
-                    dst_dns_name: None,
-                    node: "n".into(),
-                    src_meta: Default::default(),
                     dst_meta,
+                    ..ConnectionRecord::default()
                 });
             }
             let batch = b.finish().unwrap();

@@ -334,6 +334,11 @@ def main():
                          f"{podwire_args(f)}\n  podwire rows/sum(conn_id)/sum(src_port) = {got}, "
                          f"DuckDB = {want}\n  SQL: {f['sql']}")
         f["rows"] = want[0]
+        # What share of the rows in the filter's range it keeps (what the pushdown choice
+        # estimates from a sample).
+        every = duckdb_sql(dict(f, where="TRUE"), conns, dns, have_dns)
+        f["in_range"] = con.execute(f"SELECT count(*) FROM ({every})").fetchone()[0]
+        f["kept"] = f["rows"] / f["in_range"] if f["in_range"] else 0.0
     print(f"rows equal on all {len(filters)} filters"
           + (" (podwire with pushdown auto, on and off)" if a.check_only else "")
           + f"; non-empty results: {sum(1 for f in filters if f['rows'] > 0)}", flush=True)
@@ -389,7 +394,7 @@ def main():
                 times.append(time.perf_counter() - t0)
         f["dk_in"] = statistics.median(times)
         f["ratio_in"] = f["pw_in"] / f["dk_in"]
-        print(f"filter {f['id']:>3} {f['form']:<11} rows {f['rows']:>9,}: process {f['pw']:.3f} s "
+        print(f"filter {f['id']:>3} {f['form']:<11} rows {f['rows']:>9,} ({100 * f['kept']:.2f} %): process {f['pw']:.3f} s "
               f"vs {f['dk']:.3f} s ({f['ratio']:.2f}), in-process {f['pw_in']:.3f} vs "
               f"{f['dk_in']:.3f} ({f['ratio_in']:.2f}), anon MB {f['pw_anon']:.0f} vs "
               f"{f['dk_anon']:.0f}"
@@ -400,14 +405,14 @@ def main():
 
     # 3. The report.
     print()
-    print("| # | form | KFL | window | rows | podwire s | DuckDB s | ratio | in-process podwire s "
+    print("| # | form | KFL | window | rows | kept % | podwire s | DuckDB s | ratio | in-process podwire s "
           "| DuckDB s | ratio | anon MB podwire | DuckDB |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for f in filters:
         w = f"{iso(f['window'][0])}, {int((f['window'][1] - f['window'][0]).total_seconds() // 3600)} h" \
             if f["window"] else ""
         again = f" (first {f['first_ratio']:.2f})" if "first_ratio" in f else ""
-        print(f"| {f['id']} | {f['form']} | `{f['kfl']}` | {w} | {f['rows']:,} | {f['pw']:.3f} | "
+        print(f"| {f['id']} | {f['form']} | `{f['kfl']}` | {w} | {f['rows']:,} | {100 * f['kept']:.2f} | {f['pw']:.3f} | "
               f"{f['dk']:.3f} | {f['ratio']:.2f}{again} | {f['pw_in']:.3f} | {f['dk_in']:.3f} | "
               f"{f['ratio_in']:.2f} | {f['pw_anon']:.0f} | {f['dk_anon']:.0f} |")
     print()

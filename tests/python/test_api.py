@@ -18,9 +18,8 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-from podwire_bin import ROOT, BIN, run
+from podwire_bin import ROOT, BIN, generate_store, run
 
-GEN_STORE = os.path.join(os.path.dirname(BIN), "gen_store")
 
 
 class Server:
@@ -360,13 +359,7 @@ def test_missing_store_is_made_and_a_bad_one_is_a_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory):
-    assert os.path.exists(GEN_STORE), \
-        f"build the store generator first (cargo build -p podwire-benchmarks --bin gen_store): {GEN_STORE}"
-    path = tmp_path_factory.mktemp("api-big-store")
-    out = subprocess.run([GEN_STORE, "--rows", "1500000", "--days", "2", "--seed", "7", "--out", str(path)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return str(path)
+    return generate_store(tmp_path_factory.mktemp("api-big-store"), 1500000, 2, 7)
 
 
 def test_huge_result_streams_in_bounded_memory(big_store):

@@ -9,21 +9,14 @@ import sys
 
 import pytest
 
-from podwire_bin import BIN, ROOT
+from podwire_bin import BIN, ROOT, generate_store
 
-GEN_STORE = os.path.join(os.path.dirname(BIN), "gen_store")
 FAMILY = os.path.join(ROOT, "benchmarks", "query-family.py")
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    assert os.path.exists(GEN_STORE), \
-        f"build the store generator first (cargo build -p podwire-benchmarks --bin gen_store): {GEN_STORE}"
-    path = tmp_path_factory.mktemp("family-store")
-    out = subprocess.run([GEN_STORE, "--rows", "300000", "--days", "3", "--seed", "3", "--out", str(path)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return str(path)
+    return generate_store(tmp_path_factory.mktemp("family-store"), 300000, 3, 3)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

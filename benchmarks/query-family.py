@@ -20,7 +20,7 @@ Then, per filter:
   * a process ratio above 1.0 is measured again with 2×RUNS runs, to tell noise from a loss.
 
     benchmarks/query-family.py STORE [--filters 60] [--seed 1] [--runs 3] [--json OUT]
-        [--pushdown auto|on|off] [--only connections|both] [--check-only]
+        [--pushdown auto|on|off] [--only connections|both] [--ids 1,3,8] [--check-only]
 
 `--check-only` compares rows (podwire with its pushdown choice forced each way, and DuckDB) and
 times nothing: the test suite runs it on a small store. Environment: PODWIRE (default
@@ -286,6 +286,8 @@ def main():
     ap.add_argument("--baseline-explain", metavar="PATH",
                     help="also time this query_explain (another build) in-process, its own choice")
     ap.add_argument("--only", choices=["connections", "both"])
+    ap.add_argument("--ids", help="check and time only these of the drawn filters (1,3,8): "
+                    "to re-measure a few after a change")
     ap.add_argument("--check-only", action="store_true",
                     help="compare rows only: podwire (pushdown auto, on and off) and DuckDB")
     a = ap.parse_args()
@@ -306,6 +308,9 @@ def main():
     v = Values(con, conns)
     rng = random.Random(a.seed)
     filters = draw(rng, v, a.filters, a.only)
+    if a.ids:
+        wanted = {int(i) for i in a.ids.split(",")}
+        filters = [f for f in filters if f["id"] in wanted]
     tmp = tempfile.mkdtemp(prefix="query-family-")
     print(f"store: {store}; {len(filters)} filters, seed {a.seed}; duckdb {duckdb.__version__}; "
           f"runs {a.runs}; {os.cpu_count()} cores", flush=True)

@@ -14,7 +14,9 @@
 //!   straight from the Arrow columns.
 //! - [`local`]: the object store a folder store is read through (files mapped into memory);
 //!   [`pushdown`]: when the Parquet reader applies a query's filter itself, decided for most
-//!   filters by [`sample`]: what fraction of a few sampled hours the filter keeps.
+//!   filters by [`sample`]: what fraction of a few sampled hours the filter keeps; [`compact`]:
+//!   the rows such a scan returns are copied into full batches before a merge or sort keeps them;
+//!   [`contradiction`]: a filter that asks a column for ranges that do not meet reads nothing.
 //! - [`api`]: the HTTP API of `podwire serve`: KFL and SQL queries streamed as JSON, CSV or
 //!   Arrow IPC, translate, fields, health, Prometheus metrics, OpenAPI.
 //! - [`map`]: the connectivity map (nodes and edges over a window) as one grouped query;
@@ -29,6 +31,8 @@
 pub mod api;
 pub mod catalog;
 pub(crate) mod columns;
+pub mod compact;
+pub mod contradiction;
 pub mod csv;
 pub mod error;
 pub mod insights;

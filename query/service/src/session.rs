@@ -6,6 +6,8 @@
 //! through SQL text. DataFusion and `podwire-kfl` share `sqlparser` 0.62, so the AST types are the
 //! same. Every plan is checked read-only with `SQLOptions` before it runs.
 use crate::catalog::{self, DATE, HOUR};
+use crate::compact::CompactFilteredScans;
+use crate::contradiction::FoldContradictions;
 use crate::error::{Error, Result};
 use crate::pushdown::Pushdown;
 use crate::{prune, readonly};
@@ -13,6 +15,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -129,7 +132,14 @@ impl Store {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
         }
         let runtime = runtime.build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_optimizer_rule(Arc::new(FoldContradictions))
+            .with_physical_optimizer_rule(Arc::new(CompactFilteredScans))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         catalog::register_store(&ctx, &root)?;
         Ok(Self { ctx, root, pushdown: options.pushdown })
     }

@@ -2,10 +2,13 @@
 //! `query/kfl/tests/corpus2/**`) also plans in DataFusion against the real schemas and runs:
 //! on a store with no files (no rows, no error), and on a store with rows of every kind, so each
 //! expression is evaluated on real columns, not only planned; with a time range too, so the
-//! partition predicates plan as well and every row returned is inside the range.
+//! partition predicates plan as well and every row returned is inside the range. Every KFL1 case
+//! also returns the same rows with the Parquet reader applying its filter and without (the engine's
+//! choices never change rows), and a filter no row can pass reads no file.
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit};
-use podwire_query::{Dialect, QueryRequest, Store};
+use podwire_query::pushdown::Pushdown;
+use podwire_query::{Dialect, QueryRequest, Store, StoreOptions};
 use podwire_schemas::Table;
 use podwire_schemas::connections::{self, ConnectionRecord, ConnectionsBuilder, DirCounters, by};
 use podwire_schemas::dns::{self, DnsBuilder, DnsRecord};
@@ -36,6 +39,109 @@ async fn every_translated_corpus_case_plans_and_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_translated_kfl2_corpus_case_plans_and_runs() {
     plans_and_runs("corpus2", "cel", Dialect::Kfl2, 120, 100).await;
+}
+
+/// With pushdown forced on and off, every KFL1 case returns the same rows (as a multiset), and
+/// the scans that apply a filter hand their rows through a coalescer (`podwire_query::compact`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_do_not_depend_on_pushdown() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kfl/tests/corpus");
+    let mut paths = Vec::new();
+    cases(&corpus, "kfl", &mut paths);
+    paths.sort();
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path());
+    let open = |pushdown| {
+        Store::open_with(dir.path(), StoreOptions { pushdown, ..StoreOptions::default() }).unwrap()
+    };
+    let (on, off) = (open(Pushdown::On), open(Pushdown::Off));
+    let (mut compared, mut compacted, mut rows_seen) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for path in &paths {
+        let text = std::fs::read_to_string(path).unwrap();
+        if text.starts_with("# fail: ") {
+            continue;
+        }
+        let query = text.strip_suffix('\n').unwrap_or(&text);
+        let request = QueryRequest { now_ms: NOW_MS, ..QueryRequest::new(query) };
+        let (a, b) = (on.kfl(&request).await, off.kfl(&request).await);
+        let (Ok(a), Ok(b)) = (a, b) else {
+            failures.push(format!("{}: did not plan", path.display()));
+            continue;
+        };
+        let plan = a.clone().create_physical_plan().await.unwrap();
+        if podwire_query::compact::has_compacted_scan(&plan) {
+            compacted += 1;
+        }
+        let (a, b) = (rows(&a.collect().await.unwrap()), rows(&b.collect().await.unwrap()));
+        if a != b {
+            failures.push(format!(
+                "{}: {query}\n  {} rows with pushdown, {} without",
+                path.display(),
+                a.len(),
+                b.len()
+            ));
+        }
+        rows_seen += a.len();
+        compared += 1;
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(compared > 100, "only {compared} cases compared");
+    assert!(rows_seen > 10_000, "only {rows_seen} rows compared");
+    assert!(compacted * 2 > compared, "only {compacted} of {compared} plans had a compacted scan");
+    println!("{compared} cases: {rows_seen} rows equal with and without pushdown");
+}
+
+/// A filter that asks a column for ranges that do not meet returns nothing without reading the
+/// store: here a file in its range is not Parquet, and the query still succeeds, while the
+/// same filter with ranges that meet reads the file and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contradiction_reads_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for table in [Table::Connections, Table::Dns] {
+        let hour = dir.path().join(table.name()).join("date=2026-01-01/hour=00");
+        std::fs::create_dir_all(&hour).unwrap();
+        std::fs::write(hour.join("bad.parquet"), b"not parquet").unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let run = |kfl: &'static str| {
+        let store = store.clone();
+        async move {
+            let df = store.kfl(&QueryRequest { now_ms: NOW_MS, ..QueryRequest::new(kfl) }).await?;
+            Ok::<_, podwire_query::Error>(
+                df.collect().await?.iter().map(|b| b.num_rows()).sum::<usize>(),
+            )
+        }
+    };
+    for kfl in [
+        "!(dst.port >= 9000) and dst.port == 10250",
+        "tcp and rtt > 500 and rtt < 100",
+        "dst.namespace == \"a\" and (dst.port == 80 and dst.namespace == \"b\")",
+    ] {
+        assert_eq!(run(kfl).await.unwrap(), 0, "{kfl}");
+    }
+    for kfl in ["!(dst.port >= 9000) and dst.port == 8080", "tcp and rtt > 100 and rtt < 500"] {
+        assert!(run(kfl).await.is_err(), "{kfl}: the bad file was not read");
+    }
+}
+
+/// Each row of `batches` as text, sorted: a multiset to compare.
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = arrow::util::display::FormatOptions::default().with_null("∅");
+    let mut out = Vec::new();
+    for b in batches {
+        let columns: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..b.num_rows() {
+            let cells: Vec<String> = columns.iter().map(|c| c.value(row).to_string()).collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Plans and runs every case of `folder` that is not expected to fail; at least `min_cases`

@@ -41,14 +41,28 @@ async fn every_translated_kfl2_corpus_case_plans_and_runs() {
     plans_and_runs("corpus2", "cel", Dialect::Kfl2, 120, 100).await;
 }
 
+/// The cases of `folder` (under `query/kfl/tests/`) with extension `ext` that are expected to
+/// translate, as (path, query), in path order; at least `min_cases` files must be there.
+fn translated_cases(folder: &str, ext: &str, min_cases: usize) -> Vec<(PathBuf, String)> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kfl/tests").join(folder);
+    let mut paths = Vec::new();
+    cases(&corpus, ext, &mut paths);
+    paths.sort();
+    assert!(paths.len() >= min_cases, "corpus not found at {}", corpus.display());
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let query = text.strip_suffix('\n').unwrap_or(&text).to_owned();
+            (!text.starts_with("# fail: ")).then_some((path, query))
+        })
+        .collect()
+}
+
 /// With pushdown forced on and off, every KFL1 case returns the same rows (as a multiset), and
 /// the scans that apply a filter hand their rows through a coalescer (`podwire_query::compact`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_do_not_depend_on_pushdown() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kfl/tests/corpus");
-    let mut paths = Vec::new();
-    cases(&corpus, "kfl", &mut paths);
-    paths.sort();
     let dir = tempfile::tempdir().unwrap();
     write_store(dir.path());
     let open = |pushdown| {
@@ -57,12 +71,7 @@ async fn rows_do_not_depend_on_pushdown() {
     let (on, off) = (open(Pushdown::On), open(Pushdown::Off));
     let (mut compared, mut compacted, mut rows_seen) = (0, 0, 0);
     let mut failures = Vec::new();
-    for path in &paths {
-        let text = std::fs::read_to_string(path).unwrap();
-        if text.starts_with("# fail: ") {
-            continue;
-        }
-        let query = text.strip_suffix('\n').unwrap_or(&text);
+    for (path, query) in &translated_cases("corpus", "kfl", 185) {
         let request = QueryRequest { now_ms: NOW_MS, ..QueryRequest::new(query) };
         let (a, b) = (on.kfl(&request).await, off.kfl(&request).await);
         let (Ok(a), Ok(b)) = (a, b) else {
@@ -153,11 +162,7 @@ async fn plans_and_runs(
     min_cases: usize,
     min_planned: usize,
 ) {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kfl/tests").join(folder);
-    let mut paths = Vec::new();
-    cases(&corpus, ext, &mut paths);
-    paths.sort();
-    assert!(paths.len() >= min_cases, "corpus not found at {}", corpus.display());
+    let cases = translated_cases(folder, ext, min_cases);
     let empty = tempfile::tempdir().unwrap();
     let empty = Store::open(empty.path()).unwrap();
     let full_dir = tempfile::tempdir().unwrap();
@@ -167,12 +172,7 @@ async fn plans_and_runs(
     let mut with_rows = 0;
     let mut in_range = 0;
     let mut failures = Vec::new();
-    for path in &paths {
-        let text = std::fs::read_to_string(path).unwrap();
-        if text.starts_with("# fail: ") {
-            continue;
-        }
-        let query = text.strip_suffix('\n').unwrap_or(&text);
+    for (path, query) in &cases {
         for (from_ms, to_ms) in [(None, None), (Some(NOW_MS - 1_800_000), Some(NOW_MS))] {
             let request = QueryRequest {
                 kfl: query,

@@ -44,6 +44,10 @@ struct Args {
     /// `podwire query` and `podwire serve` do.
     #[arg(long, value_enum, default_value_t = PushdownArg::Auto)]
     pushdown: PushdownArg,
+    /// Leave a filtering scan's batches as the reader returns them (no coalescer above the scan;
+    /// `podwire_query::compact`), to measure what the copy costs.
+    #[arg(long)]
+    uncompacted_scans: bool,
     /// What to do.
     #[arg(long, value_enum, default_value_t = Mode::Explain)]
     mode: Mode,
@@ -77,8 +81,14 @@ fn main() -> anyhow::Result<()> {
         PushdownArg::On => Pushdown::On,
         PushdownArg::Off => Pushdown::Off,
     };
-    let store =
-        Store::open_with(&args.store, StoreOptions { pushdown, ..StoreOptions::default() })?;
+    let store = Store::open_with(
+        &args.store,
+        StoreOptions {
+            pushdown,
+            uncompacted_scans: args.uncompacted_scans,
+            ..StoreOptions::default()
+        },
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().build()?;
     runtime.block_on(run(&args, &store))
 }

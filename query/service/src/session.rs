@@ -72,6 +72,9 @@ pub struct StoreOptions {
     /// Whether the Parquet reader applies a query's filter (late materialization); by default
     /// for filters that ask for a few entities ([`crate::pushdown`]).
     pub pushdown: Pushdown,
+    /// For experiments: leave the batches of a filtering scan as the reader returns them,
+    /// instead of copying them into full batches ([`crate::compact`]).
+    pub uncompacted_scans: bool,
 }
 
 /// The query engine over one store folder.
@@ -132,13 +135,15 @@ impl Store {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
         }
         let runtime = runtime.build_arc()?;
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_optimizer_rule(Arc::new(FoldContradictions))
-            .with_physical_optimizer_rule(Arc::new(CompactFilteredScans))
-            .build();
+            .with_optimizer_rule(Arc::new(FoldContradictions));
+        if !options.uncompacted_scans {
+            state = state.with_physical_optimizer_rule(Arc::new(CompactFilteredScans));
+        }
+        let state = state.build();
         let ctx = SessionContext::new_with_state(state);
         catalog::register_store(&ctx, &root)?;
         Ok(Self { ctx, root, pushdown: options.pushdown })

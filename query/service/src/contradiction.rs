@@ -105,36 +105,16 @@ impl<'a> Range<'a> {
     /// Narrows to the values that also satisfy `op value`; false when `value` cannot be compared
     /// with the bounds so far (another type).
     fn narrow(&mut self, op: Operator, value: &'a ScalarValue) -> bool {
-        let raise = |low: &mut Option<(&'a ScalarValue, bool)>, inclusive: bool| {
-            match low {
-                Some((v, inc)) => match value.partial_cmp(v) {
-                    Some(Ordering::Greater) => *low = Some((value, inclusive)),
-                    Some(Ordering::Equal) => *inc = *inc && inclusive,
-                    Some(Ordering::Less) => {}
-                    None => return false,
-                },
-                None => *low = Some((value, inclusive)),
-            }
-            true
-        };
-        let lower = |high: &mut Option<(&'a ScalarValue, bool)>, inclusive: bool| {
-            match high {
-                Some((v, inc)) => match value.partial_cmp(v) {
-                    Some(Ordering::Less) => *high = Some((value, inclusive)),
-                    Some(Ordering::Equal) => *inc = *inc && inclusive,
-                    Some(Ordering::Greater) => {}
-                    None => return false,
-                },
-                None => *high = Some((value, inclusive)),
-            }
-            true
-        };
+        use Ordering::{Greater, Less};
         match op {
-            Operator::Eq => raise(&mut self.low, true) && lower(&mut self.high, true),
-            Operator::Gt => raise(&mut self.low, false),
-            Operator::GtEq => raise(&mut self.low, true),
-            Operator::Lt => lower(&mut self.high, false),
-            Operator::LtEq => lower(&mut self.high, true),
+            Operator::Eq => {
+                tighten(&mut self.low, value, true, Greater)
+                    && tighten(&mut self.high, value, true, Less)
+            }
+            Operator::Gt => tighten(&mut self.low, value, false, Greater),
+            Operator::GtEq => tighten(&mut self.low, value, true, Greater),
+            Operator::Lt => tighten(&mut self.high, value, false, Less),
+            Operator::LtEq => tighten(&mut self.high, value, true, Less),
             _ => true,
         }
     }
@@ -151,6 +131,27 @@ impl<'a> Range<'a> {
             _ => false,
         }
     }
+}
+
+/// Moves `bound` to `value` when `value` is tighter (`tighter`: `Greater` for a low bound,
+/// `Less` for a high one); an equal value keeps the bound inclusive only if both are. False
+/// when the two cannot be compared (another type).
+fn tighten<'a>(
+    bound: &mut Option<(&'a ScalarValue, bool)>,
+    value: &'a ScalarValue,
+    inclusive: bool,
+    tighter: Ordering,
+) -> bool {
+    match bound {
+        None => *bound = Some((value, inclusive)),
+        Some((v, inc)) => match value.partial_cmp(v) {
+            None => return false,
+            Some(Ordering::Equal) => *inc = *inc && inclusive,
+            Some(o) if o == tighter => *bound = Some((value, inclusive)),
+            Some(_) => {}
+        },
+    }
+    true
 }
 
 #[cfg(test)]

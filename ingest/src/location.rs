@@ -137,8 +137,13 @@ impl Bucket {
         &self.url
     }
 
+    /// The client (the Delta log commits through it too).
+    pub(crate) fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
     /// The key of `relative` (`a/b/c`) under the prefix.
-    fn key(&self, relative: &str) -> ObjectPath {
+    pub(crate) fn key(&self, relative: &str) -> ObjectPath {
         ObjectPath::from_iter(self.prefix.parts().chain(
             relative.split('/').filter(|p| !p.is_empty()).map(object_store::path::PathPart::from),
         ))

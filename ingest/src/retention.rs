@@ -1,12 +1,18 @@
 //! Retention: the hourly partitions ([`crate::store`]) that ended before a cutoff are deleted,
 //! in a folder or a bucket alike.
 //!
+//! In a Delta table ([`crate::delta`]) they are removed from the table by one commit, and their
+//! files deleted by a vacuum once they have been out of the snapshot for the table's grace
+//! period (a query planned before the commit still reads them). A table without a log (a store
+//! written before podwire kept one) has its folders deleted as they are.
+//!
 //! A partition `date=D/hour=H` holds the rows of `[D H:00, D H+1:00)` UTC by event time; it goes
 //! once that whole hour is older than the time kept, so a query over the kept window never
 //! finds half an hour missing. Only what the writer wrote goes: folders and files that are not
 //! a partition (`_ingest/`, the ledger; anything a person put there) are left alone, and so are
 //! hidden files (a local write in progress has a hidden temporary name). A partition written
 //! again after it was deleted (rows that arrived later than the time kept) goes at the next run.
+use crate::delta::{DeltaLog, LiveFile, partition_of};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use podwire_schemas::Table;
@@ -22,6 +28,9 @@ pub struct Expired {
     pub files: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Files deleted from Delta tables by the vacuum: removed longer ago than the grace
+    /// period, or never committed (a write that died before its commit) and as old.
+    pub vacuumed: u64,
 }
 
 /// The end of partition `date=YYYY-MM-DD/hour=HH` (its two folder names), in seconds since
@@ -46,7 +55,23 @@ pub fn expire(
     dry_run: bool,
 ) -> Result<Expired> {
     let mut out = Expired::default();
+    let log = DeltaLog::new(location)?;
     for table in tables {
+        // A Delta table: the partitions leave the snapshot in one commit; their files are
+        // deleted by the vacuum once no query planned before can still read them.
+        if let Some(removed) = expire_delta(&log, *table, cutoff_s, dry_run)? {
+            let mut parts = std::collections::BTreeSet::new();
+            for f in &removed {
+                if let Some((d, h)) = partition_of(&f.path) {
+                    parts.insert(format!("{}/date={d}/hour={h}", table.name()));
+                }
+                out.files += 1;
+                out.bytes += f.size;
+            }
+            out.partitions.extend(parts);
+            out.vacuumed += log.vacuum(*table, dry_run)?.len() as u64;
+            continue;
+        }
         match location {
             Location::Local(root) => {
                 expire_folder(&root.join(table.name()), table, cutoff_s, dry_run, &mut out)?
@@ -83,6 +108,35 @@ pub fn expire(
         }
     }
     Ok(out)
+}
+
+/// Removes from `table`, in one commit, the files of the hour partitions that ended at or
+/// before `cutoff_s`; with `dry_run`, only says which. Returns the files removed (`None`: the
+/// table has no Delta log).
+///
+/// # Errors
+/// [`Error::Delta`] when the log cannot be read or committed to.
+pub fn expire_delta(
+    log: &DeltaLog,
+    table: Table,
+    cutoff_s: i64,
+    dry_run: bool,
+) -> Result<Option<Vec<LiveFile>>> {
+    let Some(files) = log.files(table)? else { return Ok(None) };
+    let old: Vec<LiveFile> = files
+        .into_iter()
+        .filter(|f| {
+            partition_of(&f.path)
+                .and_then(|(d, h)| partition_end(&format!("date={d}"), &format!("hour={h}")))
+                .is_some_and(|end| end <= cutoff_s)
+        })
+        .collect();
+    if !dry_run {
+        let cutoff =
+            jiff::Timestamp::from_second(cutoff_s).map(|t| t.to_string()).unwrap_or_default();
+        log.remove(table, &old, &format!("hour partitions that ended by {cutoff}"))?;
+    }
+    Ok(Some(old))
 }
 
 fn sorted_dirs(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
@@ -145,6 +199,37 @@ fn expire_folder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delta_table_loses_whole_hours_in_one_commit_and_keeps_the_files_for_the_grace_period() {
+        use crate::store::{StoreConfig, write_sorted};
+        use crate::writer::tests::batch;
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(dir.path());
+        let log = DeltaLog::new(&config.location).unwrap();
+        for (hour, starts) in [(0, vec![1, 2]), (1, vec![3_601])] {
+            let w = write_sorted(&config, Table::Connections, hour, "s", 0, vec![batch(&starts)]);
+            log.append(Table::Connections, &w.unwrap().data, &[]).unwrap();
+        }
+        // Hour 0 ended at 3600 s: a cutoff of 3600 takes it, not hour 1.
+        let dry = expire_delta(&log, Table::Connections, 3_600, true).unwrap().unwrap();
+        assert_eq!(dry.len(), 1);
+        assert_eq!(
+            log.files(Table::Connections).unwrap().unwrap().len(),
+            2,
+            "a dry run removes nothing"
+        );
+        let out = expire(&config.location, &[Table::Connections], 3_600, false).unwrap();
+        assert_eq!(out.partitions, ["connections/date=1970-01-01/hour=00"]);
+        assert_eq!((out.files, out.vacuumed), (1, 0));
+        let left = log.files(Table::Connections).unwrap().unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(left[0].path.contains("hour=01"), "{left:?}");
+        // Removed a moment ago: still on disk for queries planned before (the grace period).
+        assert!(dir.path().join("connections").join(&dry[0].path).exists());
+        let c = log.check(Table::Connections, 3600).unwrap().unwrap();
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+    }
 
     #[test]
     fn partition_ends() {

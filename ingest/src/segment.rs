@@ -285,10 +285,7 @@ impl Segment {
         let stem = self.stem();
         let mut total = Written::default();
         for (hour, batches) in &self.hours {
-            let w = write_sorted(store, self.table, *hour, &stem, 0, batches.clone())?;
-            total.files += w.files;
-            total.rows += w.rows;
-            total.bytes += w.bytes;
+            total.extend(write_sorted(store, self.table, *hour, &stem, 0, batches.clone())?);
         }
         Ok(total)
     }

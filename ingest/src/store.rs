@@ -13,6 +13,7 @@
 //! (in a bucket: uploaded whole, see [`crate::location`]): a reader never sees half a file.
 //! What is buffered before a write, and the file names, are the segments' business
 //! ([`crate::writer`], [`crate::segment`]).
+use crate::delta::DataFile;
 use crate::error::{Error, Result};
 use crate::location::Location;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
@@ -23,7 +24,7 @@ use arrow::compute::{
 use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use podwire_schemas::Table;
@@ -117,7 +118,7 @@ impl WriteStats {
 }
 
 /// What [`write_sorted`] wrote.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Written {
     /// Files.
     pub files: u32,
@@ -125,6 +126,18 @@ pub struct Written {
     pub rows: u64,
     /// Bytes.
     pub bytes: u64,
+    /// The files, for the table's Delta log.
+    pub data: Vec<DataFile>,
+}
+
+impl Written {
+    /// Adds what another write wrote.
+    pub fn extend(&mut self, other: Written) {
+        self.files += other.files;
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        self.data.extend(other.data);
+    }
 }
 
 /// Writes `batches` (all of `table`, all in hour bucket `hour`) as files of the hour's folder,
@@ -171,7 +184,10 @@ pub fn write_sorted(
         let chunks = (offset..offset + len)
             .step_by(GATHER_ROWS)
             .map(|at| sorted.rows(at..(at + GATHER_ROWS).min(offset + len)));
-        written.bytes += write_file(config, table, hour, &name, &sort_idx, &schema, chunks)?;
+        let (bytes, md) = write_file(config, table, hour, &name, &sort_idx, &schema, chunks)?;
+        let path = format!("{}/{name}", partition_path(hour));
+        written.data.push(DataFile::new(table, path, bytes, &md)?);
+        written.bytes += bytes;
         written.files += 1;
         written.rows += len as u64;
         offset += len;
@@ -254,7 +270,8 @@ pub fn anchor_empty_strings(batch: RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// Writes one file (locally: [`write_local`]; in a bucket: one upload). Returns its size.
+/// Writes one file (locally: [`write_local`]; in a bucket: one upload). Returns its size and
+/// metadata.
 fn write_file(
     config: &StoreConfig,
     table: Table,
@@ -263,7 +280,7 @@ fn write_file(
     sort_idx: &[usize],
     schema: &SchemaRef,
     chunks: impl Iterator<Item = Result<RecordBatch>>,
-) -> Result<u64> {
+) -> Result<(u64, ParquetMetaData)> {
     let props = file_properties(config, table, schema, sort_idx);
     // The hour partition's folder, relative to the root.
     let dir = format!("{}/{}", table.name(), partition_path(hour));
@@ -274,10 +291,11 @@ fn write_file(
             for rows in chunks {
                 writer.write(&rows?)?;
             }
-            let bytes = writer.into_inner()?;
+            let md = writer.finish()?;
+            let bytes = std::mem::take(writer.inner_mut());
             let len = bytes.len() as u64;
             bucket.put(&format!("{dir}/{name}"), bytes)?;
-            Ok(len)
+            Ok((len, md))
         }
     }
 }
@@ -355,35 +373,36 @@ fn write_local(
     props: WriterProperties,
     schema: &SchemaRef,
     chunks: impl Iterator<Item = Result<RecordBatch>>,
-) -> Result<u64> {
+) -> Result<(u64, ParquetMetaData)> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let io = |source| Error::Io { path: tmp.clone(), source };
     let file = File::create(&tmp).map_err(io)?;
-    let result = (|| -> Result<u64> {
+    let result = (|| -> Result<(u64, ParquetMetaData)> {
         let parquet = |e| io_of_parquet(&tmp, e);
         let mut writer =
             ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(parquet)?;
         for rows in chunks {
             writer.write(&rows?).map_err(parquet)?;
         }
-        let file = writer.into_inner().map_err(parquet)?;
+        let md = writer.finish().map_err(parquet)?;
+        let file = writer.inner();
         file.sync_all().map_err(io)?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        drop(file);
+        drop(writer);
         std::fs::rename(&tmp, &path).map_err(|source| Error::Io { path: path.clone(), source })?;
-        Ok(bytes)
+        Ok((bytes, md))
     })();
     if result.is_err() {
         // A failed write leaves no partial temporary file behind (a full disk stays usable).
         let _ = std::fs::remove_file(&tmp);
     }
-    let bytes = result?;
+    let written = result?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(bytes)
+    Ok(written)
 }
 
 #[cfg(test)]

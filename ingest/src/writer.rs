@@ -3,18 +3,20 @@
 //!
 //! Messages of a log partition are enriched and buffered in an offset-range [`Segment`]; a
 //! segment that is due (size, age, or the range a replay must reproduce) is written — ledger,
-//! then files — and only then does the transport commit past it ([`Log::commit`]). Rejected
+//! then files, then one commit of the table's Delta log adding them ([`crate::delta`]: what
+//! readers see) — and only then does the transport commit past it ([`Log::commit`]). Rejected
 //! messages are handed to the transport ([`Log::dead_letters`]) before their offsets are
 //! committed. A failed write or commit that may succeed later ([`Error::is_retryable`]: a full
 //! disk, a bucket or broker away, a rebalance) is retried with backoff until it succeeds or a
 //! stop is asked for, and nothing newer of that partition is committed meanwhile; one that
 //! cannot (a corrupt ledger, permissions, a batch that cannot be encoded) is counted and stops
 //! the run with [`Error::Roll`], leaving the range uncommitted for the next run to replay.
+use crate::delta::DeltaLog;
 use crate::enrich::Enricher;
 use crate::error::{Error, Result};
 use crate::metrics::IngestMetrics;
 use crate::segment::{Ledger, LogPartition, Range, RollPolicy, Segment};
-use crate::store::{StoreConfig, WriteStats};
+use crate::store::{StoreConfig, WriteStats, Written};
 use arrow::array::RecordBatch;
 use podwire_schemas::Table;
 use podwire_schemas::wire::Envelope;
@@ -103,6 +105,8 @@ pub struct Writer<'a> {
     store: StoreConfig,
     roll: RollPolicy,
     ledger: Option<Ledger>,
+    /// The tables' Delta log (or why it could not be opened: every roll then fails with it).
+    delta: std::result::Result<DeltaLog, String>,
     enricher: Option<&'a Enricher>,
     metrics: &'a IngestMetrics,
     stop: &'a AtomicBool,
@@ -132,6 +136,7 @@ impl<'a> Writer<'a> {
     ) -> Self {
         Writer {
             ledger: ledger.then(|| Ledger::new(&store.location)),
+            delta: DeltaLog::new(&store.location).map_err(|e| e.to_string()),
             store,
             roll,
             enricher,
@@ -356,7 +361,8 @@ impl<'a> Writer<'a> {
         let dead = self.dead.remove(lp).unwrap_or_default();
         let Range { start, end, .. } = seg.range();
         let mut attempt = 0u32;
-        let mut written = None;
+        let mut written: Option<Written> = None;
+        let mut in_log = false;
         let mut dead_sent = dead.is_empty();
         loop {
             let result = (|| -> std::result::Result<(), (&'static str, Error)> {
@@ -370,6 +376,23 @@ impl<'a> Writer<'a> {
                     self.metrics.written(seg.table.name(), w.files, w.rows, w.bytes);
                     self.written.add(seg.table, &w);
                     written = Some(w);
+                }
+                if !in_log {
+                    let files = written.as_ref().map(|w| w.data.as_slice()).unwrap_or_default();
+                    if !files.is_empty() {
+                        let delta = self.delta.as_ref().map_err(|what| {
+                            (
+                                "store",
+                                Error::Delta {
+                                    table: seg.table.name(),
+                                    what: what.clone(),
+                                    retryable: false,
+                                },
+                            )
+                        })?;
+                        delta.append(seg.table, files, &[]).map_err(|e| ("store", e))?;
+                    }
+                    in_log = true;
                 }
                 log.commit(lp, end + 1).map_err(|e| ("commit", e))
             })();

@@ -5,8 +5,10 @@
 //! they compare as text in time order. The schema is the table's schema from `podwire-schemas`,
 //! never inferred: a table with no files (or no folder) yet is queryable and empty, and files
 //! written before a column existed read it as null. The listing runs on every scan, so files
-//! written after the session started are seen by the next query. Files are declared sorted by
+//! written after the session started are seen by the next query. A table with a Delta log is
+//! listed from its snapshot ([`crate::delta`]). Files are declared sorted by
 //! [`Table::sort_columns`], the order of KFL results.
+use crate::delta::DeltaListing;
 use crate::error::{Error, Result};
 use arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -67,21 +69,28 @@ fn store_url(ctx: &SessionContext, root: &Path) -> Result<url::Url> {
             })?;
         let bucket_url = url::Url::parse(&format!("s3://{bucket}"))
             .map_err(|e| store_error(root, e.to_string()))?;
-        ctx.runtime_env().register_object_store(&bucket_url, Arc::new(s3));
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
             url.set_path(&path);
         }
+        let prefix = object_store::path::Path::from(url.path().trim_matches('/'));
+        let listing = DeltaListing::new(Arc::new(s3), prefix, url.clone());
+        ctx.runtime_env().register_object_store(&bucket_url, Arc::new(listing));
         return Ok(url);
     }
     let dir = std::path::absolute(root).map_err(|e| store_error(root, e.to_string()))?;
     // Local files are read through memory mappings, not copied (`crate::local` says why).
     let files = url::Url::parse("file://").map_err(|e| store_error(root, e.to_string()))?;
-    ctx.runtime_env().register_object_store(&files, Arc::new(crate::local::MappedFiles::new()));
     // Built from the path, not parsed from text, so that a folder name with `*` or `[` is not
     // taken for a glob; a directory URL (trailing `/`) lists even before the folder exists.
-    url::Url::from_directory_path(&dir)
-        .map_err(|()| store_error(root, "not an absolute path".into()))
+    let url = url::Url::from_directory_path(&dir)
+        .map_err(|()| store_error(root, "not an absolute path".into()))?;
+    let prefix = object_store::path::Path::from_absolute_path(&dir)
+        .map_err(|e| store_error(root, e.to_string()))?;
+    let listing =
+        DeltaListing::new(Arc::new(crate::local::MappedFiles::new()), prefix, url.clone());
+    ctx.runtime_env().register_object_store(&files, Arc::new(listing));
+    Ok(url)
 }
 
 /// The listing table of one table of the store whose root URL is `base`.

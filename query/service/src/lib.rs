@@ -34,6 +34,7 @@ pub(crate) mod columns;
 pub mod compact;
 pub mod contradiction;
 pub mod csv;
+pub mod delta;
 pub mod error;
 pub mod insights;
 pub mod local;

@@ -1,0 +1,162 @@
+"""The store as Delta Lake tables, read back by the `deltalake` package from PyPI (delta-rs's
+Python reader, into pyarrow): what `standalone` writes, what `podwire store convert` makes of a
+store written without a log, what `podwire expire` removes, what `podwire store check` reports,
+and that `podwire query` reads the snapshot, not the folders. Folders and an S3-compatible
+bucket (moto on loopback)."""
+import collections
+import datetime as dt
+import glob
+import os
+import shutil
+import subprocess
+import time
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from podwire_bin import BIN, PCAPS, generate_store, run
+from s3_server import S3Server
+
+try:
+    import deltalake
+except ImportError as e:  # a missing prerequisite fails, with how to get it
+    raise AssertionError(f"the deltalake package is missing: python3 -m pip install deltalake "
+                         f"(tests/run-all.sh does) ({e})")
+
+DAY2 = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)  # gen_store's second day
+TABLES = ("connections", "dns", "packets", "capture_stats")
+
+
+def delta_rows(uri, storage_options=None, columns=("conn_id", "start_ts", "date", "hour")):
+    """The rows of the Delta table at `uri` as a multiset of tuples of `columns`."""
+    t = deltalake.DeltaTable(uri, storage_options=storage_options).to_pyarrow_table(columns=list(columns))
+    return collections.Counter(zip(*(t.column(c).to_pylist() for c in columns)))
+
+
+def folder_rows(path, columns=("conn_id", "start_ts", "date", "hour")):
+    """The same from every Parquet file in the table's hour folders (a plain glob reader)."""
+    part = ds.partitioning(pa.schema([("date", pa.string()), ("hour", pa.string())]), flavor="hive")
+    t = ds.dataset(path, format="parquet", partitioning=part).to_table(columns=list(columns))
+    return collections.Counter(zip(*(t.column(c).to_pylist() for c in columns)))
+
+
+def kfl_count(store, env=None):
+    out = subprocess.run([BIN, "query", "--store", store, "--format", "csv", "tcp or udp or icmp"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    return len(out.stdout.splitlines()) - 1
+
+
+def test_standalone_writes_delta_tables_a_delta_reader_reads_whole(tmp_path):
+    pcap = os.path.join(PCAPS, "1kxun.pcap")
+    assert os.path.exists(pcap), f"missing {pcap}: the repo must sit beside shared/"
+    out = run("standalone", "--pcap", pcap, "--store", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    conns = str(tmp_path / "connections")
+    t = deltalake.DeltaTable(conns)
+    assert t.metadata().partition_columns == ["date", "hour"]
+    got = delta_rows(conns)
+    assert got == folder_rows(conns) and sum(got.values()) > 100, sum(got.values())
+    # Partition values as the folder names say, and the start time inside the hour.
+    for (_, start, date, hour), _n in got.items():
+        assert start.strftime("%Y-%m-%d") == date and start.strftime("%H") == hour
+    # The log's per-file statistics: row counts that add up, and time bounds that hold.
+    adds = pa.table(t.get_add_actions(flatten=True)).to_pylist()
+    assert sum(a["num_records"] for a in adds) == sum(got.values())
+    for a in adds:
+        f = pq.read_table(os.path.join(conns, a["path"]), columns=["start_ts"]).column("start_ts").to_pylist()
+        assert len(f) == a["num_records"], a
+        assert a["min.start_ts"] <= min(f) and max(f) <= a["max.start_ts"], a
+    assert kfl_count(str(tmp_path)) == sum(got.values())
+    import polars as pl
+    assert pl.scan_delta(conns).select(pl.len()).collect().item() == sum(got.values())
+    check = run("store", "check", "--store", str(tmp_path))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "connections: " in check.stdout and "0 problem(s)" in check.stdout, check.stdout
+
+
+@pytest.fixture(scope="module")
+def plain_store(tmp_path_factory):
+    """A store written without a log (the generator writes files only, as podwire did before)."""
+    return generate_store(tmp_path_factory.mktemp("gen"), 30000, 2, 3)
+
+
+def test_convert_check_orphans_and_expire_in_a_folder(plain_store, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(plain_store, store)
+    conns = str(store / "connections")
+    before = folder_rows(conns)
+    assert not os.path.exists(os.path.join(conns, "_delta_log"))
+    assert kfl_count(str(store)) == sum(before.values()), "a store without a log is read from its folders"
+
+    out = run("store", "convert", "--store", str(store))
+    assert out.returncode == 0, out.stderr
+    assert "connections: a Delta table now" in out.stderr, out.stderr
+    assert delta_rows(conns) == before
+    again = run("store", "convert", "--store", str(store))
+    assert "already a Delta table" in again.stderr, again.stderr
+
+    # A file outside the log (a write that died before its commit): not read by podwire query,
+    # reported by check once older than the grace period, deleted by vacuum.
+    src = sorted(glob.glob(os.path.join(conns, "date=2026-11-02", "hour=05", "*.parquet")))[0]
+    orphan = os.path.join(os.path.dirname(src), "crashed-write-00000.parquet")
+    shutil.copy(src, orphan)
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    assert kfl_count(str(store)) == sum(before.values()), "the orphan's rows are not in the table"
+    check = run("store", "check", "--store", str(store))
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "orphan: date=2026-11-02/hour=05/crashed-write-00000.parquet" in check.stdout, check.stdout
+    vac = run("store", "vacuum", "--store", str(store), "--tables", "connections")
+    assert vac.returncode == 0, vac.stderr
+    assert not os.path.exists(orphan), vac.stdout + vac.stderr
+    assert os.path.exists(src), "vacuum deletes no file of the snapshot"
+    assert run("store", "check", "--store", str(store)).returncode == 0
+
+    # Expiry: day 1 leaves the snapshot in one commit; its files stay for the grace period.
+    keep = f"{int((dt.datetime.now(dt.timezone.utc) - DAY2).total_seconds())}s"
+    out = run("expire", "--store", str(store), "--keep", keep)
+    assert out.returncode == 0, out.stderr
+    assert "deleted 24 partitions" in out.stderr, out.stderr
+    day2 = collections.Counter({k: n for k, n in before.items() if k[2] == "2026-11-02"})
+    assert delta_rows(conns) == day2
+    assert kfl_count(str(store)) == sum(day2.values())
+    assert glob.glob(os.path.join(conns, "date=2026-11-01", "hour=00", "*.parquet")), \
+        "removed files stay readable for the grace period"
+    hist = run("store", "history", "--store", str(store), "--tables", "connections", "--json")
+    assert hist.returncode == 0, hist.stderr
+    import json
+    ops = [json.loads(line)["operation"] for line in hist.stdout.splitlines()]
+    assert ops[0] == "DELETE" and ops[-1] == "CREATE TABLE", ops
+    assert run("store", "check", "--store", str(store)).returncode == 0
+
+
+def test_convert_expire_and_query_in_a_bucket(plain_store):
+    s3 = S3Server()
+    try:
+        s3.create_bucket("flows")
+        client = s3.client()
+        for d, _, files in os.walk(plain_store):
+            for name in files:
+                rel = os.path.relpath(os.path.join(d, name), plain_store)
+                client.upload_file(os.path.join(d, name), "flows", f"podwire/{rel}")
+        url = "s3://flows/podwire"
+        before = folder_rows(os.path.join(plain_store, "connections"))
+        out = subprocess.run([BIN, "store", "convert", "--store", url], capture_output=True, text=True, env=s3.env)
+        assert out.returncode == 0, out.stderr
+        opts = {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+        assert delta_rows(f"{url}/connections", opts) == before
+        keep = f"{int((dt.datetime.now(dt.timezone.utc) - DAY2).total_seconds())}s"
+        out = subprocess.run([BIN, "expire", "--store", url, "--keep", keep], capture_output=True, text=True,
+                             env=s3.env)
+        assert out.returncode == 0, out.stderr
+        day2 = collections.Counter({k: n for k, n in before.items() if k[2] == "2026-11-02"})
+        assert delta_rows(f"{url}/connections", opts) == day2
+        assert kfl_count(url, env=s3.env) == sum(day2.values())
+        check = subprocess.run([BIN, "store", "check", "--store", url], capture_output=True, text=True, env=s3.env)
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        s3.stop()

@@ -38,6 +38,8 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     cli::init_logging(cli.log_format, cli.quiet);
+    // One TLS provider for every client of the process (kube, S3, Delta).
+    podwire_ingest::kube_watch::install_tls_provider();
     let result = match cli.command {
         cli::Command::Standalone(args) => standalone::run(&args, cli.quiet).map(|_| ()),
         #[cfg(feature = "query")]

@@ -190,6 +190,14 @@ impl ClusterState {
 /// Watches the cluster `client` talks to and publishes to `shared` until the future is dropped.
 /// `synced` is sent once every kind has been listed (enrichment should wait for it). Watch
 /// errors (API server down, expired resource versions) are logged and retried with backoff.
+/// Makes `ring` the process's TLS provider (what the kube client's TLS is built with), unless
+/// one is installed already. Call before the first kube client: with two providers in the build
+/// (the Delta libraries' HTTP client brings aws-lc-rs), rustls no longer picks one by itself.
+pub fn install_tls_provider() {
+    // An error only says a provider is installed already: then that one is used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub async fn watch(
     client: kube::Client,
     shared: SharedInventory,

@@ -213,6 +213,7 @@ async fn the_watch_names_ips_by_who_held_them_then() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    podwire_ingest::kube_watch::install_tls_provider();
     let client = kube::Client::try_from(config).unwrap();
     let shared = SharedInventory::default();
     let (tx, synced) = tokio::sync::oneshot::channel();

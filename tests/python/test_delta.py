@@ -79,8 +79,12 @@ def test_standalone_writes_delta_tables_a_delta_reader_reads_whole(tmp_path):
 
 @pytest.fixture(scope="module")
 def plain_store(tmp_path_factory):
-    """A store written without a log (the generator writes files only, as podwire did before)."""
-    return generate_store(tmp_path_factory.mktemp("gen"), 30000, 2, 3)
+    """A store written without a log, as podwire did before: the generator's store with its
+    logs taken away."""
+    store = generate_store(tmp_path_factory.mktemp("gen"), 30000, 2, 3)
+    for table in TABLES:
+        shutil.rmtree(os.path.join(store, table, "_delta_log"), ignore_errors=True)
+    return store
 
 
 def test_convert_check_orphans_and_expire_in_a_folder(plain_store, tmp_path):

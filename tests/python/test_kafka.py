@@ -40,7 +40,7 @@ def s3():
 
 
 def count(store, table):
-    files = glob.glob(f"{store}/{table}/**/*.parquet", recursive=True)
+    files = glob.glob(f"{store}/{table}/date=*/hour=*/*.parquet", recursive=True)
     if not files:
         return 0
     return duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({files!r})").fetchone()[0]
@@ -48,7 +48,7 @@ def count(store, table):
 
 def rows(store, table):
     """Every row of a table (no partition columns), as a sorted list of tuples."""
-    files = glob.glob(f"{store}/{table}/**/*.parquet", recursive=True)
+    files = glob.glob(f"{store}/{table}/date=*/hour=*/*.parquet", recursive=True)
     if not files:
         return []
     return sorted(duckdb.connect().execute(f"SELECT * FROM read_parquet({files!r})").fetchall(),
@@ -172,7 +172,7 @@ def test_same_rows_as_standalone(broker, tmp_path, pcap, inventory):
     ing.stop()
     assert_same_tables(tmp_path / "store", tmp_path / "reference")
     # File names carry the offset range they hold; the ledger is outside the tables.
-    names = [os.path.basename(f) for f in glob.glob(f"{tmp_path}/store/connections/**/*.parquet",
+    names = [os.path.basename(f) for f in glob.glob(f"{tmp_path}/store/connections/date=*/hour=*/*.parquet",
                                                      recursive=True)]
     assert all(n.startswith(f"{prefix}connections-") for n in names), names
     assert os.path.isdir(tmp_path / "store" / "_ingest")
@@ -391,12 +391,12 @@ def test_live_capture_to_kafka(broker, tmp_path):
     ing = Ingest(broker, tmp_path / "store", "glive", prefix, "--roll-age", "500ms")
     wait_for(lambda: count(tmp_path / "store", "connections") >= 3, what="the live connections")
     ing.stop()
-    files = glob.glob(f"{tmp_path}/store/connections/**/*.parquet", recursive=True)
+    files = glob.glob(f"{tmp_path}/store/connections/date=*/hour=*/*.parquet", recursive=True)
     got = duckdb.connect().execute(
         f"SELECT dst_port, src_payload_bytes, dst_payload_bytes, outcome, node FROM read_parquet({files!r})"
     ).fetchall()
     assert got == [(port, 5, 15, "closed", "node-live")] * 3, got
-    stats = glob.glob(f"{tmp_path}/store/capture_stats/**/*.parquet", recursive=True)
+    stats = glob.glob(f"{tmp_path}/store/capture_stats/date=*/hour=*/*.parquet", recursive=True)
     filtered = duckdb.connect().execute(
         f"SELECT sum(packets_filtered), min(source) FROM read_parquet({stats!r})").fetchone()
     assert filtered[0] > 0 and filtered[1] == "ebpf:lo", filtered
@@ -532,7 +532,7 @@ def test_broker_restart_during_live_capture(s3, tmp_path):
         time.sleep(1)
         assert ing.metric("podwire_ingest_sequence_gaps") == 0
         ing.stop()
-        files = glob.glob(f"{store}/connections/**/*.parquet", recursive=True)
+        files = glob.glob(f"{store}/connections/date=*/hour=*/*.parquet", recursive=True)
         # Rows on the server's port either way round: a connection split in two (its counters
         # read after its final row, then taken for a mid-stream connection oriented by ports)
         # shows up as a second row, whichever end it named the client.

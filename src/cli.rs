@@ -130,7 +130,8 @@ Examples:
   podwire store convert --store /data/store      # a store written before podwire 0.2
   podwire store history --store /data/store --tables connections --limit 10
   podwire store check --store s3://flows/podwire # exit 1 when the log and the files disagree
-  podwire store vacuum --store /data/store --dry-run";
+  podwire store vacuum --store /data/store --dry-run
+  podwire store compact --store /data/store       # closed hours' small files merged";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StoreCommand {
@@ -149,6 +150,44 @@ pub(crate) enum StoreCommand {
     /// (1 h), or never committed and as old.
     #[command(after_help = STORE_HELP)]
     Vacuum(StoreVacuumArgs),
+    /// Replace the many small files of each closed hour (ingest writes one per roll) by a few
+    /// large ones: the same rows in the same order, one commit per hour, safe while ingest
+    /// writes and queries read.
+    #[command(after_help = COMPACT_HELP)]
+    Compact(StoreCompactArgs),
+    /// Remove the hours older than the time kept, then vacuum (the same as `podwire expire`).
+    #[command(after_help = EXPIRE_HELP)]
+    Expire(ExpireArgs),
+}
+
+const COMPACT_HELP: &str = "\
+An hour is compacted once it ended --older-than ago. Its files smaller than --target-size are
+packed, in order, into groups of at most that size (and the store's rows per file, 1 Mi); each
+group is read and written back as one file, sorted and encoded as ingest writes them, and the
+hour's groups replace their files in one Delta commit (an OPTIMIZE, dataChange false). Readers
+see the hour before or after, never half. The replaced files stay until `podwire store vacuum`
+(or expire, or ingest --retention) deletes them, an hour later: a query planned before the
+commit still finds them. Memory: one group's rows at a time. A commit that conflicts (an expiry
+or another compaction touched the table meanwhile) leaves that hour as it was for the next run.
+
+Examples:
+  podwire store compact --store /data/store --dry-run      # what would be merged
+  podwire store compact --store s3://flows/podwire --older-than 3h --target-size 128MiB
+  podwire ingest ... --compact-every 1h                    # the same, hourly, from ingest";
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreCompactArgs {
+    #[command(flatten)]
+    pub(crate) store: TablesArgs,
+    /// Hours that ended less than this long ago are left to ingest.
+    #[arg(long, default_value = "2h", value_parser = humantime::parse_duration)]
+    pub(crate) older_than: Duration,
+    /// The size files are packed up to; larger files are left as they are.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub(crate) target_size: usize,
+    /// Say what would be merged; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -372,6 +411,12 @@ pub(crate) struct IngestArgs {
     /// (as `podwire expire --keep`). Default: keep everything.
     #[arg(long, env = "PODWIRE_RETENTION", value_parser = parse_retention)]
     pub(crate) retention: Option<Duration>,
+    /// Compact the closed hours' small files this often (e.g. 1h), as `podwire store compact`
+    /// with its defaults (hours ended 2 h ago, files up to 256 MiB). Default: never (run
+    /// `podwire store compact` from a CronJob instead). Several ingest processes may all run
+    /// it: two compactions of one hour cannot both commit.
+    #[arg(long, env = "PODWIRE_COMPACT_EVERY", value_parser = humantime::parse_duration)]
+    pub(crate) compact_every: Option<Duration>,
 }
 
 const SERVE_HELP: &str = "\

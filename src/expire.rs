@@ -1,4 +1,5 @@
-//! `podwire expire`, and the hourly retention run of `podwire ingest --retention`.
+//! `podwire expire`, and the background runs of `podwire ingest`: hourly retention
+//! (`--retention`) and compaction (`--compact-every`).
 use crate::cli::ExpireArgs;
 use podwire_ingest::location::Location;
 use podwire_ingest::metrics::IngestMetrics;
@@ -83,6 +84,68 @@ pub(crate) fn spawn_hourly(
             let until = std::time::Instant::now() + EVERY;
             while !stop.load(Relaxed) && std::time::Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    })
+}
+
+/// Runs compaction of every table every `every` on a thread of its own, until `stop` (the first
+/// run after `every`: a starting ingest has other work). Failures are logged and counted; the
+/// next run retries.
+pub(crate) fn spawn_compaction(
+    location: Location,
+    every: Duration,
+    metrics: Arc<IngestMetrics>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use podwire_ingest::compact::{Policy, compact};
+    std::thread::Builder::new().name("compaction".into()).spawn(move || {
+        let config = podwire_ingest::store::StoreConfig::at(location.clone());
+        loop {
+            let until = std::time::Instant::now() + every;
+            while !stop.load(Relaxed) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            if stop.load(Relaxed) {
+                return;
+            }
+            let log = match podwire_ingest::delta::DeltaLog::new(&location) {
+                Ok(l) => l,
+                Err(e) => {
+                    metrics.compacted(0, 1);
+                    tracing::warn!(error = %e, "Compaction run failed; the next run retries.");
+                    continue;
+                }
+            };
+            let now = i64::try_from(
+                SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            )
+            .unwrap_or(i64::MAX);
+            for table in Table::ALL {
+                if stop.load(Relaxed) {
+                    return;
+                }
+                match compact(&config, &log, table, Policy::default(), now, |_| {}) {
+                    Ok(Some(done)) => {
+                        let files: u64 = done.hours.iter().map(|h| h.files_in).sum();
+                        metrics.compacted(files, done.failed.len() as u64);
+                        if !done.hours.is_empty() {
+                            tracing::info!(
+                                table = table.name(),
+                                hours = done.hours.len(),
+                                files_in = files,
+                                files_out = done.hours.iter().map(|h| h.files_out).sum::<u64>(),
+                                failed = done.failed.len(),
+                                "Compaction: closed hours' small files merged."
+                            );
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        metrics.compacted(0, 1);
+                        tracing::warn!(table = table.name(), error = %e, "Compaction run failed; the next run retries.");
+                    }
+                }
             }
         }
     })

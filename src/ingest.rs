@@ -77,6 +77,21 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let compaction = match args.compact_every {
+        Some(every) => {
+            tracing::info!(every = %humantime::format_duration(every), "Compaction on: closed hours' small files are merged.");
+            Some(
+                crate::expire::spawn_compaction(
+                    location.clone(),
+                    every,
+                    Arc::clone(&metrics),
+                    Arc::clone(&stop),
+                )
+                .context("cannot start the compaction thread")?,
+            )
+        }
+        None => None,
+    };
     let s = Arc::clone(&stop);
     runtime.spawn(async move {
         crate::serve::shutdown_signal().await;
@@ -86,7 +101,7 @@ pub(crate) fn run(args: &IngestArgs) -> anyhow::Result<()> {
     tracing::info!(brokers = %k.brokers, group = %args.group, store = %location, "Ingesting.");
     let result = Ingest::new(&config, &enricher, &metrics, &stop).and_then(|i| i.run());
     stop.store(true, Relaxed);
-    if let Some(t) = retention {
+    for t in [retention, compaction].into_iter().flatten() {
         let _ = t.join();
     }
     let stats = result?;

@@ -1,6 +1,7 @@
 //! `podwire store`: the store's Delta Lake tables looked after (`convert`, `history`, `check`,
-//! `vacuum`); the work is `podwire_ingest::delta`'s.
-use crate::cli::{StoreCommand, TableArg, TablesArgs};
+//! `vacuum`, `compact`, `expire`); the work is `podwire_ingest`'s (`delta`, `compact`,
+//! `retention`).
+use crate::cli::{StoreCommand, StoreCompactArgs, TableArg, TablesArgs};
 use podwire_ingest::delta::DeltaLog;
 use podwire_ingest::location::Location;
 use podwire_schemas::Table;
@@ -11,6 +12,8 @@ pub(crate) fn run(cmd: &StoreCommand, quiet: bool) -> anyhow::Result<()> {
         StoreCommand::History(args) => history(&args.store, args.limit, args.json),
         StoreCommand::Check(args) => check(&args.store, args.grace),
         StoreCommand::Vacuum(args) => vacuum(&args.store, args.dry_run),
+        StoreCommand::Compact(args) => compact(args, quiet),
+        StoreCommand::Expire(args) => crate::expire::run(args, quiet),
     }
 }
 
@@ -149,5 +152,63 @@ fn vacuum(args: &TablesArgs, dry_run: bool) -> anyhow::Result<()> {
             deleted.len()
         );
     }
+    Ok(())
+}
+
+fn compact(args: &StoreCompactArgs, quiet: bool) -> anyhow::Result<()> {
+    use podwire_ingest::compact::{Policy, compact};
+    let (log, location, tables) = open(&args.store)?;
+    let config = podwire_ingest::store::StoreConfig::at(location.clone());
+    let policy = Policy {
+        older_than_s: i64::try_from(args.older_than.as_secs()).unwrap_or(i64::MAX),
+        target_bytes: args.target_size as u64,
+        dry_run: args.dry_run,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut failed = 0usize;
+    for table in tables {
+        let progress = |h: &podwire_ingest::compact::Hour| {
+            if !quiet {
+                eprintln!(
+                    "{}/{}: {} files ({} bytes) {} {} ({} rows{})",
+                    table.name(),
+                    h.partition,
+                    h.files_in,
+                    h.bytes_in,
+                    if args.dry_run { "would become" } else { "became" },
+                    h.files_out,
+                    h.rows,
+                    h.version.map_or_else(String::new, |v| format!(", version {v}")),
+                );
+            }
+        };
+        let Some(done) = compact(&config, &log, table, policy, now, progress)? else {
+            if !quiet {
+                eprintln!("{}: no Delta log (podwire store convert makes one)", table.name());
+            }
+            continue;
+        };
+        let files_in: u64 = done.hours.iter().map(|h| h.files_in).sum();
+        let files_out: u64 = done.hours.iter().map(|h| h.files_out).sum();
+        tracing::info!(store = %location, table = table.name(), hours = done.hours.len(), files_in, files_out, failed = done.failed.len(), dry_run = args.dry_run, "Compacted.");
+        if !quiet {
+            eprintln!(
+                "{}: {} hour(s), {files_in} files {} {files_out}",
+                table.name(),
+                done.hours.len(),
+                if args.dry_run { "would become" } else { "became" }
+            );
+        }
+        for (part, why) in &done.failed {
+            eprintln!("{}/{part}: not compacted: {why}", table.name());
+        }
+        failed += done.failed.len();
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} hour(s) not compacted (left as they were; run again to retry)"
+    );
     Ok(())
 }

@@ -27,12 +27,9 @@ use object_store::ObjectStore;
 use object_store::prefix::PrefixStore;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
-use podwire_schemas::Table;
+use podwire_schemas::{Table, partition};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// The partition columns of every table, in order.
-pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
 
 /// How long a removed file stays in place (`delta.deletedFileRetentionDuration`): a query that
 /// planned over the snapshot before the removal still finds it.
@@ -71,7 +68,7 @@ impl DataFile {
     /// # Errors
     /// [`Error::Delta`] when `path` is not in a `date=…/hour=…` folder.
     pub fn new(table: Table, path: String, size: u64, md: &ParquetMetaData) -> Result<Self> {
-        let (date, hour) = partition_of(&path).ok_or_else(|| Error::Delta {
+        let (date, hour) = partition::of_path(&path).ok_or_else(|| Error::Delta {
             table: table.name(),
             what: format!("`{path}` is not in a date=YYYY-MM-DD/hour=HH folder"),
             retryable: false,
@@ -84,8 +81,8 @@ impl DataFile {
         Add {
             path: self.path.clone(),
             partition_values: HashMap::from([
-                (PARTITION_COLUMNS[0].to_string(), Some(self.date.clone())),
-                (PARTITION_COLUMNS[1].to_string(), Some(self.hour.clone())),
+                (partition::COLUMNS[0].to_string(), Some(self.date.clone())),
+                (partition::COLUMNS[1].to_string(), Some(self.hour.clone())),
             ]),
             size: i64::try_from(self.size).unwrap_or(i64::MAX),
             modification_time: now_ms,
@@ -94,20 +91,6 @@ impl DataFile {
             ..Add::default()
         }
     }
-}
-
-/// The `date` and `hour` of a path `…date=YYYY-MM-DD/hour=HH/…`.
-pub fn partition_of(path: &str) -> Option<(String, String)> {
-    let mut date = None;
-    let mut hour = None;
-    for part in path.split('/') {
-        if let Some(d) = part.strip_prefix("date=") {
-            date = Some(d.to_string());
-        } else if let Some(h) = part.strip_prefix("hour=") {
-            hour = Some(h.to_string());
-        }
-    }
-    Some((date?, hour?))
 }
 
 /// Delta's per-file statistics of a file `table` wrote: `numRecords`, and per top-level column
@@ -184,6 +167,24 @@ fn stats_json(table: Table, md: &ParquetMetaData) -> String {
 fn millis_text(ms: i64) -> Option<String> {
     let ts = jiff::Timestamp::from_millisecond(ms).ok()?;
     Some(ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+/// The action removing `f` from its table (an expiry: `dataChange`).
+fn remove_action(f: &LiveFile, now_ms: i64) -> Remove {
+    Remove {
+        path: f.path.clone(),
+        data_change: true,
+        deletion_timestamp: Some(now_ms),
+        extended_file_metadata: Some(true),
+        partition_values: partition::of_path(&f.path).map(|(d, h)| {
+            HashMap::from([
+                (partition::DATE.to_string(), Some(d)),
+                (partition::HOUR.to_string(), Some(h)),
+            ])
+        }),
+        size: Some(i64::try_from(f.size).unwrap_or(i64::MAX)),
+        ..Remove::default()
+    }
 }
 
 /// A file of a table's current snapshot.
@@ -335,7 +336,7 @@ impl DeltaLog {
             .iter()
             .map(|f| f.as_ref().clone().with_nullable(true).with_metadata(HashMap::new()))
             .collect();
-        for p in PARTITION_COLUMNS {
+        for p in partition::COLUMNS {
             fields.push(arrow::datatypes::Field::new(p, arrow::datatypes::DataType::Utf8, true));
         }
         let arrow_schema = arrow::datatypes::Schema::new(fields);
@@ -363,7 +364,7 @@ impl DeltaLog {
             .with_table_name(table.name())
             .with_comment(format!("podwire {} (schemas/README.md)", table.name()))
             .with_columns(schema.fields().cloned())
-            .with_partition_columns(PARTITION_COLUMNS)
+            .with_partition_columns(partition::COLUMNS)
             .with_save_mode(SaveMode::Ignore)
             .with_configuration_property(
                 TableProperty::DeletedFileRetentionDuration,
@@ -441,7 +442,7 @@ impl DeltaLog {
             );
         let op = DeltaOperation::Write {
             mode: SaveMode::Append,
-            partition_by: Some(PARTITION_COLUMNS.iter().map(|p| (*p).to_string()).collect()),
+            partition_by: Some(partition::COLUMNS.iter().map(|p| (*p).to_string()).collect()),
             predicate: None,
         };
         let metrics = serde_json::json!({
@@ -449,8 +450,70 @@ impl DeltaLog {
             "numOutputRows": files.iter().map(|f| f.rows).sum::<u64>().to_string(),
             "numOutputBytes": files.iter().map(|f| f.size).sum::<u64>().to_string(),
         });
-        let props = props.with_metadata([("operationMetrics".to_string(), metrics)]);
-        let version = self.commit(table, actions, props, op)?;
+        // A blind append: it read nothing, so no concurrent commit (another writer's files, an
+        // expiry, a compaction) can make it wrong; concurrent expiries and compactions then do
+        // not conflict with it either.
+        let props = props.with_metadata([
+            ("operationMetrics".to_string(), metrics),
+            ("isBlindAppend".to_string(), serde_json::Value::Bool(true)),
+        ]);
+        let version = self.commit(table, actions, props, op, true)?;
+        self.sync_log(table, version);
+        Ok(version)
+    }
+
+    /// Replaces, in one commit, `removed` by `added` (the same rows in fewer files) in `table`:
+    /// a compaction, with `dataChange` false in both so that readers of the log's changes skip
+    /// it. The commit carries an application transaction `podwire-compact:<hour>`, so that two
+    /// compactions of the same hour running at once cannot both commit (the second conflicts);
+    /// one also conflicts with an expiry that removed any file in the meantime. Returns the
+    /// version.
+    ///
+    /// # Errors
+    /// [`Error::Delta`]; a conflict (the files changed meanwhile) is not retryable: the
+    /// compaction of that hour is abandoned, and its new files are orphans.
+    pub fn replace(
+        &self,
+        table: Table,
+        removed: &[LiveFile],
+        added: &[DataFile],
+        hour: &str,
+        target_size: u64,
+    ) -> Result<u64> {
+        let now = now_ms();
+        let mut actions: Vec<Action> = removed
+            .iter()
+            .map(|f| {
+                let mut r = remove_action(f, now);
+                r.data_change = false;
+                Action::Remove(r)
+            })
+            .collect();
+        actions.extend(added.iter().map(|f| {
+            let mut a = f.add(now);
+            a.data_change = false;
+            Action::Add(a)
+        }));
+        let op = DeltaOperation::Optimize {
+            predicate: Some(format!("hour partition {hour}")),
+            target_size: i64::try_from(target_size).unwrap_or(i64::MAX),
+        };
+        let metrics = serde_json::json!({
+            "numFiles": added.len().to_string(),
+            "numRemovedFiles": removed.len().to_string(),
+            "numOutputRows": added.iter().map(|f| f.rows).sum::<u64>().to_string(),
+            "numOutputBytes": added.iter().map(|f| f.size).sum::<u64>().to_string(),
+            "numRemovedBytes": removed.iter().map(|f| f.size).sum::<u64>().to_string(),
+        });
+        let props = CommitProperties::default()
+            .with_max_retries(COMMIT_RETRIES)
+            .with_application_transaction(Transaction::new_with_last_update(
+                format!("podwire-compact:{hour}"),
+                now,
+                Some(now),
+            ))
+            .with_metadata([("operationMetrics".to_string(), metrics)]);
+        let version = self.commit(table, actions, props, op, false)?;
         self.sync_log(table, version);
         Ok(version)
     }
@@ -465,25 +528,8 @@ impl DeltaLog {
             return Ok(None);
         }
         let now = now_ms();
-        let actions: Vec<Action> = files
-            .iter()
-            .map(|f| {
-                Action::Remove(Remove {
-                    path: f.path.clone(),
-                    data_change: true,
-                    deletion_timestamp: Some(now),
-                    extended_file_metadata: Some(true),
-                    partition_values: partition_of(&f.path).map(|(d, h)| {
-                        HashMap::from([
-                            (PARTITION_COLUMNS[0].to_string(), Some(d)),
-                            (PARTITION_COLUMNS[1].to_string(), Some(h)),
-                        ])
-                    }),
-                    size: Some(i64::try_from(f.size).unwrap_or(i64::MAX)),
-                    ..Remove::default()
-                })
-            })
-            .collect();
+        let actions: Vec<Action> =
+            files.iter().map(|f| Action::Remove(remove_action(f, now))).collect();
         let op = DeltaOperation::Delete { predicate: Some(predicate.to_string()) };
         let metrics = serde_json::json!({
             "numRemovedFiles": files.len().to_string(),
@@ -493,28 +539,50 @@ impl DeltaLog {
         let props = CommitProperties::default()
             .with_max_retries(COMMIT_RETRIES)
             .with_metadata([("operationMetrics".to_string(), metrics)]);
-        let version = self.commit(table, actions, props, op)?;
+        let version = self.commit(table, actions, props, op, false)?;
         self.sync_log(table, version);
         Ok(Some(version))
     }
 
+    /// Commits `actions` after the newest version. With `blind`, a commit that conflicts with
+    /// a concurrent one (delta-rs counts every file of the snapshot as read, so an append
+    /// conflicts with any concurrent removal) is tried again on the new snapshot: right for an
+    /// append, which depends on nothing it read.
     fn commit(
         &self,
         table: Table,
         actions: Vec<Action>,
         props: CommitProperties,
         op: DeltaOperation,
+        blind: bool,
     ) -> Result<u64> {
         let version = self.with_table(table, true, |t| {
             Box::pin(async move {
-                let snapshot = t.snapshot()?.clone();
-                let done = CommitBuilder::from(props)
-                    .with_actions(actions)
-                    .build(Some(&snapshot), t.log_store(), op)
-                    .await?;
-                let v = done.version();
-                t.state = Some(done.snapshot());
-                Ok(v)
+                let mut attempt = 0;
+                loop {
+                    let snapshot = t.snapshot()?.clone();
+                    let done = CommitBuilder::from(props.clone())
+                        .with_actions(actions.clone())
+                        .build(Some(&snapshot), t.log_store(), op.clone())
+                        .await;
+                    match done {
+                        Ok(done) => {
+                            let v = done.version();
+                            t.state = Some(done.snapshot());
+                            return Ok(v);
+                        }
+                        Err(DeltaTableError::Transaction {
+                            source:
+                                deltalake_core::kernel::transaction::TransactionError::CommitConflict(
+                                    _,
+                                ),
+                        }) if blind && attempt < COMMIT_RETRIES => {
+                            attempt += 1;
+                            t.update_incremental(None).await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             })
         })?;
         version.ok_or_else(|| Error::Delta {
@@ -761,8 +829,7 @@ async fn parquet_files(
         let [date, hour, name] = rel.as_slice() else { continue };
         if name.starts_with('.')
             || !name.ends_with(".parquet")
-            || !date.starts_with("date=")
-            || !hour.starts_with("hour=")
+            || partition::bucket_of_folders(date, hour).is_none()
         {
             continue;
         }

@@ -19,6 +19,7 @@
 //! - [`retention`]: deletes the hourly partitions older than the time kept.
 //! - [`location`]: a store's root, a local folder or an S3-compatible `s3://bucket/prefix`.
 pub mod bus;
+pub mod compact;
 pub mod delta;
 pub mod enrich;
 pub mod error;

@@ -63,6 +63,8 @@ pub struct IngestMetrics {
     expired_partitions: Counter,
     expired_bytes: Counter,
     retention_errors: Counter,
+    compacted_files: Counter,
+    compaction_errors: Counter,
 }
 
 impl Default for IngestMetrics {
@@ -137,7 +139,21 @@ impl IngestMetrics {
             "Retention runs that failed (the next run retries)",
             retention_errors.clone(),
         );
+        let compacted_files = Counter::default();
+        r.register(
+            "compacted_files",
+            "Small files replaced by compaction (--compact-every)",
+            compacted_files.clone(),
+        );
+        let compaction_errors = Counter::default();
+        r.register(
+            "compaction_errors",
+            "Hours whose compaction failed, and failed compaction runs (the next run retries)",
+            compaction_errors.clone(),
+        );
         IngestMetrics {
+            compacted_files,
+            compaction_errors,
             expired_partitions,
             expired_bytes,
             retention_errors,
@@ -241,6 +257,12 @@ impl IngestMetrics {
     /// A retention run that failed.
     pub fn retention_error(&self) {
         self.retention_errors.inc();
+    }
+
+    /// What a compaction run did: files replaced, hours that failed.
+    pub fn compacted(&self, files: u64, failed: u64) {
+        self.compacted_files.inc_by(files);
+        self.compaction_errors.inc_by(failed);
     }
 
     /// Rows in open segments.

@@ -12,10 +12,11 @@
 //! a partition (`_ingest/`, the ledger; anything a person put there) are left alone, and so are
 //! hidden files (a local write in progress has a hidden temporary name). A partition written
 //! again after it was deleted (rows that arrived later than the time kept) goes at the next run.
-use crate::delta::{DeltaLog, LiveFile, partition_of};
+use crate::delta::{DeltaLog, LiveFile};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use podwire_schemas::Table;
+use podwire_schemas::partition;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -36,10 +37,7 @@ pub struct Expired {
 /// The end of partition `date=YYYY-MM-DD/hour=HH` (its two folder names), in seconds since
 /// the epoch; `None` for a name that is not a partition's.
 pub fn partition_end(date_dir: &str, hour_dir: &str) -> Option<i64> {
-    let date: jiff::civil::Date = date_dir.strip_prefix("date=")?.parse().ok()?;
-    let hour: i8 = hour_dir.strip_prefix("hour=")?.parse().ok().filter(|h| (0..24).contains(h))?;
-    let start = date.at(hour, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).ok()?;
-    Some(start.timestamp().as_second() + 3600)
+    partition::bucket_of_folders(date_dir, hour_dir).map(|b| (b + 1) * 3600)
 }
 
 /// Deletes (with `dry_run`, only lists) the partitions of `tables` that ended at or before
@@ -62,8 +60,10 @@ pub fn expire(
         if let Some(removed) = expire_delta(&log, *table, cutoff_s, dry_run)? {
             let mut parts = std::collections::BTreeSet::new();
             for f in &removed {
-                if let Some((d, h)) = partition_of(&f.path) {
-                    parts.insert(format!("{}/date={d}/hour={h}", table.name()));
+                if let Some(b) =
+                    partition::of_path(&f.path).and_then(|(d, h)| partition::bucket(&d, &h))
+                {
+                    parts.insert(format!("{}/{}", table.name(), partition::folder(b)));
                 }
                 out.files += 1;
                 out.bytes += f.size;
@@ -126,9 +126,9 @@ pub fn expire_delta(
     let old: Vec<LiveFile> = files
         .into_iter()
         .filter(|f| {
-            partition_of(&f.path)
-                .and_then(|(d, h)| partition_end(&format!("date={d}"), &format!("hour={h}")))
-                .is_some_and(|end| end <= cutoff_s)
+            partition::of_path(&f.path)
+                .and_then(|(d, h)| partition::bucket(&d, &h))
+                .is_some_and(|b| (b + 1) * 3600 <= cutoff_s)
         })
         .collect();
     if !dry_run {

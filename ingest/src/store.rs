@@ -27,7 +27,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{ParquetMetaData, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use podwire_schemas::Table;
+use podwire_schemas::{Table, partition};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
@@ -98,14 +98,6 @@ pub fn split_by_hour(table: Table, batch: &RecordBatch) -> Result<Vec<(i64, Reco
         .into_iter()
         .map(|(h, idx)| Ok((h, take_record_batch(batch, &UInt32Array::from(idx))?)))
         .collect()
-}
-
-/// The partition folder of an hour bucket: `date=YYYY-MM-DD/hour=HH`.
-pub fn partition_path(hour_bucket: i64) -> String {
-    let ts = jiff::Timestamp::from_second(hour_bucket.saturating_mul(3600))
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let dt = ts.to_zoned(jiff::tz::TimeZone::UTC);
-    format!("date={}/hour={:02}", dt.strftime("%Y-%m-%d"), dt.hour())
 }
 
 impl WriteStats {
@@ -185,7 +177,7 @@ pub fn write_sorted(
             .step_by(GATHER_ROWS)
             .map(|at| sorted.rows(at..(at + GATHER_ROWS).min(offset + len)));
         let (bytes, md) = write_file(config, table, hour, &name, &sort_idx, &schema, chunks)?;
-        let path = format!("{}/{name}", partition_path(hour));
+        let path = format!("{}/{name}", partition::folder(hour));
         written.data.push(DataFile::new(table, path, bytes, &md)?);
         written.bytes += bytes;
         written.files += 1;
@@ -283,7 +275,7 @@ fn write_file(
 ) -> Result<(u64, ParquetMetaData)> {
     let props = file_properties(config, table, schema, sort_idx);
     // The hour partition's folder, relative to the root.
-    let dir = format!("{}/{}", table.name(), partition_path(hour));
+    let dir = format!("{}/{}", table.name(), partition::folder(hour));
     match &config.location {
         Location::Local(root) => write_local(&root.join(&dir), name, props, schema, chunks),
         Location::Bucket(bucket) => {
@@ -419,15 +411,6 @@ mod tests {
         let e = io_of_parquet(Path::new("/s/x.tmp"), ParquetError::General("bad".into()));
         assert!(matches!(e, Error::Parquet(_)) && !e.is_retryable());
     }
-    #[test]
-    fn partition_paths_are_utc_hours() {
-        assert_eq!(partition_path(0), "date=1970-01-01/hour=00");
-        // 2026-11-26T09:00Z
-        let t = jiff::Timestamp::from_second(1_795_683_600).unwrap();
-        let bucket = t.as_second() / 3600;
-        assert_eq!(partition_path(bucket), format!("date={}/hour=09", t.strftime("%Y-%m-%d")));
-    }
-
     #[test]
     fn all_empty_string_columns_get_a_values_buffer() {
         use arrow::array::Int64Array;

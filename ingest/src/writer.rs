@@ -370,6 +370,21 @@ impl<'a> Writer<'a> {
                     log.dead_letters(lp, &dead).map_err(|e| ("dead letters", e))?;
                     dead_sent = true;
                 }
+                // A replay of a range the last run was writing: if its commit made it into the
+                // table (the run died before the Kafka commit), it is not written again; the
+                // files stay as committed, even if compacted since.
+                if written.is_none() && seg.forced_end.is_some() && self.ledger.is_some() {
+                    let delta = self.delta_log(seg.table).map_err(|e| ("store", e))?;
+                    let committed = delta
+                        .txn_version(seg.table, &app_id(lp))
+                        .map_err(|e| ("store", e))?
+                        .is_some_and(|v| v >= end);
+                    if committed {
+                        tracing::info!(partition = %lp, start, end, "this range was committed to the table by the last run; committing its offsets only");
+                        written = Some(Written::default());
+                        in_log = true;
+                    }
+                }
                 if written.is_none() {
                     let w =
                         seg.write(&self.store, self.ledger.as_ref()).map_err(|e| ("store", e))?;
@@ -380,17 +395,14 @@ impl<'a> Writer<'a> {
                 if !in_log {
                     let files = written.as_ref().map(|w| w.data.as_slice()).unwrap_or_default();
                     if !files.is_empty() {
-                        let delta = self.delta.as_ref().map_err(|what| {
-                            (
-                                "store",
-                                Error::Delta {
-                                    table: seg.table.name(),
-                                    what: what.clone(),
-                                    retryable: false,
-                                },
-                            )
-                        })?;
-                        delta.append(seg.table, files, &[]).map_err(|e| ("store", e))?;
+                        let delta = self.delta_log(seg.table).map_err(|e| ("store", e))?;
+                        // The range's end as the partition's transaction version, in the same
+                        // commit: what a replay checks (above).
+                        let txns = match self.ledger {
+                            Some(_) => vec![(app_id(lp), end)],
+                            None => Vec::new(),
+                        };
+                        delta.append(seg.table, files, &txns).map_err(|e| ("store", e))?;
                     }
                     in_log = true;
                 }
@@ -438,6 +450,23 @@ impl<'a> Writer<'a> {
             log.between_retries();
         }
     }
+}
+
+impl Writer<'_> {
+    /// The tables' Delta log, or why it could not be opened.
+    fn delta_log(&self, table: Table) -> Result<&DeltaLog> {
+        self.delta.as_ref().map_err(|what| Error::Delta {
+            table: table.name(),
+            what: what.clone(),
+            retryable: false,
+        })
+    }
+}
+
+/// The application id of log partition `lp` in the tables' Delta logs: its transaction version
+/// is the last offset committed to the table.
+pub fn app_id(lp: &LogPartition) -> String {
+    format!("podwire-ingest:{}-{}", lp.topic, lp.partition)
 }
 
 /// The in-process bus of `podwire standalone`: capture's batches go through the same segments,
@@ -694,5 +723,49 @@ pub(crate) mod tests {
             "{}",
             metrics.encode()
         );
+    }
+
+    #[test]
+    fn a_replayed_range_already_in_the_table_is_not_written_again_even_after_a_compaction() {
+        use crate::delta::DeltaLog;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = IngestMetrics::new();
+        let stop = AtomicBool::new(false);
+        let roll = RollPolicy { max_bytes: usize::MAX, max_age: Duration::MAX };
+        let lp = LogPartition { topic: "podwire.connections".into(), partition: 0 };
+        let run = |log: &mut FailingLog| -> Result<()> {
+            let store = StoreConfig::new(dir.path());
+            let mut w = Writer::new(store, roll, true, None, &metrics, &stop);
+            assert!(w.prepare(&lp, Table::Connections, 7, log)?);
+            w.take(&lp, Table::Connections, 7, Ok((None, vec![batch(&[10, 20])])), Raw::default())?;
+            w.roll(&lp, log, false)
+        };
+        // The first run dies between the table's commit and the Kafka commit.
+        let corrupt = Error::Ledger { path: "x".into(), what: "stop here".into() };
+        let mut log = FailingLog { failures: vec![corrupt], commits: Vec::new() };
+        run(&mut log).unwrap_err();
+        let delta = DeltaLog::new(&StoreConfig::new(dir.path()).location).unwrap();
+        assert_eq!(delta.txn_version(Table::Connections, &app_id(&lp)).unwrap(), Some(7));
+        let files = delta.files(Table::Connections).unwrap().unwrap();
+        assert_eq!(files.len(), 1);
+        // Meanwhile the hour is compacted: its file replaced by another of the same rows.
+        let merged = crate::store::write_sorted(
+            &StoreConfig::new(dir.path()),
+            Table::Connections,
+            0,
+            "compacted",
+            0,
+            vec![batch(&[10, 20])],
+        )
+        .unwrap();
+        delta.replace(Table::Connections, &files, &merged.data, "h", 1).unwrap();
+        // The replay commits the offsets and adds nothing: the rows stay once.
+        let mut log = FailingLog { failures: Vec::new(), commits: Vec::new() };
+        run(&mut log).unwrap();
+        assert_eq!(log.commits, vec![8]);
+        let now = delta.files(Table::Connections).unwrap().unwrap();
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_eq!(now[0].path, merged.data[0].path);
+        assert_eq!(now[0].rows, Some(2));
     }
 }

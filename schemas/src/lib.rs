@@ -16,6 +16,7 @@ pub mod connections;
 pub mod dns;
 pub mod endpoint;
 pub mod packets;
+pub mod partition;
 mod time;
 pub mod wire;
 

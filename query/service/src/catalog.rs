@@ -21,10 +21,7 @@ use podwire_schemas::Table;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The partition column holding the day, `YYYY-MM-DD` (UTC).
-pub const DATE: &str = "date";
-/// The partition column holding the hour of the day, `00`–`23` (UTC).
-pub const HOUR: &str = "hour";
+pub use podwire_schemas::partition::{DATE, HOUR};
 
 /// Registers every table of the store at `root` in `ctx`, under its name. `root` is a folder, or
 /// `s3://bucket/prefix` (an S3-compatible bucket configured from the `AWS_*` environment

@@ -50,6 +50,14 @@ fn cutoff(keep: Duration) -> i64 {
     i64::try_from(now.saturating_sub(keep.as_secs())).unwrap_or(0)
 }
 
+/// Sleeps for `period`, waking every half second to return early once `stop` is set.
+fn sleep_unless_stopped(period: Duration, stop: &AtomicBool) {
+    let until = std::time::Instant::now() + period;
+    while !stop.load(Relaxed) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// How often `ingest --retention` runs.
 const EVERY: Duration = Duration::from_secs(3600);
 
@@ -81,10 +89,7 @@ pub(crate) fn spawn_hourly(
                     tracing::warn!(error = %e, "Retention run failed; the next run (in an hour) retries.");
                 }
             }
-            let until = std::time::Instant::now() + EVERY;
-            while !stop.load(Relaxed) && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(500));
-            }
+            sleep_unless_stopped(EVERY, &stop);
         }
     })
 }
@@ -102,10 +107,7 @@ pub(crate) fn spawn_compaction(
     std::thread::Builder::new().name("compaction".into()).spawn(move || {
         let config = podwire_ingest::store::StoreConfig::at(location.clone());
         loop {
-            let until = std::time::Instant::now() + every;
-            while !stop.load(Relaxed) && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(500));
-            }
+            sleep_unless_stopped(every, &stop);
             if stop.load(Relaxed) {
                 return;
             }

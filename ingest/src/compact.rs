@@ -157,7 +157,7 @@ fn compact_hour(
         return Ok(hour);
     }
     // Names no writer uses otherwise: the time of this run, this process, the group.
-    let stem = format!("compacted-{}-{}", now_ms(), std::process::id());
+    let stem = format!("compacted-{}-{}", crate::delta::now_ms(), std::process::id());
     let mut added: Vec<DataFile> = Vec::new();
     let result = (|| -> Result<u64> {
         for (i, group) in groups.iter().enumerate() {
@@ -275,10 +275,6 @@ fn delete(location: &Location, table: Table, path: &str) -> Result<()> {
         }
         Location::Bucket(b) => b.delete(&key),
     }
-}
-
-fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
 #[cfg(test)]

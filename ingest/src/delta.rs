@@ -316,7 +316,7 @@ impl DeltaLog {
     async fn load(
         log_store: LogStoreRef,
     ) -> std::result::Result<Option<DeltaTable>, DeltaTableError> {
-        if !has_log(log_store.object_store(None).as_ref()).await? {
+        if !log_store.is_delta_table_location().await? {
             return Ok(None);
         }
         let mut t = DeltaTable::new(log_store);
@@ -862,20 +862,8 @@ async fn read_footer(
     ParquetMetaDataReader::decode_metadata(&meta).map_err(|e| e.to_string())
 }
 
-/// Whether the table whose root `store` is has a `_delta_log/` with anything in it (a folder
-/// that does not exist has none).
-pub async fn has_log(store: &dyn ObjectStore) -> std::result::Result<bool, DeltaTableError> {
-    use futures::StreamExt as _;
-    let log = object_store::path::Path::from("_delta_log");
-    match store.list(Some(&log)).next().await {
-        None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
-        Some(Ok(_)) => Ok(true),
-        Some(Err(e)) => Err(e.into()),
-    }
-}
-
 /// Now, in milliseconds since the epoch.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

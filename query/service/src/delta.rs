@@ -16,7 +16,7 @@
 //! from its folders as before.
 use async_trait::async_trait;
 use deltalake_core::DeltaTable;
-use deltalake_core::logstore::{StorageConfig, default_logstore};
+use deltalake_core::logstore::{LogStore as _, StorageConfig, default_logstore};
 use futures::stream::{BoxStream, StreamExt as _};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -105,12 +105,7 @@ impl DeltaListing {
                 &StorageConfig::default(),
             );
             // A table with no log (or no folder) yet is listed from its folders.
-            let log = Path::from("_delta_log");
-            let has_log = match prefixed.list(Some(&log)).next().await {
-                None | Some(Err(object_store::Error::NotFound { .. })) => false,
-                Some(Ok(_)) => true,
-                Some(Err(e)) => return Err(e),
-            };
+            let has_log = log_store.is_delta_table_location().await.map_err(error)?;
             if !has_log {
                 cached.loaded = Some(Instant::now());
                 return Ok(None);

@@ -8,14 +8,17 @@ Needs root (live capture), the tansu broker (tests/run-all.sh builds it; TANSU_B
 `podwire capture --interface lo --only-port P` (eBPF, in the root namespace's loopback, filtered
 in the kernel to the benchmark's port) sends to tansu on loopback; `podwire ingest` writes the
 store. A client opens RATE short TCP connections per second to a local server on P for SECONDS.
-Every 0.5 s the script lists the store's connection files that appeared since the last look and
-reads their rows: freshness of a row = (when its file was first seen) − (the row's end_ts, i.e.
-its last packet). Reported: rows, and the median, p90 and max freshness. The path a row takes:
-connection ends → the tracker writes the final row after --tcp-close-linger → the next
---flush-interval sends it → ingest rolls its segment after --roll-age → fsync, rename.
+Every 0.5 s the script asks `podwire serve` on the store (its HTTP API, as the dashboard does) for
+the benchmark port's final connection rows: freshness of a row = (when the API first returned it)
+− (the row's end_ts, i.e. its last packet). Reported: rows, and the median, p90 and max
+freshness. The path a row takes: connection ends → the tracker writes the final row after
+--tcp-close-linger → the next --flush-interval sends it → ingest rolls its segment after
+--roll-age → fsync, rename, Delta commit → the query service's snapshot of the table, refreshed
+when older than 2 s (`query/service/src/delta.rs`, REFRESH).
 """
 import argparse
-import glob
+import http.client
+import json
 import os
 import random
 import signal
@@ -30,7 +33,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from kafka_broker import Broker  # noqa: E402
 from loopback import free_port  # noqa: E402
 
-import duckdb  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.ipc  # noqa: E402
 
 
 def main():
@@ -63,6 +67,24 @@ def main():
         [bin_, "ingest", "--kafka", broker.address, "--store", store, "--group", "fresh",
          "--topic-prefix", prefix, "--tables", "connections", "--roll-age", args.roll_age],
         stdout=subprocess.DEVNULL, stderr=open(f"{store}.ingest.log", "w"))
+    os.makedirs(store, exist_ok=True)
+    api = subprocess.Popen([bin_, "serve", "--store", store, "--listen", "127.0.0.1:0"],
+                           stdout=subprocess.PIPE, stderr=open(f"{store}.serve.log", "w"), text=True)
+    line = api.stdout.readline()
+    assert line.startswith("listening on http://"), f"podwire serve did not start: {line!r}"
+    api_host, api_port = line.strip().removeprefix("listening on http://").rsplit(":", 1)
+    sql = json.dumps({"sql": f"SELECT conn_id, CAST(end_ts AS BIGINT) AS end_us FROM connections "
+                             f"WHERE dst_port = {port} AND is_final", "format": "arrow"})
+
+    def rows_now():
+        c = http.client.HTTPConnection(api_host, int(api_port), timeout=30)
+        c.request("POST", "/api/v1/sql", body=sql)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        assert r.status == 200, body[:500]
+        t = pa.ipc.open_stream(body).read_all()
+        return zip(t.column("conn_id").to_pylist(), t.column("end_us").to_pylist())
 
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,25 +121,23 @@ def main():
     made = 0
     while time.time() < deadline:
         now = time.time()
-        for f in glob.glob(f"{store}/connections/**/*.parquet", recursive=True):
-            if f in seen:
+        for conn_id, end_us in rows_now():
+            if conn_id in seen:
                 continue
-            seen[f] = now
-            for (end_us,) in duckdb.sql(
-                    f"select epoch_us(end_ts) from read_parquet('{f}') where is_final").fetchall():
-                fresh.append(now - end_us / 1e6)
+            seen[conn_id] = now
+            fresh.append(now - end_us / 1e6)
         made = len(fresh)
         if not load.is_alive() and made >= args.seconds * args.rate * 0.99:
             break
         time.sleep(0.5)
     stop.set()
     srv.close()
-    for p in (cap, ing):
+    for p in (cap, ing, api):
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=120)
     broker.stop()
     fresh.sort()
-    print(f"{len(fresh)} rows in {len(seen)} files at {args.rate:g} connections/s "
+    print(f"{len(fresh)} rows at {args.rate:g} connections/s, read through podwire serve "
           f"(capture --flush-interval {args.flush} --tcp-close-linger {args.linger}, ingest --roll-age {args.roll_age})")
     print(f"freshness: median {statistics.median(fresh):.2f} s, p90 {fresh[int(len(fresh) * 0.9)]:.2f} s, "
           f"max {fresh[-1]:.2f} s")

@@ -54,7 +54,7 @@ TEMPLATES = [
 def draw_filters(con, store, n, seed=7):
     import random
     rnd = random.Random(seed)
-    table = f"read_parquet('{store}/connections/**/*.parquet', hive_partitioning = true)"
+    table = f"read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning = true)"
     pick = lambda sql: [r[0] for r in con.execute(sql).fetchall()]
     values = {
         "ns": pick(f"SELECT DISTINCT src_namespace FROM {table} WHERE src_namespace <> '' ORDER BY 1"),
@@ -75,7 +75,7 @@ def duck_sql(sql, store):
     sql = re.sub(r"approx_percentile_cont\(([0-9.]+)\)\s+WITHIN GROUP\s*\(ORDER BY (\w+)\)",
                  r"approx_quantile(\2, \1)", sql)
     sql = re.sub(r"(\w+) ~ ('[^']*')", r"regexp_matches(\1, \2)", sql)
-    table = f"read_parquet('{store}/connections/**/*.parquet', hive_partitioning = true, hive_types = {{'date': VARCHAR, 'hour': VARCHAR}})"
+    table = f"read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning = true, hive_types = {{'date': VARCHAR, 'hour': VARCHAR}})"
     return re.sub(r"\bFROM\s+connections\b", f"FROM {table}", sql)
 
 
@@ -92,7 +92,7 @@ def start(binary, store):
     base = server.stdout.readline().strip().removeprefix("listening on ")
     con = duckdb.connect()
     last = con.execute(f"""SELECT epoch_ms(max(start_ts)) FROM read_parquet(
-        '{store}/connections/**/*.parquet', hive_partitioning = true)""").fetchone()[0] + 1
+        '{store}/connections/date=*/hour=*/*.parquet', hive_partitioning = true)""").fetchone()[0] + 1
     return server, base, con, last
 
 

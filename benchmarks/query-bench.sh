@@ -49,8 +49,8 @@ ls "$store"/connections/date=*/hour=*/*.parquet >/dev/null 2>&1 \
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-conns="read_parquet('$store/connections/**/*.parquet', hive_partitioning = true)"
-dns="read_parquet('$store/dns/**/*.parquet', hive_partitioning = true)"
+conns="read_parquet('$store/connections/date=*/hour=*/*.parquet', hive_partitioning = true)"
+dns="read_parquet('$store/dns/date=*/hour=*/*.parquet', hive_partitioning = true)"
 have_dns=0
 if ls "$store"/dns/date=*/hour=*/*.parquet >/dev/null 2>&1; then have_dns=1; fi
 

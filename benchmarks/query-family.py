@@ -300,8 +300,8 @@ def main():
             sys.exit(f"no binary at {b}: cargo build --release -p podwire -p podwire-benchmarks "
                      "(or set PODWIRE / QUERY_EXPLAIN)")
     store = os.path.abspath(a.store)
-    conns = f"read_parquet('{store}/connections/**/*.parquet', hive_partitioning = true)"
-    dns = f"read_parquet('{store}/dns/**/*.parquet', hive_partitioning = true)"
+    conns = f"read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning = true)"
+    dns = f"read_parquet('{store}/dns/date=*/hour=*/*.parquet', hive_partitioning = true)"
     have_dns = any(os.scandir(os.path.join(store, "dns"))) if os.path.isdir(
         os.path.join(store, "dns")) else False
     con = duckdb.connect()

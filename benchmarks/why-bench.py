@@ -60,7 +60,7 @@ def main():
             body = json.loads(podwire())
             statements = [map_bench.duck_sql(s, store) for s in body["sql"]]
             if os.path.isdir(os.path.join(store, "dns")):
-                dns = f"read_parquet('{store}/dns/**/*.parquet', hive_partitioning = true, hive_types = {{'date': VARCHAR, 'hour': VARCHAR}})"
+                dns = f"read_parquet('{store}/dns/date=*/hour=*/*.parquet', hive_partitioning = true, hive_types = {{'date': VARCHAR, 'hour': VARCHAR}})"
                 statements = [re.sub(r"\bFROM\s+dns\b", f"FROM {dns}", s) for s in statements]
             else:
                 # No DNS in the store: podwire's statement reads an empty table; DuckDB skips it.

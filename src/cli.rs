@@ -528,6 +528,11 @@ pub(crate) struct StoreArgs {
     /// `s3://bucket/prefix` (settings from the AWS_* environment variables, as for `serve`).
     #[arg(long, env = "PODWIRE_STORE")]
     pub(crate) store: PathBuf,
+    /// Read the store as it was: a version of the connections table's log (`podwire store
+    /// history --tables connections`), or a time (as --from). For a look before a compaction
+    /// or expiry: removed files stay readable for the vacuum's grace period.
+    #[arg(long, value_name = "VERSION|TIME")]
+    pub(crate) as_of: Option<String>,
     #[command(flatten)]
     pub(crate) pushdown: PushdownArgs,
 }
@@ -677,6 +682,11 @@ its variables (`podwire fields --kfl2`):
 
 Times (--from, --to): RFC 3339 (2026-11-26T09:00:00Z), a date (2026-11-26, midnight UTC), `now`,
 or relative to now (-1h, -30m, -2days). The range is [from, to): hour folders outside it are not read.
+
+Time travel (--as-of): the store's tables are Delta tables, so an older snapshot can be read.
+  podwire store history --tables connections          # the versions, with what each changed
+  podwire query --store ./store --as-of 41 'tcp'       # connections at version 41
+  podwire query --store ./store --as-of -2h 'dns'      # every table as it was two hours ago
 
 A filter that does not parse or check exits with status 1 and a diagnostic that points at the
 error (class, line:col, a caret under the query, and a hint).";

@@ -58,8 +58,14 @@ pub(crate) fn open_store(
     if !podwire_query::catalog::is_bucket(path) && !path.is_dir() {
         anyhow::bail!("no store at `{}` (write one with `podwire standalone`)", path.display());
     }
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|t| podwire_query::delta::AsOf::parse(t, time::now_ms()))
+        .transpose()?;
     let options = podwire_query::StoreOptions {
         pushdown: args.pushdown.pushdown.into(),
+        as_of,
         ..podwire_query::StoreOptions::default()
     };
     let store = Store::open_with(path, options)?;

@@ -16,7 +16,7 @@ for f in $(find "$(dirname "$0")/../../shared/data/pcaps" -name '*.pcap' -o -nam
     r=$(python3 - "$out/a$n/$t" "$out/b$n/$t" <<'PY'
 import duckdb, sys, os, glob
 a, b = sys.argv[1], sys.argv[2]
-fa, fb = glob.glob(a + '/**/*.parquet', recursive=True), glob.glob(b + '/**/*.parquet', recursive=True)
+fa, fb = glob.glob(a + '/date=*/hour=*/*.parquet', recursive=True), glob.glob(b + '/date=*/hour=*/*.parquet', recursive=True)
 if not fa and not fb: print("empty"); sys.exit()
 q = lambda fs: duckdb.sql(f"select * from read_parquet({fs!r}, union_by_name=true) order by all").fetchall()
 print("same" if q(fa) == q(fb) else "DIFF", len(q(fa)))

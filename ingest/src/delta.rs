@@ -163,6 +163,22 @@ fn stats_json(table: Table, md: &ParquetMetaData) -> String {
     .to_string()
 }
 
+/// The columns of `table` whose `minValues`/`maxValues` [`stats_json`] writes (integers and
+/// times), as the table's `delta.dataSkippingStatsColumns` declares them. Declared, because a
+/// reader may otherwise take the first 32 columns as having statistics and read a missing
+/// string minimum as a null one: the `deltalake` package's pyarrow datasets then skip every
+/// file on a filter over such a column (seen with deltalake 1.6).
+fn stats_columns(table: Table) -> Vec<String> {
+    use arrow::datatypes::DataType;
+    table
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.data_type().is_integer() || matches!(f.data_type(), DataType::Timestamp(..)))
+        .map(|f| f.name().clone())
+        .collect()
+}
+
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn millis_text(ms: i64) -> Option<String> {
     let ts = jiff::Timestamp::from_millisecond(ms).ok()?;
@@ -294,7 +310,9 @@ impl DeltaLog {
     }
 
     fn error(table: Table, e: &DeltaTableError) -> Error {
-        use deltalake_core::kernel::transaction::TransactionError as T;
+        use deltalake_core::kernel::transaction::{
+            CommitConflictError as C, TransactionError as T,
+        };
         // What a retry can mend: the store's I/O (an outage, a full disk) and commits that lost
         // every race to concurrent writers.
         let retryable = match e {
@@ -302,9 +320,15 @@ impl DeltaLog {
             | DeltaTableError::Io { .. }
             | DeltaTableError::VersionAlreadyExists(_) => true,
             DeltaTableError::Transaction { source } => {
+                // A change of the table's metadata or protocol by another process (a property
+                // declared) conflicts with every commit planned before it: a retry loads the
+                // table again.
                 matches!(
                     source,
-                    T::ObjectStore { .. } | T::VersionAlreadyExists(_) | T::MaxCommitAttempts(_)
+                    T::ObjectStore { .. }
+                        | T::VersionAlreadyExists(_)
+                        | T::MaxCommitAttempts(_)
+                        | T::CommitConflict(C::MetadataChanged | C::ProtocolChanged(_))
                 )
             }
             _ => false,
@@ -371,6 +395,10 @@ impl DeltaLog {
                 Some(DELETED_FILE_RETENTION),
             )
             .with_configuration_property(TableProperty::LogRetentionDuration, Some(LOG_RETENTION))
+            .with_configuration_property(
+                TableProperty::DataSkippingStatsColumns,
+                Some(stats_columns(table).join(",")),
+            )
             .await;
         match created {
             Ok(t) => Ok(t),
@@ -378,6 +406,27 @@ impl DeltaLog {
                 Some(t) => Ok(t),
                 None => Err(e),
             },
+        }
+    }
+
+    /// `t` with its `delta.dataSkippingStatsColumns` declared ([`stats_columns`]): a table
+    /// created by podwire before it declared them gets them in a commit of their own (a lost
+    /// race to another writer doing the same is fine: the table is loaded again).
+    async fn declare_stats_columns(
+        table: Table,
+        t: DeltaTable,
+    ) -> std::result::Result<DeltaTable, DeltaTableError> {
+        const KEY: &str = "delta.dataSkippingStatsColumns";
+        if t.snapshot()?.metadata().configuration().contains_key(KEY) {
+            return Ok(t);
+        }
+        let log_store = t.log_store();
+        let properties = HashMap::from([(KEY.to_string(), stats_columns(table).join(","))]);
+        match t.set_tbl_properties().with_properties(properties).await {
+            Ok(t) => Ok(t),
+            Err(_) => Self::load(Arc::clone(&log_store)).await?.ok_or_else(|| {
+                DeltaTableError::Generic("the table's log went away while it was open".into())
+            }),
         }
     }
 
@@ -411,6 +460,9 @@ impl DeltaLog {
                     None => return Ok(None),
                 },
             };
+            if create {
+                t = Self::declare_stats_columns(table, t).await?;
+            }
             let out = f(&mut t).await;
             Ok::<_, DeltaTableError>(Some((t, out)))
         });
@@ -923,6 +975,53 @@ mod tests {
         let h = log.history(Table::Connections, None).unwrap().unwrap();
         let ops: Vec<&str> = h.iter().map(|v| v.operation.as_str()).collect();
         assert_eq!(ops, ["WRITE", "WRITE", "CREATE TABLE"], "{h:?}");
+    }
+
+    #[test]
+    fn the_columns_with_statistics_are_declared_also_on_a_table_made_before() {
+        const KEY: &str = "delta.dataSkippingStatsColumns";
+        let declared = |log: &DeltaLog| {
+            log.with_table(Table::Connections, false, |t| {
+                Box::pin(
+                    async move { Ok(t.snapshot()?.metadata().configuration().get(KEY).cloned()) },
+                )
+            })
+            .unwrap()
+            .flatten()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(dir.path());
+        let log = DeltaLog::new(&config.location).unwrap();
+        log.append(Table::Connections, &write(&config, 0, "a", &[10]), &[]).unwrap();
+        let cols = declared(&log).expect("declared when the table is made");
+        let cols: Vec<&str> = cols.split(',').collect();
+        assert!(cols.contains(&"conn_id") && cols.contains(&"start_ts"), "{cols:?}");
+        assert!(!cols.contains(&"src_ip") && !cols.contains(&"outcome"), "{cols:?}");
+
+        // A table made by an earlier podwire, without the declaration: the next writer adds it.
+        let old = tempfile::tempdir().unwrap();
+        let config = StoreConfig::new(old.path());
+        let log = DeltaLog::new(&config.location).unwrap();
+        let log_store = log.log_store(Table::Connections).unwrap();
+        let schema = DeltaLog::delta_schema(Table::Connections).unwrap();
+        log.run(
+            CreateBuilder::new()
+                .with_log_store(log_store)
+                .with_columns(schema.fields().cloned())
+                .with_partition_columns(partition::COLUMNS)
+                .into_future(),
+        )
+        .unwrap();
+        let fresh = DeltaLog::new(&config.location).unwrap();
+        assert_eq!(declared(&fresh), None);
+        fresh.append(Table::Connections, &write(&config, 0, "b", &[20]), &[]).unwrap();
+        assert_eq!(
+            declared(&DeltaLog::new(&config.location).unwrap()),
+            Some(stats_columns(Table::Connections).join(","))
+        );
+        let h = fresh.history(Table::Connections, None).unwrap().unwrap();
+        let ops: Vec<&str> = h.iter().map(|v| v.operation.as_str()).collect();
+        assert_eq!(ops, ["WRITE", "SET TBLPROPERTIES", "CREATE TABLE"], "{h:?}");
     }
 
     #[test]

@@ -90,9 +90,9 @@ def server(store):
 
 def duck(store, sql):
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW connections AS SELECT * FROM read_parquet('{store}/connections/**/*.parquet', hive_partitioning=true)")
-    if glob.glob(f"{store}/dns/**/*.parquet", recursive=True):
-        con.execute(f"CREATE VIEW dns AS SELECT * FROM read_parquet('{store}/dns/**/*.parquet', hive_partitioning=true)")
+    con.execute(f"CREATE VIEW connections AS SELECT * FROM read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning=true)")
+    if glob.glob(f"{store}/dns/date=*/hour=*/*.parquet", recursive=True):
+        con.execute(f"CREATE VIEW dns AS SELECT * FROM read_parquet('{store}/dns/date=*/hour=*/*.parquet', hive_partitioning=true)")
     return con.execute(sql).fetchall()
 
 

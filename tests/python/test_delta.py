@@ -6,6 +6,7 @@ bucket (moto on loopback)."""
 import collections
 import datetime as dt
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -164,3 +165,141 @@ def test_convert_expire_and_query_in_a_bucket(plain_store):
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         s3.stop()
+
+
+def all_columns(table):
+    """A table's rows as a multiset over every column (values by their repr, lists included)."""
+    cols = sorted(table.column_names)
+    return collections.Counter(tuple(repr(r[c]) for c in cols) for r in table.to_pylist())
+
+
+def files_per_hour(uri, date):
+    """The number of files in the snapshot of each hour of `date`."""
+    adds = pa.table(deltalake.DeltaTable(uri).get_add_actions(flatten=True)).to_pylist()
+    return collections.Counter(a["partition.hour"] for a in adds if a["partition.date"] == date)
+
+
+def query_lines(store, *args, env=None):
+    """`podwire query` over the generator's day as sorted CSV lines (the header first)."""
+    out = subprocess.run([BIN, "query", "--store", store, "--format", "csv", "--from", "2026-11-01",
+                          "--to", "2026-11-02", *args, "tcp or udp or icmp"], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    return lines[:1] + sorted(lines[1:])
+
+
+def test_compaction_while_writing_and_reading_and_time_travel(tmp_path):
+    """`podwire store compact` on a store of 5-minute files while `standalone` runs append to
+    the same table and two readers (deltalake → pyarrow, and `podwire query`) loop over it:
+    every snapshot either reader sees holds every committed row once; afterwards each closed
+    hour is one file with the same rows; `--as-of` a version before the compaction reads the
+    same rows as after, in the CLI and the API."""
+    import threading
+    store = generate_store(tmp_path / "store", 20000, 1, 5, "--files-per-hour", "12")
+    conns = os.path.join(store, "connections")
+    day = "2026-11-01"
+    before_files = files_per_hour(conns, day)
+    assert len(before_files) == 24 and min(before_files.values()) >= 10, before_files
+    table = deltalake.DeltaTable(conns)
+    v0 = table.version()
+    keys = ("conn_id", "start_ts", "src_bytes", "date", "hour")
+    before = all_columns(table.to_pyarrow_table())
+    before_keys = delta_rows(conns, columns=keys)
+    want_lines = query_lines(store)
+    assert len(want_lines) - 1 == sum(before_keys.values()) > 10000
+
+    # The writer: standalone runs of captures whose hours (years ago) are closed, so compaction
+    # takes them too, possibly between two of their commits.
+    pcaps = [os.path.join(PCAPS, p) for p in ("reddit.pcap", "gnutella.pcap", "synscan.pcapng",
+                                               "1kxun.pcap", "alexa-app.pcapng")]
+    stop = threading.Event()
+    problems, seen_versions, cli_reads = [], set(), [0]
+
+    def writer():
+        for p in pcaps:
+            out = subprocess.run([BIN, "standalone", "--pcap", p, "--store", store], capture_output=True, text=True)
+            if out.returncode != 0:
+                problems.append(f"standalone {p}: {out.stderr}")
+
+    def delta_reader():
+        while not stop.is_set():
+            t = deltalake.DeltaTable(conns)
+            rows = t.to_pyarrow_table(columns=list(keys))
+            got = collections.Counter(zip(*(rows.column(c).to_pylist() for c in keys)))
+            mine = collections.Counter({k: n for k, n in got.items() if k[3] == day})
+            if mine != before_keys:
+                problems.append(f"version {t.version()}: {sum(mine.values())} rows of the day, "
+                                f"want {sum(before_keys.values())}")
+            dup = [k for k, n in got.items() if k[3] != day and n > 1]
+            if dup:
+                problems.append(f"version {t.version()}: the writer's rows twice: {dup[:3]}")
+            seen_versions.add(t.version())
+
+    def cli_reader():
+        while not stop.is_set():
+            if query_lines(store) != want_lines:
+                problems.append("podwire query saw other rows of the day")
+            cli_reads[0] += 1
+
+    threads = [threading.Thread(target=f) for f in (delta_reader, cli_reader)]
+    for t in threads:
+        t.start()
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        time.sleep(1)
+        out = run("store", "compact", "--store", store, "--older-than", "2h")
+        w.join()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert out.returncode == 0, out.stderr
+    assert not problems, problems[:5]
+    assert cli_reads[0] >= 2 and len(seen_versions) >= 3, (cli_reads, seen_versions)
+
+    # Each closed hour is one file now, with the same rows (every column).
+    after_files = files_per_hour(conns, day)
+    assert sorted(after_files) == sorted(before_files) and set(after_files.values()) == {1}, after_files
+    final = deltalake.DeltaTable(conns).to_pyarrow_table()
+    day_rows = final.filter(pa.compute.equal(final.column("date"), day))
+    assert all_columns(day_rows) == before
+    # What a reader of the folders sees until the vacuum: the merged files and the small ones.
+    in_folders = collections.Counter({k: n for k, n in folder_rows(conns, keys).items() if k[3] == day})
+    assert in_folders == before_keys + before_keys
+    # The writer's rows, each once: as the same captures written alone into a store of their own.
+    ref = tmp_path / "ref"
+    for p in pcaps:
+        assert run("standalone", "--pcap", p, "--store", str(ref)).returncode == 0
+    ours = collections.Counter({k: n for k, n in delta_rows(conns, columns=keys).items() if k[3] != day})
+    assert ours == delta_rows(str(ref / "connections"), columns=keys) and sum(ours.values()) > 1000
+    ops = [json.loads(line)["operation"] for line in
+           run("store", "history", "--store", store, "--tables", "connections", "--json").stdout.splitlines()]
+    assert "OPTIMIZE" in ops, ops
+    check = run("store", "check", "--store", store)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    # Time travel: the version before compaction reads the small files (kept for the grace
+    # period) and gives the same rows; a time before the first commit, an empty table.
+    assert query_lines(store, "--as-of", str(v0)) == want_lines
+    assert query_lines(store) == want_lines
+    assert query_lines(store, "--as-of", "2020-01-01T00:00:00Z") == want_lines[:1]
+    bad = subprocess.run([BIN, "query", "--store", store, "--as-of", "99999", "tcp"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--as-of" in bad.stderr and "no version 99999" in bad.stderr, bad.stderr
+
+    from test_api import Server
+    s = Server(store)
+    try:
+        body = {"query": "tcp or udp or icmp", "from": "2026-11-01", "to": "2026-11-02", "format": "csv"}
+        for as_of in (str(v0), None):
+            status, _, payload = s.request("POST", "/api/v1/query", {**body, "as_of": as_of})
+            assert status == 200, payload
+            lines = payload.decode().splitlines()
+            assert lines[:1] + sorted(lines[1:]) == want_lines, as_of
+        status, err = s.json("POST", "/api/v1/query", {**body, "as_of": "99999"})
+        assert status == 400 and err["error"]["class"] == "BAD_AS_OF", err
+        status, err = s.json("POST", "/api/v1/query", {**body, "as_of": "yesterday-ish"})
+        assert status == 400, err
+    finally:
+        assert s.stop() == 0

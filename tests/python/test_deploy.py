@@ -102,6 +102,14 @@ def objects_of(values_file, kind=None):
     return [o for o in objects if kind is None or o["kind"] == kind]
 
 
+def objects_with(values, kind):
+    """The objects of `kind` that the chart renders with `values` over its defaults."""
+    yaml = need("yaml", "pyyaml")
+    docs = (d for path, text in render_values(values).items() if not path.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text) if d)
+    return [d for d in docs if isinstance(d, dict) and d.get("kind") == kind]
+
+
 def pod_spec(obj):
     if obj["kind"] == "CronJob":
         return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -642,5 +650,16 @@ def test_retention_reaches_ingest_as_its_flag():
                               (None, r"retention: None")):
         (ingest,) = [o for o in objects_of(values_file, "Deployment")
                      if o["metadata"]["name"].endswith("-ingest")]
+        parsed = check_args(expand_references(containers(ingest)[0]))
+        assert re.search(want, parsed), parsed
+
+
+def test_compaction_reaches_ingest_as_its_flag():
+    """retention.compactEvery becomes ingest's --compact-every (parsed by podwire); empty
+    passes nothing."""
+    for values, want in (({}, r"compact_every: Some\(\s*3600s,\s*\)"),
+                         ({"retention": {"compactEvery": "30m"}}, r"compact_every: Some\(\s*1800s,\s*\)"),
+                         ({"retention": {"compactEvery": ""}}, r"compact_every: None")):
+        (ingest,) = [o for o in objects_with(values, "Deployment") if o["metadata"]["name"].endswith("-ingest")]
         parsed = check_args(expand_references(containers(ingest)[0]))
         assert re.search(want, parsed), parsed

@@ -60,7 +60,7 @@ def node_id(row, side, level, expand):
 def rows(store, where="TRUE"):
     con = duckdb.connect()
     rel = con.execute(f"""SELECT *, epoch_us(start_ts) // 1000 AS start_ms, epoch_us(end_ts) // 1000 AS end_ms
-        FROM read_parquet('{store}/connections/**/*.parquet', hive_partitioning = true)
+        FROM read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning = true)
         WHERE {where}""")
     names = [d[0] for d in rel.description]
     return [dict(zip(names, r)) for r in rel.fetchall()]
@@ -151,7 +151,7 @@ def inventory_for(store, path):
     namespaces (three workloads), with the first as a node's own address."""
     con = duckdb.connect()
     busiest = [r[0] for r in con.execute(f"""SELECT src_ip, count(*) FROM
-        read_parquet('{store}/connections/**/*.parquet', hive_partitioning = true)
+        read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning = true)
         GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall() if private(r[0])][:6]
     assert len(busiest) >= 3, busiest
     items = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"},

@@ -31,8 +31,8 @@ def demo_store(tmp_path_factory):
 
 def q(store, sql):
     con = duckdb.connect()
-    sql = sql.replace("CONNS", f"read_parquet('{store}/connections/**/*.parquet', hive_partitioning=true)")
-    sql = sql.replace("DNS", f"read_parquet('{store}/dns/**/*.parquet', hive_partitioning=true)")
+    sql = sql.replace("CONNS", f"read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning=true)")
+    sql = sql.replace("DNS", f"read_parquet('{store}/dns/date=*/hour=*/*.parquet', hive_partitioning=true)")
     return con.execute(sql).fetchall()
 
 
@@ -138,7 +138,7 @@ def test_shared_capture_row_counts(tmp_path, name):
     # capture_stats: per-minute rows whose sums are the run's totals, reason by reason.
     cs = q(str(tmp_path), """SELECT sum(packets), sum(skipped), sum(packets_tracked),
                                   sum(skipped_not_ip), count(*), count(DISTINCT source)
-                           FROM read_parquet('""" + str(tmp_path) + """/capture_stats/**/*.parquet',
+                           FROM read_parquet('""" + str(tmp_path) + """/capture_stats/date=*/hour=*/*.parquet',
                                              hive_partitioning = true)""")[0]
     assert cs[0] == read and cs[1] == skipped and cs[2] == read - skipped, (cs, out.stderr)
     assert cs[3] == num("  not_ip", absent=0), (cs, out.stderr)
@@ -164,7 +164,7 @@ def test_protocol_switches_leave_out_exactly_the_traffic_switched_off(tmp_path, 
     ref = subprocess.run(["tshark", "-r", pcap, "-Y", SWITCHES[switches]], capture_output=True,
                          text=True, check=True).stdout.count("\n")
     stats = lambda s: q(str(tmp_path / s), f"""SELECT sum(packets), sum(packets_filtered),
-        sum(packets_tracked) FROM read_parquet('{tmp_path / s}/capture_stats/**/*.parquet')""")[0]
+        sum(packets_tracked) FROM read_parquet('{tmp_path / s}/capture_stats/date=*/hour=*/*.parquet')""")[0]
     packets, filtered, tracked = stats("part")
     assert filtered == ref and ref > 0, (switches, filtered, ref)
     assert packets == stats("full")[0] and tracked == stats("full")[2] - filtered

@@ -66,9 +66,9 @@ def side_sql(side, node):
 
 def duck(store, sql):
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW connections AS SELECT * FROM read_parquet('{store}/connections/**/*.parquet', hive_partitioning=true)")
+    con.execute(f"CREATE VIEW connections AS SELECT * FROM read_parquet('{store}/connections/date=*/hour=*/*.parquet', hive_partitioning=true)")
     if os.path.isdir(f"{store}/dns"):
-        con.execute(f"CREATE VIEW dns AS SELECT * FROM read_parquet('{store}/dns/**/*.parquet', hive_partitioning=true)")
+        con.execute(f"CREATE VIEW dns AS SELECT * FROM read_parquet('{store}/dns/date=*/hour=*/*.parquet', hive_partitioning=true)")
     return con.execute(sql).fetchall()
 
 
@@ -242,7 +242,7 @@ def test_why_not_names_an_agent_that_stopped(tmp_path):
     assert run("standalone", "--pcap", str(shifted), "--store", str(store), "--node", "node-b").returncode == 0
     # The last report in the 7 days before the window (1kxun.pcap also has packets stamped
     # years later: those are not "before").
-    last_b = duck(store, f"""SELECT max({ms('end_ts')}) FROM read_parquet('{store}/capture_stats/**/*.parquet')
+    last_b = duck(store, f"""SELECT max({ms('end_ts')}) FROM read_parquet('{store}/capture_stats/date=*/hour=*/*.parquet')
                              WHERE node = 'node-b' AND epoch(ts) >= {t0 - 60 - 7 * 86400}
                              AND epoch(ts) < {t0 - 60}""")[0][0]
     iso_at = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat()

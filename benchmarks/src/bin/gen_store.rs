@@ -15,11 +15,13 @@
 //! Prometheus scrapes, log shipping, API-server watches, pings; a diurnal rate; a few % failures;
 //! long connections with interim rows. Deterministic for a given seed.
 use anyhow::Context as _;
+use arrow::record_batch::RecordBatch;
 use clap::Parser;
 use podwire_ingest::metrics::IngestMetrics;
 use podwire_ingest::segment::RollPolicy;
 use podwire_ingest::store::StoreConfig;
 use podwire_ingest::writer::InProcess;
+use podwire_schemas::connections::col::START_TS;
 use podwire_schemas::connections::{
     ConnectionRecord, ConnectionsBuilder, DirCounters, by, flag, outcome, protocol,
 };
@@ -53,6 +55,45 @@ struct Args {
     /// The store folder to write (created if missing; files of the same name are replaced).
     #[arg(long)]
     out: PathBuf,
+    /// Files (and Delta commits) per hour: each hour's rows are cut by start time into this
+    /// many slices, as ingest's rolls would write them (720: a roll every 5 s). 1: an hour per
+    /// file, as a compacted store holds.
+    #[arg(long, default_value_t = 1)]
+    files_per_hour: u32,
+}
+
+/// `batch` (an hour's rows from `hour_start`, µs) cut into `n` slices of equal time by start
+/// time, as rolls every `1 h / n` would write them (slices without rows left out).
+fn slices(batch: &RecordBatch, hour_start: i64, n: u32) -> anyhow::Result<Vec<RecordBatch>> {
+    use arrow::array::AsArray as _;
+    use arrow::datatypes::Int64Type;
+    if n <= 1 || batch.num_rows() == 0 {
+        return Ok(vec![batch.clone()]);
+    }
+    let start = batch.column_by_name(START_TS).context("no start_ts column")?;
+    let order = arrow::compute::sort_to_indices(start, None, None)?;
+    let sorted = arrow::compute::take_record_batch(batch, &order)?;
+    let ts = arrow::compute::cast(
+        sorted.column_by_name(START_TS).context("start_ts")?,
+        &arrow::datatypes::DataType::Int64,
+    )?;
+    let ts = ts.as_primitive::<Int64Type>().values();
+    let step = HOUR / i64::from(n);
+    let mut out = Vec::new();
+    let mut from = 0;
+    for k in 1..=i64::from(n) {
+        // Rows that ran past the hour (started late in it) go in the last slice.
+        let end = if k == i64::from(n) {
+            ts.len()
+        } else {
+            ts.partition_point(|t| *t < hour_start + k * step)
+        };
+        if end > from {
+            out.push(sorted.slice(from, end - from));
+            from = end;
+        }
+    }
+    Ok(out)
 }
 
 /// 2026-11-01T00:00:00Z, a Sunday, in µs.
@@ -1690,8 +1731,10 @@ fn main() -> anyhow::Result<()> {
         }
         done += made;
         let batch = g.cur.finish()?;
-        writer.send(Table::Connections, batch)?;
-        writer.flush()?;
+        for slice in slices(&batch, hour_start, args.files_per_hour)? {
+            writer.send(Table::Connections, slice)?;
+            writer.flush()?;
+        }
         std::mem::swap(&mut g.cur, &mut g.next);
         while args.rows > 0 && done * 10 >= next_report * args.rows && next_report <= 10 {
             let secs = started.elapsed().as_secs_f64();

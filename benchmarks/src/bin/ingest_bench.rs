@@ -5,15 +5,18 @@
 //! sort and write Parquet — and the time is reported per stage.
 //!
 //!     target/release/ingest_bench --store /work/bench-store --rows 2000000 --out /tmp/ingest-out
+//!     target/release/ingest_bench ... --roll-messages 8 --delta   # small rolls, each committed
 use anyhow::Context as _;
 use arrow::array::{AsArray, RecordBatch};
 use clap::Parser;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use podwire_ingest::delta::DeltaLog;
 use podwire_ingest::enrich::Enricher;
 use podwire_ingest::inventory::{Inventory, Objects};
 use podwire_ingest::segment::{Ledger, LogPartition, RollPolicy, Segment};
 use podwire_ingest::store::StoreConfig;
+use podwire_ingest::writer::app_id;
 use podwire_schemas::Table;
 use podwire_schemas::wire::{self, Envelope};
 use std::collections::BTreeMap;
@@ -40,6 +43,14 @@ struct Args {
     /// Where to write (emptied first).
     #[arg(long)]
     out: PathBuf,
+    /// Roll a segment every this many messages (default: at 128 MiB, ingest's default size).
+    /// Small rolls are what ingest's 5-second age makes of a slow partition.
+    #[arg(long)]
+    roll_messages: Option<usize>,
+    /// Commit each roll's files to the table's Delta log, with the log partition's transaction
+    /// version, as `podwire ingest` does (timed apart, and within the write stage).
+    #[arg(long)]
+    delta: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -142,6 +153,9 @@ fn main() -> anyhow::Result<()> {
     let (mut t_decode, mut t_enrich, mut t_write) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut rows_written, mut files_written) = (0u64, 0u32);
+    let log = if args.delta { Some(DeltaLog::new(&store.location)?) } else { None };
+    let (mut t_commit, mut commits) = (Duration::ZERO, 0u32);
+    let mut in_segment = 0usize;
     let started = Instant::now();
     let mut segment: Option<Segment> = None;
     for (offset, (headers, value)) in messages.iter().enumerate() {
@@ -160,11 +174,22 @@ fn main() -> anyhow::Result<()> {
             Segment::open(lp.clone(), Table::Connections, offset as i64, None)
         });
         seg.push(offset as i64, &enriched)?;
-        if seg.due(&policy) || offset + 1 == messages.len() {
+        in_segment += 1;
+        if seg.due(&policy)
+            || args.roll_messages.is_some_and(|k| in_segment >= k)
+            || offset + 1 == messages.len()
+        {
             let w = seg.write(&store, Some(&ledger))?;
             rows_written += w.rows;
             files_written += w.files;
+            if let Some(log) = &log {
+                let c = Instant::now();
+                log.append(Table::Connections, &w.data, &[(app_id(&lp), offset as i64)])?;
+                t_commit += c.elapsed();
+                commits += 1;
+            }
             segment = None;
+            in_segment = 0;
         }
         t_write += t.elapsed();
     }
@@ -188,6 +213,14 @@ fn main() -> anyhow::Result<()> {
         pods.len()
     );
     println!("  wrote {rows_written} rows in {files_written} files to {}", args.out.display());
+    if args.delta {
+        println!(
+            "  of that, {commits} Delta commits: {:.3} s ({:.1} ms each, {:.1} % of the total)",
+            t_commit.as_secs_f64(),
+            t_commit.as_secs_f64() * 1e3 / f64::from(commits.max(1)),
+            100.0 * t_commit.as_secs_f64() / total.as_secs_f64()
+        );
+    }
     anyhow::ensure!(rows_written == n as u64, "wrote {rows_written} of {n} rows");
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! written after the session started are seen by the next query. A table with a Delta log is
 //! listed from its snapshot ([`crate::delta`]). Files are declared sorted by
 //! [`Table::sort_columns`], the order of KFL results.
-use crate::delta::DeltaListing;
+use crate::delta::{AsOf, DeltaListing};
 use crate::error::{Error, Result};
 use arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -25,13 +25,14 @@ pub use podwire_schemas::partition::{DATE, HOUR};
 
 /// Registers every table of the store at `root` in `ctx`, under its name. `root` is a folder, or
 /// `s3://bucket/prefix` (an S3-compatible bucket configured from the `AWS_*` environment
-/// variables, registered with the session's object stores).
+/// variables, registered with the session's object stores). Tables with a Delta log are read at
+/// their newest snapshot, or `as_of` an older one.
 ///
 /// # Errors
 /// [`Error::Store`] when the path cannot be made absolute or into a URL, or the bucket's client
 /// cannot be built.
-pub fn register_store(ctx: &SessionContext, root: &Path) -> Result<()> {
-    let base = store_url(ctx, root)?;
+pub fn register_store(ctx: &SessionContext, root: &Path, as_of: Option<AsOf>) -> Result<()> {
+    let base = store_url(ctx, root, as_of)?;
     for table in Table::ALL {
         ctx.register_table(table.name(), listing_table(root, &base, table)?)
             .map_err(|e| store_error(root, e.to_string()))?;
@@ -45,7 +46,7 @@ pub fn is_bucket(root: &Path) -> bool {
 }
 
 /// The store's root as a directory URL (trailing `/`); a bucket's client is registered in `ctx`.
-fn store_url(ctx: &SessionContext, root: &Path) -> Result<url::Url> {
+fn store_url(ctx: &SessionContext, root: &Path, as_of: Option<AsOf>) -> Result<url::Url> {
     if let Some(text) = root.to_str().filter(|_| is_bucket(root)) {
         let mut url = url::Url::parse(text).map_err(|e| store_error(root, e.to_string()))?;
         let bucket = url.host_str().unwrap_or_default().to_string();
@@ -71,7 +72,7 @@ fn store_url(ctx: &SessionContext, root: &Path) -> Result<url::Url> {
             url.set_path(&path);
         }
         let prefix = object_store::path::Path::from(url.path().trim_matches('/'));
-        let listing = DeltaListing::new(Arc::new(s3), prefix, url.clone());
+        let listing = DeltaListing::new(Arc::new(s3), prefix, url.clone()).as_of(as_of);
         ctx.runtime_env().register_object_store(&bucket_url, Arc::new(listing));
         return Ok(url);
     }
@@ -85,7 +86,8 @@ fn store_url(ctx: &SessionContext, root: &Path) -> Result<url::Url> {
     let prefix = object_store::path::Path::from_absolute_path(&dir)
         .map_err(|e| store_error(root, e.to_string()))?;
     let listing =
-        DeltaListing::new(Arc::new(crate::local::MappedFiles::new()), prefix, url.clone());
+        DeltaListing::new(Arc::new(crate::local::MappedFiles::new()), prefix, url.clone())
+            .as_of(as_of);
     ctx.runtime_env().register_object_store(&files, Arc::new(listing));
     Ok(url)
 }

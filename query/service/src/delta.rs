@@ -14,6 +14,11 @@
 //! when older than [`REFRESH`], so what ingest committed is queryable within that. A table with
 //! no log (a store written before podwire kept one, until `podwire store convert`) is listed
 //! from its folders as before.
+//!
+//! A listing made [`AsOf`] an older version or time reads that snapshot instead, and keeps it:
+//! "what did the store say before that compaction or expiry". Files a later compaction or
+//! expiry removed stay readable for the vacuum's grace period, and only that long.
+use crate::error::AsOfError;
 use async_trait::async_trait;
 use deltalake_core::DeltaTable;
 use deltalake_core::logstore::{LogStore as _, StorageConfig, default_logstore};
@@ -22,7 +27,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    ObjectStoreExt as _, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -30,6 +35,45 @@ use std::time::{Duration, Instant};
 
 /// How old a table's cached snapshot may be before a listing brings it up to date.
 pub const REFRESH: Duration = Duration::from_secs(2);
+
+/// Which older snapshot of the store a session reads (`podwire query --as-of`, the API's
+/// `as_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The `connections` table at this version of its log (the versions `podwire store history`
+    /// lists), and every other table as it was when that version was committed.
+    Version(u64),
+    /// Every table at its newest version committed at or before this time (epoch ms); a table
+    /// whose first version is later is empty.
+    Time(i64),
+}
+
+impl AsOf {
+    /// A version number (fewer than 10 digits), or a time as [`crate::time::parse_time`] reads
+    /// it (`now` and relative times from `now_ms`).
+    ///
+    /// # Errors
+    /// [`crate::Error::Time`] for neither.
+    pub fn parse(text: &str, now_ms: i64) -> crate::Result<Self> {
+        let t = text.trim();
+        if !t.is_empty() && t.len() < 10 && t.bytes().all(|b| b.is_ascii_digit()) {
+            return t.parse().map(AsOf::Version).map_err(|e| crate::Error::Time {
+                value: text.to_owned(),
+                reason: format!("not a version: {e}"),
+            });
+        }
+        crate::time::parse_time(t, now_ms).map(AsOf::Time).map_err(|e| match e {
+            crate::Error::Time { value, reason } => crate::Error::Time {
+                value,
+                reason: format!("{reason}; or a version of the connections table's log (`podwire store history`)"),
+            },
+            other => other,
+        })
+    }
+}
+
+/// The table whose log versions [`AsOf::Version`] counts.
+const VERSIONED: &str = "connections";
 
 /// One table's snapshot as of `loaded`: its files, sorted by path; `None` when it has no log.
 struct Cached {
@@ -47,6 +91,10 @@ pub struct DeltaListing {
     root_url: url::Url,
     /// Snapshots by table, shared by every handle ([`Self::clone_handle`]).
     tables: Arc<tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cached>>>>>,
+    /// The older snapshot read instead of the newest, kept once loaded.
+    as_of: Option<AsOf>,
+    /// [`AsOf::Version`]'s commit time (epoch ms), once looked up.
+    version_time: Arc<tokio::sync::OnceCell<i64>>,
 }
 
 impl std::fmt::Debug for DeltaListing {
@@ -65,7 +113,20 @@ impl DeltaListing {
     /// `inner`, with the tables of the store at `root` (its path in `inner`, and its URL) listed
     /// from their Delta logs.
     pub fn new(inner: Arc<dyn ObjectStore>, root: Path, root_url: url::Url) -> Self {
-        DeltaListing { inner, root, root_url, tables: Arc::default() }
+        DeltaListing {
+            inner,
+            root,
+            root_url,
+            tables: Arc::default(),
+            as_of: None,
+            version_time: Arc::default(),
+        }
+    }
+
+    /// This listing, reading the snapshots `as_of` instead of the newest.
+    #[must_use]
+    pub fn as_of(self, as_of: Option<AsOf>) -> Self {
+        DeltaListing { as_of, ..self }
     }
 
     /// The table a path is in (the first folder below the store's root); `None` outside the
@@ -84,7 +145,8 @@ impl DeltaListing {
             }))
         };
         let mut cached = slot.lock().await;
-        if cached.loaded.is_some_and(|at| at.elapsed() < REFRESH) {
+        // An older snapshot does not change: loaded once, kept.
+        if cached.loaded.is_some_and(|at| self.as_of.is_some() || at.elapsed() < REFRESH) {
             return Ok(cached.files.clone());
         }
         let error = |e: deltalake_core::DeltaTableError| object_store::Error::Generic {
@@ -107,10 +169,24 @@ impl DeltaListing {
             // A table with no log (or no folder) yet is listed from its folders.
             let has_log = log_store.is_delta_table_location().await.map_err(error)?;
             if !has_log {
+                if self.as_of.is_some() {
+                    self.no_history(table, &prefixed).await?;
+                }
                 cached.loaded = Some(Instant::now());
                 return Ok(None);
             }
             let mut t = DeltaTable::new(log_store);
+            if let Some(as_of) = self.as_of {
+                let files = if self.load_as_of(&mut t, table, as_of).await? {
+                    cached.table = Some(t);
+                    return self.snapshot_files(&mut cached, &table_path).map_err(error);
+                } else {
+                    Arc::new(Vec::new())
+                };
+                cached.files = Some(Arc::clone(&files));
+                cached.loaded = Some(Instant::now());
+                return Ok(Some(files));
+            }
             match t.load().await {
                 Ok(()) => cached.table = Some(t),
                 Err(deltalake_core::DeltaTableError::NotATable(_)) => {
@@ -123,8 +199,20 @@ impl DeltaListing {
         } else if let Some(t) = cached.table.as_mut() {
             t.update_incremental(None).await.map_err(error)?;
         }
+        if cached.table.is_none() {
+            return Ok(None);
+        }
+        self.snapshot_files(&mut cached, &table_path).map_err(error)
+    }
+
+    /// The files of the snapshot in `cached` (which has a table), cached with the time.
+    fn snapshot_files(
+        &self,
+        cached: &mut Cached,
+        table_path: &Path,
+    ) -> Result<Option<Arc<Vec<ObjectMeta>>>, deltalake_core::DeltaTableError> {
         let Some(t) = cached.table.as_ref() else { return Ok(None) };
-        let snapshot = t.snapshot().map_err(error)?;
+        let snapshot = t.snapshot()?;
         let mut files: Vec<ObjectMeta> = snapshot
             .log_data()
             .iter()
@@ -141,6 +229,91 @@ impl DeltaListing {
         cached.files = Some(Arc::clone(&files));
         cached.loaded = Some(Instant::now());
         Ok(Some(files))
+    }
+
+    /// Loads `t` (the log of `table`) as of `as_of`; `false` when the table had no version yet
+    /// then (it is empty at that time).
+    async fn load_as_of(
+        &self,
+        t: &mut DeltaTable,
+        table: &str,
+        as_of: AsOf,
+    ) -> object_store::Result<bool> {
+        let fail = |reason: String| AsOfError(format!("table `{table}`: {reason}")).into_store();
+        let at_ms = match as_of {
+            AsOf::Version(v) if table == VERSIONED => {
+                t.load_version(v).await.map_err(|e| {
+                    fail(format!(
+                        "no version {v} in its log ({e}); `podwire store history` lists the versions kept"
+                    ))
+                })?;
+                return Ok(true);
+            }
+            AsOf::Version(v) => {
+                *self
+                    .version_time
+                    .get_or_try_init(|| async {
+                        match self.inner.head(&self.commit_path(VERSIONED, v)).await {
+                            Ok(m) => Ok(m.last_modified.timestamp_millis()),
+                            Err(object_store::Error::NotFound { .. }) => Err(AsOfError(format!(
+                                "no version {v} in the log of table `{VERSIONED}`; `podwire store \
+                             history` lists the versions kept"
+                            ))
+                            .into_store()),
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .await?
+            }
+            AsOf::Time(ms) => ms,
+        };
+        let at = chrono::DateTime::from_timestamp_millis(at_ms)
+            .ok_or_else(|| fail(format!("{at_ms} ms is no time")))?;
+        t.load_with_datetime(at).await.map_err(|e| fail(e.to_string()))?;
+        // delta-rs loads the oldest version it keeps when the time is before it.
+        let version = t.version().unwrap_or(0);
+        let committed = match self.inner.head(&self.commit_path(table, version)).await {
+            Ok(m) => m.last_modified.timestamp_millis(),
+            // Only a checkpoint left of it: older than anything asked of it.
+            Err(object_store::Error::NotFound { .. }) => i64::MIN,
+            Err(e) => return Err(e),
+        };
+        if committed <= at_ms {
+            return Ok(true);
+        }
+        if version == 0 {
+            return Ok(false);
+        }
+        Err(fail(format!(
+            "its log keeps versions from {version} on (committed at {}), after {at}: the older \
+             history has been cleaned up",
+            chrono::DateTime::from_timestamp_millis(committed)
+                .map_or_else(String::new, |t| t.to_rfc3339())
+        )))
+    }
+
+    /// The commit file of `version` of `table`'s log, in the wrapped store.
+    fn commit_path(&self, table: &str, version: u64) -> Path {
+        let rest = Path::from(format!("{table}/_delta_log/{version:020}.json"));
+        Path::from_iter(self.root.parts().chain(rest.parts()))
+    }
+
+    /// For a table without a log read `--as-of`: fine when it has no files (it never had rows),
+    /// an error otherwise (its files have no history to read).
+    async fn no_history(
+        &self,
+        table: &str,
+        prefixed: &Arc<dyn ObjectStore>,
+    ) -> object_store::Result<()> {
+        match prefixed.list(None).next().await {
+            None | Some(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(_)) => Err(AsOfError(format!(
+                "table `{table}` has files but no Delta log, so no history to read; `podwire \
+                 store convert` makes the store's tables Delta tables"
+            ))
+            .into_store()),
+        }
     }
 
     /// The snapshot's files under `prefix` (a table folder or below), or `None` when `prefix`
@@ -268,6 +441,29 @@ impl DeltaListing {
             root: self.root.clone(),
             root_url: self.root_url.clone(),
             tables: Arc::clone(&self.tables),
+            as_of: self.as_of,
+            version_time: Arc::clone(&self.version_time),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AsOf;
+
+    #[test]
+    fn as_of_reads_versions_and_times_and_says_what_it_wants() {
+        let now = 1_800_000_000_000;
+        assert_eq!(AsOf::parse("41", now).unwrap(), AsOf::Version(41));
+        assert_eq!(AsOf::parse(" 0 ", now).unwrap(), AsOf::Version(0));
+        assert_eq!(AsOf::parse("-2h", now).unwrap(), AsOf::Time(now - 7_200_000));
+        assert_eq!(
+            AsOf::parse("2026-11-01T00:00:00Z", now).unwrap(),
+            AsOf::Time(1_793_491_200_000)
+        );
+        // Ten digits and more are epoch milliseconds, as for --from.
+        assert_eq!(AsOf::parse("1793491200000", now).unwrap(), AsOf::Time(1_793_491_200_000));
+        let e = AsOf::parse("last tuesday", now).unwrap_err().to_string();
+        assert!(e.contains("podwire store history"), "{e}");
     }
 }

@@ -25,6 +25,9 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A snapshot asked for (`--as-of`, `as_of`) that the store's Delta logs do not hold.
+    #[error("{0}")]
+    AsOf(String),
     /// A store folder that cannot be used.
     #[error("store `{path}`: {reason}")]
     Store {
@@ -58,7 +61,14 @@ pub enum Error {
 impl Error {
     /// True when the caller sent something wrong (HTTP 400), false when the fault is here.
     pub fn is_user(&self) -> bool {
-        matches!(self, Error::Kfl(_) | Error::Rejected(_) | Error::Sql(_) | Error::Time { .. })
+        matches!(
+            self,
+            Error::Kfl(_)
+                | Error::Rejected(_)
+                | Error::Sql(_)
+                | Error::Time { .. }
+                | Error::AsOf(_)
+        )
     }
 
     /// True when trying again unchanged may succeed (a file replaced while it was read).
@@ -82,7 +92,29 @@ impl From<DataFusionError> for Error {
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => Error::Sql(e.find_root().to_string()),
             DataFusionError::ResourcesExhausted(m) => Error::Resources(m.clone()),
+            DataFusionError::ObjectStore(o) => match o.as_ref() {
+                object_store::Error::Generic { source, .. }
+                    if source.downcast_ref::<AsOfError>().is_some() =>
+                {
+                    Error::AsOf(source.to_string())
+                }
+                _ => Error::DataFusion(Box::new(e)),
+            },
             _ => Error::DataFusion(Box::new(e)),
         }
+    }
+}
+
+/// Why a snapshot asked for (`--as-of`, [`crate::delta::AsOf`]) cannot be read: the version or
+/// time is not in the log. Raised inside a table listing, so it travels as the object store's
+/// error and becomes [`Error::AsOf`] (the caller's to change).
+#[derive(Debug, thiserror::Error)]
+#[error("--as-of: {0}")]
+pub struct AsOfError(pub String);
+
+impl AsOfError {
+    /// As a listing's error.
+    pub(crate) fn into_store(self) -> object_store::Error {
+        object_store::Error::Generic { store: "DeltaListing", source: Box::new(self) }
     }
 }

@@ -8,12 +8,13 @@
 use crate::catalog::{self, DATE, HOUR};
 use crate::compact::CompactFilteredScans;
 use crate::contradiction::FoldContradictions;
+use crate::delta::AsOf;
 use crate::error::{Error, Result};
 use crate::pushdown::Pushdown;
 use crate::{prune, readonly};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::context::SQLOptions;
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -75,6 +76,9 @@ pub struct StoreOptions {
     /// For experiments: leave the batches of a filtering scan as the reader returns them,
     /// instead of copying them into full batches ([`crate::compact`]).
     pub uncompacted_scans: bool,
+    /// Read the tables as an older snapshot of their Delta logs ([`AsOf`]); `None`: the newest,
+    /// kept up to date.
+    pub as_of: Option<AsOf>,
 }
 
 /// The query engine over one store folder.
@@ -83,6 +87,7 @@ pub struct Store {
     ctx: SessionContext,
     root: PathBuf,
     pushdown: Pushdown,
+    options: StoreOptions,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,7 +110,15 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(root: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
+        Self::open_in(root.as_ref().to_path_buf(), options, None)
+    }
+
+    /// [`Store::open_with`], its queries sharing `pool` (a memory limit) when given.
+    fn open_in(
+        root: PathBuf,
+        options: StoreOptions,
+        pool: Option<Arc<dyn MemoryPool>>,
+    ) -> Result<Self> {
         if !catalog::is_bucket(&root) && root.exists() && !root.is_dir() {
             return Err(Error::Store {
                 path: root.display().to_string(),
@@ -129,7 +142,9 @@ impl Store {
         let partitions = options.target_partitions.unwrap_or(cores + 1);
         config = config.with_target_partitions(partitions.max(1));
         let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(bytes) = options.memory_limit {
+        if let Some(pool) = pool {
+            runtime = runtime.with_memory_pool(pool);
+        } else if let Some(bytes) = options.memory_limit {
             // Shared fairly among the queries that spill (sorts), so one query cannot starve
             // the others.
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
@@ -145,8 +160,22 @@ impl Store {
         }
         let state = state.build();
         let ctx = SessionContext::new_with_state(state);
-        catalog::register_store(&ctx, &root)?;
-        Ok(Self { ctx, root, pushdown: options.pushdown })
+        catalog::register_store(&ctx, &root, options.as_of)?;
+        Ok(Self { ctx, root, pushdown: options.pushdown, options })
+    }
+
+    /// The same store with the same options, read `as_of` an older snapshot (`None`: the
+    /// newest): a session of its own (its queries count against this one's memory limit), for
+    /// one request of the API.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn at(&self, as_of: Option<AsOf>) -> Result<Self> {
+        if as_of == self.options.as_of {
+            return Ok(self.clone());
+        }
+        let pool = Arc::clone(&self.ctx.runtime_env().memory_pool);
+        Self::open_in(self.root.clone(), StoreOptions { as_of, ..self.options }, Some(pool))
     }
 
     /// The store folder.

@@ -167,6 +167,7 @@ impl From<Error> for ApiError {
             e @ Error::Time { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "BAD_TIME", e.to_string())
             }
+            Error::AsOf(m) => ApiError::new(StatusCode::BAD_REQUEST, "BAD_AS_OF", m),
             e @ Error::Resources(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "RESOURCES_EXHAUSTED", e.to_string())
             }
@@ -275,6 +276,8 @@ struct QueryBody {
     /// Rows to skip before the first one returned (paging, with `limit`).
     offset: Option<u64>,
     format: Option<String>,
+    /// Read an older snapshot: a version of the connections table's log, or a time.
+    as_of: Option<String>,
 }
 
 /// The body of `POST /api/v1/sql`.
@@ -284,6 +287,17 @@ struct SqlBody {
     sql: String,
     limit: Option<u64>,
     format: Option<String>,
+    /// As [`QueryBody::as_of`].
+    as_of: Option<String>,
+}
+
+/// The store as of the request's `as_of` (a session of its own), or the server's.
+fn store_as_of(state: &AppState, as_of: Option<&str>) -> Result<Store, ApiError> {
+    let Some(text) = as_of.filter(|t| !t.trim().is_empty()) else {
+        return Ok(state.store.clone());
+    };
+    let as_of = crate::delta::AsOf::parse(text, time::now_ms())?;
+    Ok(state.store.at(Some(as_of))?)
 }
 
 /// The query string of `GET /api/v1/translate`.
@@ -411,7 +425,7 @@ async fn query(
     // With an offset the row limit applies after the skipped rows.
     let limit = if offset.is_some() { None } else { body.limit };
     let request = QueryRequest { limit, ..request };
-    let mut df = state.store.kfl(&request).await?;
+    let mut df = store_as_of(&state, body.as_of.as_deref())?.kfl(&request).await?;
     if let Some(offset) = offset {
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         let fetch = body.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -428,7 +442,7 @@ async fn sql(
     let body: SqlBody = parse_body(&body)?;
     let format = result_format(body.format.as_deref(), &headers)?;
     let slot = slot(&state)?;
-    let df = state.store.sql(&body.sql, body.limit).await?;
+    let df = store_as_of(&state, body.as_of.as_deref())?.sql(&body.sql, body.limit).await?;
     stream(df, format, slot, "/api/v1/sql").await
 }
 

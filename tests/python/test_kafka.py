@@ -160,10 +160,12 @@ def standalone(store, pcap, node="node-a", inventory=None):
 
 
 def assert_same_tables(got, want):
+    """The same rows in every table, in the folders and through `got`'s Delta log."""
     for table in TABLES:
         g, w = rows(got, table), rows(want, table)
         assert len(g) == len(w), (table, len(g), len(w))
         assert g == w, table
+        assert delta_rows(got, table) == w, table
 
 
 @pytest.mark.parametrize("pcap,inventory", [

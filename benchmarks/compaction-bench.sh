@@ -10,7 +10,7 @@
 # query the rows of the three stores are checked equal first (sorted CSV, every column), then
 # whole `podwire query` processes are timed with hyperfine (1 warm-up, then RUNS; median).
 # The generator's time for the small-file store is the cost of 720 commits an hour; the
-# compaction's own time is printed too. Environment: PODWIRE, GEN_STORE (default
+# compaction's own time is printed too. Environment: FILES_PER_HOUR (720), PODWIRE, GEN_STORE (default
 # target/release/...), HOT_SRC/HOT_DST/NAME as in query-bench.sh.
 set -euo pipefail
 
@@ -40,9 +40,9 @@ live_files() { # the files of the table's snapshot (the Delta log), not the fold
   python3 -c 'import sys, deltalake; print(len(deltalake.DeltaTable(sys.argv[1]).file_uris()))' "$1/connections"
 }
 
-echo "== writing $rows rows over $days day(s), 720 files an hour (a Delta commit each)"
+echo "== writing $rows rows over $days day(s), ${FILES_PER_HOUR:-720} files an hour (a Delta commit each)"
 t0=$(date +%s.%N)
-"$gen" --rows "$rows" --days "$days" --seed 1 --files-per-hour 720 --out "$small" >/dev/null 2>&1
+"$gen" --rows "$rows" --days "$days" --seed 1 --files-per-hour "${FILES_PER_HOUR:-720}" --out "$small" >/dev/null 2>&1
 t1=$(date +%s.%N)
 commits=$(ls "$small/connections/_delta_log/" | grep -c '\.json$')
 printf 'small-file store: %.1f s, %s files, %s commits of connections (%.1f ms a commit, all included)\n' \

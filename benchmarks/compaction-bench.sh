@@ -11,7 +11,8 @@
 # whole `podwire query` processes are timed with hyperfine (1 warm-up, then RUNS; median).
 # The generator's time for the small-file store is the cost of 720 commits an hour; the
 # compaction's own time is printed too. Environment: FILES_PER_HOUR (720), PODWIRE, GEN_STORE (default
-# target/release/...), HOT_SRC/HOT_DST/NAME as in query-bench.sh.
+# target/release/...), HOT_SRC/HOT_DST/NAME as in query-bench.sh; KEEP_STORES=1 times the stores
+# an earlier run left in DIR instead of writing them again (an uncompacted small-file store).
 set -euo pipefail
 
 dir=${1:?usage: benchmarks/compaction-bench.sh DIR [ROWS] [DAYS] [RUNS]}
@@ -33,13 +34,20 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 small=$dir/small
 hourly=$dir/hourly
-rm -rf "$small" "$hourly"
+if [ -n "${KEEP_STORES:-}" ] && [ -d "$small/connections/_delta_log" ] && [ -d "$hourly/connections" ]; then
+  echo "== KEEP_STORES: timing the stores already in $dir (written by an earlier run)"
+  reuse=1
+else
+  rm -rf "$small" "$hourly"
+  reuse=
+fi
 
 files() { find "$1/connections" -path '*/date=*/hour=*/*.parquet' | wc -l; }
 live_files() { # the files of the table's snapshot (the Delta log), not the folders
   python3 -c 'import sys, deltalake; print(len(deltalake.DeltaTable(sys.argv[1]).file_uris()))' "$1/connections"
 }
 
+if [ -z "$reuse" ]; then
 echo "== writing $rows rows over $days day(s), ${FILES_PER_HOUR:-720} files an hour (a Delta commit each)"
 t0=$(date +%s.%N)
 "$gen" --rows "$rows" --days "$days" --seed 1 --files-per-hour "${FILES_PER_HOUR:-720}" --out "$small" >/dev/null 2>&1
@@ -51,6 +59,7 @@ t0=$(date +%s.%N)
 "$gen" --rows "$rows" --days "$days" --seed 1 --out "$hourly" >/dev/null 2>&1
 t1=$(date +%s.%N)
 printf 'one-file-per-hour store: %.1f s, %s files\n' "$(echo "$t1 - $t0" | bc)" "$(files "$hourly")"
+fi
 
 declare -A kfl
 kfl[a]='dst.namespace == ""'
@@ -72,8 +81,8 @@ time_on() { # label store
     hyperfine -N --style none --warmup 1 --runs "$runs" --export-json "$dir/$1-$q.json" \
       "$podwire query --store $2 --format csv -q '${kfl[$q]}'" >/dev/null
     python3 -c 'import json, sys, statistics
-r = json.load(open(sys.argv[1]))["results"][0]
-print(f"{sys.argv[2]:<22} {sys.argv[3]}  median {statistics.median(r["times"]):7.3f} s  (min {min(r["times"]):.3f}, max {max(r["times"]):.3f})")' \
+t = json.load(open(sys.argv[1]))["results"][0]["times"]
+print(f"{sys.argv[2]:<22} {sys.argv[3]}  median {statistics.median(t):7.3f} s  (min {min(t):.3f}, max {max(t):.3f})")' \
       "$dir/$1-$q.json" "$1" "$q"
   done
 }

@@ -42,9 +42,9 @@ def main():
     ap.add_argument("--podwire", default="target/release/podwire")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--rate", type=float, default=100, help="connections per second")
-    ap.add_argument("--linger", default="1s", help="--tcp-close-linger for the capture")
-    ap.add_argument("--flush", default="1s", help="--flush-interval for the capture")
-    ap.add_argument("--roll-age", default="1s", help="--roll-age for ingest")
+    ap.add_argument("--linger", default="2s", help="--tcp-close-linger for the capture (the live default)")
+    ap.add_argument("--flush", default="1s", help="--flush-interval for the capture (the default)")
+    ap.add_argument("--roll-age", default="5s", help="--roll-age for ingest (the default)")
     args = ap.parse_args()
     assert os.geteuid() == 0, "run as root (live capture)"
     bin_ = os.path.abspath(args.podwire)

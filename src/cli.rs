@@ -927,8 +927,11 @@ pub(crate) struct LiveArgs {
     /// How often the kernel's counters are read.
     #[arg(long, env = "PODWIRE_READ_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) read_interval: Duration,
-    /// How often rows made so far are written (standalone) or sent (capture).
-    #[arg(long, env = "PODWIRE_FLUSH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// How often rows made so far are sent (capture) or handed to the store writer
+    /// (standalone, which writes files every 5 s, or every flush when that is longer). One
+    /// second keeps packet → answer within 10 s at p90 through ingest and `podwire serve`
+    /// (benchmarks/README.md, freshness); a message per table and second costs Kafka little.
+    #[arg(long, env = "PODWIRE_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) flush_interval: Duration,
     /// Serve Prometheus metrics (packets, connections, kernel loss counters) and /healthz here,
     /// e.g. 0.0.0.0:9464.

@@ -78,7 +78,12 @@ fn run_live(args: &StandaloneArgs, quiet: bool) -> anyhow::Result<Report> {
         store: StoreConfig::at(location),
         name: format!("live-{epoch}"),
         keep_connections: false,
-        flush_every: Some(args.live.flush_interval),
+        // Files roll as ingest's do (its 5-second roll age), or at each flush when that is
+        // longer: a file and a Delta commit per table at every 1-second flush would be 3,600 an
+        // hour for compaction to merge.
+        flush_every: Some(
+            args.live.flush_interval.max(podwire_ingest::segment::RollPolicy::default().max_age),
+        ),
     };
     let sink =
         StoreSink(StoreThread::start(enricher, bus).context("cannot start the store thread")?);

@@ -158,6 +158,8 @@ fn compact_hour(
     }
     // Names no writer uses otherwise: the time of this run, this process, the group.
     let stem = format!("compacted-{}-{}", crate::delta::now_ms(), std::process::id());
+    // A closed hour's files are read for weeks: they get the Bloom filters ingest's rolls skip.
+    let config = &StoreConfig { bloom_filters: true, ..config.clone() };
     let mut added: Vec<DataFile> = Vec::new();
     let result = (|| -> Result<u64> {
         for (i, group) in groups.iter().enumerate() {

@@ -50,6 +50,10 @@ pub struct StoreConfig {
     pub row_group_rows: usize,
     /// ZSTD level.
     pub zstd_level: i32,
+    /// Whether files get Bloom filters of their entity columns (`Table::bloom_filtered`): the
+    /// files a compaction writes (a closed hour, read for weeks), not ingest's rolls, on which
+    /// the hashing cost 15-20 % of ingest's throughput (benchmarks/README.md, query family).
+    pub bloom_filters: bool,
 }
 
 impl StoreConfig {
@@ -65,6 +69,7 @@ impl StoreConfig {
             max_rows_per_file: 1 << 20,
             row_group_rows: 128 * 1024,
             zstd_level: 1,
+            bloom_filters: false,
         }
     }
 }
@@ -292,6 +297,12 @@ fn write_file(
     }
 }
 
+/// The false-positive rate of the store's Bloom filters (`Table::bloom_filtered`): a lookup of
+/// a value in none of 336 hourly files still reads about 3 of them. The writer sizes each filter
+/// for a full row group and folds it to this rate for the values it saw, so an hour of a few
+/// thousand pods costs a few KB a column.
+const BLOOM_FPP: f64 = 0.01;
+
 /// The Parquet settings of a store file.
 fn file_properties(
     config: &StoreConfig,
@@ -333,6 +344,12 @@ fn file_properties(
         if matches!(field.data_type(), DataType::Int64 | DataType::Timestamp(..)) {
             props =
                 props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+        if config.bloom_filters && table.bloom_filtered(field) {
+            let path = ColumnPath::from(field.name().as_str());
+            props = props
+                .set_column_bloom_filter_enabled(path.clone(), true)
+                .set_column_bloom_filter_fpp(path, BLOOM_FPP);
         }
         // Min/max of every string column costs more than the rest of the write.
         if !table.keeps_statistics(field) {

@@ -144,6 +144,34 @@ impl Table {
         }
     }
 
+    /// Whether the store's long-lived files (those compaction writes) carry a Bloom filter of
+    /// `field` of this table: the string columns that name one entity whose presence comes and
+    /// goes with time (each end's name, pod, workload, service and node, the capturing node,
+    /// addresses, DNS names). A lookup of one
+    /// such value ("which pod talks to 203.0.113.7", one pod's traffic) then skips every file
+    /// that does not hold it, which min/max statistics cannot do: the names in an hour's file
+    /// span the alphabet. Not the namespaces, the protocol or the outcome: their few values are
+    /// in nearly every file, so a filter would never skip one. Lists (DNS answers) have none
+    /// (readers do not test them). Measured in benchmarks/README.md (query family).
+    pub fn bloom_filtered(self, field: &arrow::datatypes::Field) -> bool {
+        use endpoint::{NAMESPACE, SUFFIXES, Side, WORKLOAD_KIND};
+        if field.data_type() != &arrow::datatypes::DataType::Utf8 {
+            return false;
+        }
+        let name = field.name().as_str();
+        let node = match self {
+            Table::Connections => connections::col::NODE,
+            Table::Dns => dns::col::NODE,
+            Table::Packets => packets::col::NODE,
+            Table::CaptureStats => capture_stats::col::NODE,
+        };
+        let entity = [Side::Src, Side::Dst].iter().any(|side| {
+            name.strip_prefix(side.prefix())
+                .is_some_and(|s| SUFFIXES.contains(&s) && s != NAMESPACE && s != WORKLOAD_KIND)
+        });
+        entity || name == node || self.varied_strings().contains(&name)
+    }
+
     /// Whether the store keeps min/max statistics of `field` of this table: every column but
     /// the strings that no filter prunes by. String statistics cost more than the rest of a
     /// write; they are kept for the addresses, the protocol, the outcome, DNS names, and each
@@ -284,6 +312,34 @@ mod tests {
             assert!(!kept(Table::Connections, name), "{name}");
         }
         assert!(kept(Table::Dns, "query_name") && !kept(Table::Dns, "answers"));
+    }
+
+    #[test]
+    fn bloom_filters_are_for_the_entities_not_the_labels() {
+        use super::Table;
+        let bloom = |table: Table, name: &str| {
+            table.bloom_filtered(table.schema().field_with_name(name).unwrap())
+        };
+        for name in [
+            "src_ip",
+            "dst_ip",
+            "src_name",
+            "dst_pod",
+            "src_workload",
+            "dst_service",
+            "dst_node",
+            "node",
+            "dst_dns_name",
+        ] {
+            assert!(bloom(Table::Connections, name), "{name}");
+        }
+        for name in
+            ["src_namespace", "dst_workload_kind", "protocol", "outcome", "start_ts", "dst_port"]
+        {
+            assert!(!bloom(Table::Connections, name), "{name}");
+        }
+        assert!(bloom(Table::Dns, "query_name") && bloom(Table::Dns, "src_pod"));
+        assert!(!bloom(Table::Dns, "answers") && !bloom(Table::Dns, "rcode"));
     }
 
     #[test]

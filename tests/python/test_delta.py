@@ -265,6 +265,25 @@ def test_compaction_while_writing_and_reading_and_time_travel(tmp_path):
     final = deltalake.DeltaTable(conns).to_pyarrow_table()
     day_rows = final.filter(pa.compute.equal(final.column("date"), day))
     assert all_columns(day_rows) == before
+    # The merged files carry Bloom filters of the entity columns, which DuckDB reads: a pod of
+    # the hour is not excluded, a pod of no hour is; ingest's small files (the generator's
+    # slices, still in the folders) carry none.
+    import duckdb
+    merged = [u for u in deltalake.DeltaTable(conns).file_uris() if f"date={day}" in u]
+    small = [f for f in glob.glob(f"{conns}/date={day}/hour=*/*.parquet") if "compacted-" not in f]
+    assert len(merged) == 24 and small
+
+    def blooms(path):
+        return duckdb.sql(f"SELECT list(path_in_schema ORDER BY path_in_schema) FROM parquet_metadata('{path}') "
+                          "WHERE bloom_filter_offset IS NOT NULL").fetchall()[0][0] or []
+
+    assert {"dst_pod", "src_ip", "dst_ip", "src_name", "dst_name"} <= set(blooms(merged[0])), blooms(merged[0])
+    assert "src_namespace" not in blooms(merged[0]) and blooms(small[0]) == []
+    for path in merged[:6]:
+        pod = duckdb.sql(f"SELECT src_pod FROM read_parquet('{path}') WHERE src_pod <> '' LIMIT 1").fetchall()[0][0]
+        probe = f"SELECT bool_and(bloom_filter_excludes) FROM parquet_bloom_probe('{path}', 'src_pod', ?)"
+        assert duckdb.execute(probe, [pod]).fetchall()[0][0] is False, (path, pod)
+        assert duckdb.execute(probe, ["no-such-pod-7f3a9c"]).fetchall()[0][0] is True, path
     # What a reader of the folders sees until the vacuum: the merged files and the small ones.
     in_folders = collections.Counter({k: n for k, n in folder_rows(conns, keys).items() if k[3] == day})
     assert in_folders == before_keys + before_keys
@@ -301,5 +320,53 @@ def test_compaction_while_writing_and_reading_and_time_travel(tmp_path):
         assert status == 400 and err["error"]["class"] == "BAD_AS_OF", err
         status, err = s.json("POST", "/api/v1/query", {**body, "as_of": "yesterday-ish"})
         assert status == 400, err
+    finally:
+        assert s.stop() == 0
+
+
+def test_serve_sees_commits_made_after_it_started_and_compaction(tmp_path):
+    """A running `podwire serve` answers from the table's newest snapshot: rows committed after
+    its first query are in its answers within the freshness target (10 s), and after a
+    compaction it reads the merged files, with the same rows. (DataFusion's own list-files
+    cache once kept the first listing for the life of the process.) Checked against the
+    deltalake package's reading of the same table."""
+    from test_api import Server
+    store = generate_store(tmp_path / "store", 5000, 1, 7, "--files-per-hour", "6")
+    conns = os.path.join(store, "connections")
+    sql = {"sql": "SELECT count(*) AS n, sum(src_port) AS p FROM connections"}
+
+    def answer(s):
+        status, rows = s.json("POST", "/api/v1/sql", sql)
+        assert status == 200, rows
+        return (rows[0]["n"], rows[0]["p"])
+
+    def reference():
+        t = deltalake.DeltaTable(conns).to_pyarrow_table(columns=["src_port"])
+        return (t.num_rows, pa.compute.sum(t.column("src_port")).as_py())
+
+    def live_files():
+        return len(deltalake.DeltaTable(conns).file_uris())
+
+    def settles(s, want, what):
+        deadline = time.time() + 10
+        while (got := answer(s)) != want:
+            assert time.time() < deadline, f"{what}: serve still answers {got}, the table holds {want}"
+            time.sleep(0.2)
+
+    s = Server(store)
+    try:
+        first = reference()
+        assert answer(s) == first and first[0] > 100, first
+        now = first
+        for p in ("1kxun.pcap", "reddit.pcap", "gnutella.pcap"):
+            assert run("standalone", "--pcap", os.path.join(PCAPS, p), "--store", store).returncode == 0
+            now = reference()
+            assert now[0] > first[0]
+            settles(s, now, f"after standalone {p}")
+        before = live_files()
+        out = run("store", "compact", "--store", store, "--older-than", "2h")
+        assert out.returncode == 0, out.stderr
+        assert live_files() < before and reference() == now, (before, live_files())
+        settles(s, now, "after store compact")
     finally:
         assert s.stop() == 0

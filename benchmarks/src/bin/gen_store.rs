@@ -56,8 +56,8 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Files (and Delta commits) per hour: each hour's rows are cut by start time into this
-    /// many slices, as ingest's rolls would write them (720: a roll every 5 s). 1: an hour per
-    /// file, as a compacted store holds.
+    /// many slices, as ingest's rolls would write them (720: a roll every 5 s), without Bloom
+    /// filters. 1: an hour per file, with Bloom filters, as a compacted store holds.
     #[arg(long, default_value_t = 1)]
     files_per_hour: u32,
 }
@@ -1701,8 +1701,11 @@ fn main() -> anyhow::Result<()> {
     let prefix = format!("gen-{:016x}", mix(args.seed));
     let (metrics, stop) = (IngestMetrics::new(), std::sync::atomic::AtomicBool::new(false));
     let roll = RollPolicy { max_bytes: usize::MAX, max_age: std::time::Duration::MAX };
-    let mut writer =
-        InProcess::new(&prefix, StoreConfig::new(&args.out), roll, None, &metrics, &stop);
+    // One file an hour is the layout compaction leaves, with its Bloom filters; more, ingest's
+    // rolls, without.
+    let config =
+        StoreConfig { bloom_filters: args.files_per_hour == 1, ..StoreConfig::new(&args.out) };
+    let mut writer = InProcess::new(&prefix, config, roll, None, &metrics, &stop);
     let mut g = Gen {
         rng: Rng::new(args.seed, 3),
         seed: args.seed,

@@ -61,7 +61,8 @@ fn main() -> anyhow::Result<()> {
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
             let p = e?.path();
-            if p.is_dir() {
+            // The hour folders' files, not the Delta log's checkpoints (also Parquet).
+            if p.is_dir() && !p.ends_with("_delta_log") {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "parquet") {
                 files.push(p);

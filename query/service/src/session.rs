@@ -141,7 +141,11 @@ impl Store {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let partitions = options.target_partitions.unwrap_or(cores + 1);
         config = config.with_target_partitions(partitions.max(1));
-        let mut runtime = RuntimeEnvBuilder::new();
+        // No DataFusion list-files cache: it keeps a table's first listing for the life of the
+        // session (no expiry by default), so `podwire serve` would never see a file ingest
+        // committed after its first query, nor stop listing the files a compaction removed.
+        // The listing's own cache (`crate::delta`, refreshed every `REFRESH`) is the only one.
+        let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
         if let Some(pool) = pool {
             runtime = runtime.with_memory_pool(pool);
         } else if let Some(bytes) = options.memory_limit {

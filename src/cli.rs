@@ -152,7 +152,8 @@ pub(crate) enum StoreCommand {
     Vacuum(StoreVacuumArgs),
     /// Replace the many small files of each closed hour (ingest writes one per roll) by a few
     /// large ones: the same rows in the same order, one commit per hour, safe while ingest
-    /// writes and queries read.
+    /// writes and queries read. The new files carry Bloom filters of pods, names, addresses
+    /// and nodes, so a lookup of one skips the hours that do not hold it.
     #[command(after_help = COMPACT_HELP)]
     Compact(StoreCompactArgs),
     /// Remove the hours older than the time kept, then vacuum (the same as `podwire expire`).

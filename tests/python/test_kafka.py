@@ -258,16 +258,24 @@ def test_two_ingest_processes_in_one_group_one_killed(broker, tmp_path):
     a = start_working(broker, store, "pair", prefix, small, lambda i: i.metric("podwire_ingest_messages") > 0)
     # The second member: messages keep coming until it has some (a clean restart makes tansu
     # rebalance when a join alone did not).
+    b_messages = 0
     for _ in range(4):
         b = Ingest(broker, store, "pair", prefix, *small)
+        # Messages reach it only once the group has given it partitions (a rebalance takes a
+        # few seconds), and only those sent after that: the first member read the rest.
+        deadline = time.time() + 15
+        while "partitions assigned" not in b.log() and time.time() < deadline:
+            time.sleep(0.2)
         for _ in range(3):
             another_node()
-            if b.metric("podwire_ingest_messages") > 0:
+            deadline = time.time() + 3
+            while (b_messages := b.metric("podwire_ingest_messages")) == 0 and time.time() < deadline:
+                time.sleep(0.2)
+            if b_messages > 0:
                 break
-        if b.metric("podwire_ingest_messages") > 0:
+        if b_messages > 0:
             break
         b.stop()
-    b_messages = b.metric("podwire_ingest_messages")
     assert b_messages > 0, "the second member of the group never got a partition"
     # A kill while both write: more messages, then SIGKILL at a random moment.
     another_node()

@@ -147,10 +147,9 @@ impl Table {
     /// Whether the store's long-lived files (those compaction writes) carry a Bloom filter of
     /// `field` of this table: the string columns that name one entity whose presence comes and
     /// goes with time (each end's name, pod, workload, service and node, the capturing node,
-    /// addresses, DNS names). A lookup of one
-    /// such value ("which pod talks to 203.0.113.7", one pod's traffic) then skips every file
-    /// that does not hold it, which min/max statistics cannot do: the names in an hour's file
-    /// span the alphabet. Not the namespaces, the protocol or the outcome: their few values are
+    /// addresses, DNS names). A lookup of one such value ("which pod talks to 203.0.113.7",
+    /// one pod's traffic) then skips every file that does not hold it, which min/max statistics
+    /// cannot do: the names in an hour's file span the alphabet. Not the namespaces, the protocol or the outcome: their few values are
     /// in nearly every file, so a filter would never skip one. Lists (DNS answers) have none
     /// (readers do not test them). Measured in benchmarks/README.md (query family).
     pub fn bloom_filtered(self, field: &arrow::datatypes::Field) -> bool {

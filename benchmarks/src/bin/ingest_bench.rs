@@ -61,8 +61,12 @@ fn main() -> anyhow::Result<()> {
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
             let p = e?.path();
-            // The hour folders' files, not the Delta log's checkpoints (also Parquet).
-            if p.is_dir() && !p.ends_with("_delta_log") {
+            // Only the partition folders (`date=…/hour=…`): not the Delta log, whose
+            // checkpoints are Parquet too.
+            let partition = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                podwire_schemas::partition::COLUMNS.iter().any(|c| n.starts_with(&format!("{c}=")))
+            });
+            if p.is_dir() && partition {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "parquet") {
                 files.push(p);

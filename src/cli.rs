@@ -117,6 +117,100 @@ pub(crate) enum Command {
     /// log, show a table's history, check that the log and the files agree, vacuum.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Run KFL queries on many machines: an Apache DataFusion Ballista scheduler, or an
+    /// executor that registers with one (`query`, `map`, `why` and `serve` use it with
+    /// --cluster).
+    #[cfg(feature = "cluster")]
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[cfg(feature = "cluster")]
+const CLUSTER_HELP: &str = "\
+A query is translated and planned by the process that was asked (`podwire query --cluster`,
+`podwire serve --cluster`), as without a cluster: the time range, the store's Delta snapshot,
+the pushdown choice. The finished plan goes to the scheduler, which cuts it into stages at its
+shuffles; the executors run the stages' tasks next to the files (grouped queries such as the map
+are partially aggregated there) and the rows stream back. Executors need no store settings: a
+plan names its files. A folder store must be mounted at the same path on every executor and
+on the querying process; an s3:// store is read with each executor's AWS_* variables.
+
+An executor listens on --listen (Arrow Flight: results and shuffles) and the port after it
+(tasks from the scheduler). A killed executor's tasks are run again on the others; a query
+whose results it held fails with an error that says so, and the next one succeeds.
+
+Examples:
+  podwire cluster scheduler --listen 0.0.0.0:50050
+  podwire cluster executor --scheduler sched:50050 --listen 0.0.0.0:50051 --concurrent-tasks 4
+  podwire query --store /data/store --cluster sched:50050 --from -7d 'dst.ip == \"10.0.3.7\"'
+  podwire query --store /data/store --cluster sched:50050 --explain 'error'   # the stages
+  podwire serve --store s3://flows/podwire --cluster sched:50050";
+
+/// `podwire cluster …`.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Run a scheduler: executors register with it, queries are submitted to it.
+    #[command(after_help = CLUSTER_HELP)]
+    Scheduler(SchedulerArgs),
+    /// Run an executor: register with the scheduler and run the tasks it sends.
+    #[command(after_help = CLUSTER_HELP)]
+    Executor(ExecutorArgs),
+}
+
+/// `podwire cluster scheduler`.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Args)]
+pub(crate) struct SchedulerArgs {
+    /// Address and port of its gRPC service (executors and queries connect here).
+    #[arg(long, env = "PODWIRE_SCHEDULER_LISTEN", default_value = "127.0.0.1:50050")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The host name others reach it by (default: the --listen address).
+    #[arg(long, env = "PODWIRE_EXTERNAL_HOST")]
+    pub(crate) external_host: Option<String>,
+    /// An executor silent this long is taken for dead and its tasks run elsewhere.
+    #[arg(long, env = "PODWIRE_EXECUTOR_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub(crate) executor_timeout: Duration,
+}
+
+/// `podwire cluster executor`.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Args)]
+pub(crate) struct ExecutorArgs {
+    /// The scheduler's HOST:PORT.
+    #[arg(long, env = "PODWIRE_SCHEDULER")]
+    pub(crate) scheduler: String,
+    /// Address and port of its Arrow Flight service (results and shuffles); tasks arrive on
+    /// the next port.
+    #[arg(long, env = "PODWIRE_EXECUTOR_LISTEN", default_value = "127.0.0.1:50051")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The host name the scheduler, the other executors and the querying processes reach it by
+    /// (default: the address its connection to the scheduler comes from).
+    #[arg(long, env = "PODWIRE_EXTERNAL_HOST")]
+    pub(crate) external_host: Option<String>,
+    /// Tasks run at once (default: one per core).
+    #[arg(long, env = "PODWIRE_CONCURRENT_TASKS")]
+    pub(crate) concurrent_tasks: Option<usize>,
+    /// Where shuffle files are written (default: a temporary folder).
+    #[arg(long, env = "PODWIRE_WORK_DIR")]
+    pub(crate) work_dir: Option<PathBuf>,
+    /// How often it tells the scheduler it is alive (below the scheduler's --executor-timeout).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) heartbeat: Duration,
+}
+
+/// `--cluster`: where the queries of `query`, `map`, `why` and `serve` run.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// Run the queries on the Ballista cluster whose scheduler is at HOST:PORT (`podwire
+    /// cluster scheduler`); planned here, executed there.
+    #[arg(long, env = "PODWIRE_CLUSTER", value_name = "HOST:PORT")]
+    pub(crate) cluster: Option<String>,
+    /// The longest a query may take on the cluster (a cluster with no executor would keep it
+    /// queued).
+    #[arg(long, env = "PODWIRE_CLUSTER_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub(crate) cluster_timeout: Duration,
 }
 
 const STORE_HELP: &str = "\
@@ -466,6 +560,9 @@ pub(crate) struct ServeArgs {
     pub(crate) max_concurrent_queries: usize,
     #[command(flatten)]
     pub(crate) pushdown: PushdownArgs,
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     /// After SIGTERM or Ctrl-C, wait this long for running responses before exiting.
     #[arg(long, env = "PODWIRE_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) shutdown_grace: Duration,
@@ -536,6 +633,9 @@ pub(crate) struct StoreArgs {
     pub(crate) as_of: Option<String>,
     #[command(flatten)]
     pub(crate) pushdown: PushdownArgs,
+    #[cfg(feature = "cluster")]
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
 }
 
 /// `--pushdown`: an override of the engine's choice, for experiments and benchmarks.
@@ -730,6 +830,10 @@ pub(crate) struct QueryArgs {
     /// capture_stats (plus their `date` and `hour` partition columns); nothing else is accepted.
     #[arg(long)]
     pub(crate) sql: bool,
+    /// Print the query's plan instead of its rows: the physical plan, or with --cluster the
+    /// stages the cluster runs.
+    #[arg(long)]
+    pub(crate) explain: bool,
     #[command(flatten)]
     pub(crate) dialect: DialectArgs,
     /// The KFL filter (blank: everything).
@@ -972,7 +1076,8 @@ pub(crate) fn init_logging(format: LogFormat, quiet: bool) {
     let default = if quiet {
         "error"
     } else {
-        "info,delta_kernel=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn,deltalake_core=warn"
+        "info,delta_kernel=warn,buoyant_kernel=warn,buoyant_kernel_engine=warn,deltalake_core=warn,\
+         ballista_core=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);

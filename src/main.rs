@@ -6,6 +6,8 @@
 mod agent;
 mod capture;
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 #[cfg(feature = "query")]
 mod demo;
 mod expire;
@@ -64,6 +66,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Ingest(args) => ingest::run(&args),
         cli::Command::Expire(args) => expire::run(&args, cli.quiet),
         cli::Command::Store(cmd) => store::run(&cmd, cli.quiet),
+        #[cfg(feature = "cluster")]
+        cli::Command::Cluster(cmd) => cluster::run(&cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -36,7 +36,13 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
             };
             store.kfl(&request).await?
         };
-        let stream = df.execute_stream().await.map_err(podwire_query::Error::from)?;
+        if args.explain {
+            let mut out = out;
+            out.write_all(store.explain(df).await?.as_bytes())?;
+            out.flush()?;
+            return Ok(0);
+        }
+        let stream = store.stream(df).await?;
         podwire_query::output::write_stream(stream, format, out).await
     });
     match result {
@@ -69,6 +75,8 @@ pub(crate) fn open_store(
         ..podwire_query::StoreOptions::default()
     };
     let store = Store::open_with(path, options)?;
+    #[cfg(feature = "cluster")]
+    let store = on_cluster(store, &args.cluster)?;
     // Timers and sockets: an `s3://` store's client needs them.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -182,4 +190,13 @@ impl From<crate::cli::Pushdown> for podwire_query::pushdown::Pushdown {
             crate::cli::Pushdown::Off => Self::Off,
         }
     }
+}
+
+/// `store`, its queries run on the cluster `args` names (if any).
+#[cfg(feature = "cluster")]
+pub(crate) fn on_cluster(store: Store, args: &crate::cli::ClusterArgs) -> anyhow::Result<Store> {
+    let Some(address) = &args.cluster else { return Ok(store) };
+    let cluster = podwire_query::cluster::Cluster::new(address, args.cluster_timeout)?;
+    tracing::info!(scheduler = cluster.address(), "Queries run on the cluster.");
+    Ok(store.on_cluster(cluster))
 }

@@ -53,6 +53,8 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         ..StoreOptions::default()
     };
     let store = Store::open_with(&args.store, options)?;
+    #[cfg(feature = "cluster")]
+    let store = crate::query::on_cluster(store, &args.cluster)?;
     let assets = args.web_root.clone().map_or(Assets::Embedded, Assets::Folder);
     let config =
         ApiConfig { token, max_concurrent_queries: args.max_concurrent_queries.max(1), assets };

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from loopback import free_port, stop_process, wait_listening
 
 HOW = "moto's S3 server is missing: python3 -m pip install 'moto[server]' (tests/run-all.sh does)"
@@ -52,3 +54,11 @@ class S3Server:
     def stop(self):
         stop_process(self.proc)
         self.log.close()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """One server for a test module's tests (import it into the module to use it)."""
+    server = S3Server()
+    yield server
+    server.stop()

@@ -663,3 +663,30 @@ def test_compaction_reaches_ingest_as_its_flag():
         (ingest,) = [o for o in objects_with(values, "Deployment") if o["metadata"]["name"].endswith("-ingest")]
         parsed = check_args(expand_references(containers(ingest)[0]))
         assert re.search(want, parsed), parsed
+
+
+def test_query_cluster_adds_a_scheduler_and_executors_the_query_service_uses():
+    """query.cluster.enabled: a scheduler Deployment and Service, an executor Deployment of the
+    replicas asked for, and `serve --cluster` pointing at the scheduler's Service (all parsed by
+    podwire). Off by default: none of it."""
+    values = os.path.join(CHART, "ci", "cluster-values.yaml")
+    full = f"{RELEASE}"
+    deployments = {o["metadata"]["name"]: o for o in objects_of(values, "Deployment")}
+    scheduler, executor = deployments[f"{full}-scheduler"], deployments[f"{full}-executor"]
+    assert executor["spec"]["replicas"] == merged_values(values)["query"]["cluster"]["executor"]["replicas"]
+    services = {o["metadata"]["name"]: o for o in objects_of(values, "Service")}
+    port = services[f"{full}-scheduler"]["spec"]["ports"][0]["port"]
+    parsed = check_args(expand_references(containers(scheduler)[0]))
+    assert re.search(rf"listen: 0\.0\.0\.0:{port}", parsed), parsed
+    parsed = check_args(expand_references(containers(executor)[0]))
+    assert f'scheduler: "{full}-scheduler:{port}"' in parsed, parsed
+    assert re.search(r"concurrent_tasks: Some\(\s*4,", parsed), parsed
+    env = {e["name"] for e in containers(executor)[0].get("env", [])}
+    assert {"AWS_ACCESS_KEY_ID", "AWS_REGION"} <= env, "executors read the bucket themselves"
+    parsed = check_args(expand_references(containers(deployments[f"{full}-query"])[0]))
+    assert re.search(rf'cluster: Some\(\s*"{full}-scheduler:{port}",', parsed), parsed
+    off = {o["metadata"]["name"] for o in objects_of(None, "Deployment")}
+    assert not {f"{full}-scheduler", f"{full}-executor"} & off
+    parsed = check_args(expand_references(containers(
+        next(o for o in objects_of(None, "Deployment") if o["metadata"]["name"] == f"{full}-query"))[0]))
+    assert re.search(r"cluster: ClusterArgs \{\s*cluster: None,", parsed), parsed

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from kafka_broker import Broker, free_port
-from s3_server import S3Server
+from s3_server import s3  # noqa: F401 (a fixture)
 from podwire_bin import ROOT, BIN, PCAPS, run
 
 SCENE = os.path.join(ROOT, "capture", "demo", "scene.pcap")
@@ -30,13 +30,6 @@ def broker():
     b = Broker()
     yield b
     b.stop()
-
-
-@pytest.fixture(scope="module")
-def s3():
-    server = S3Server()
-    yield server
-    server.stop()
 
 
 def count(store, table):

@@ -36,6 +36,15 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// The cluster (`--cluster`) could not run the query: its scheduler cannot be reached, the
+    /// job failed, or it took longer than allowed.
+    #[error("cluster `{address}`: {reason}")]
+    Cluster {
+        /// The scheduler's `host:port`.
+        address: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
     /// The query needs more memory than the session may use, even spilling to disk.
     #[error(
         "query needs more memory than allowed ({0}); narrow the time range or the filter, add a limit, or raise --memory-limit"
@@ -73,7 +82,10 @@ impl Error {
 
     /// True when trying again unchanged may succeed (a file replaced while it was read).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Io(_) | Error::DataFusion(_) | Error::Resources(_))
+        matches!(
+            self,
+            Error::Io(_) | Error::DataFusion(_) | Error::Resources(_) | Error::Cluster { .. }
+        )
     }
 }
 

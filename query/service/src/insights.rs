@@ -143,7 +143,7 @@ async fn externals(store: &Store, query: &QueryRequest<'_>, out: &mut Insights) 
     );
     let statement = fill_template(&template, &HashMap::from([("__filter__", filter)]))?;
     out.sql.push(format!("{statement:#}"));
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     let mut all = Vec::new();
     for b in &batches {
         let keys = strings(b, "dst_key")?;

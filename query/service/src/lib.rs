@@ -26,10 +26,14 @@
 //!   [`why_not`]: why a filter finds nothing or little (other times, silent agents, what the
 //!   capture filtered, skipped or lost); [`insights`]: what changed and what is wrong, ranked.
 //! - [`web`]: the dashboard's page, embedded at build time (`build.rs` bundles `query/web/`).
+//! - [`cluster`] (feature `cluster`): the same plans run on an Apache DataFusion Ballista
+//!   cluster (`--cluster`), and the scheduler and executor processes of `podwire cluster`.
 //! - [`error`]: [`Error`], which keeps user errors (a bad filter, rejected SQL) apart from
 //!   internal ones.
 pub mod api;
 pub mod catalog;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub(crate) mod columns;
 pub mod compact;
 pub mod contradiction;

@@ -324,7 +324,7 @@ async fn last_report(store: &Store) -> Result<Option<i64>> {
         ),
         &HashMap::new(),
     )?;
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     Ok(batches
         .iter()
         .find(|b| b.num_rows() > 0)
@@ -342,7 +342,7 @@ pub async fn data_bounds(store: &Store) -> Result<(Option<i64>, Option<i64>)> {
         "SELECT min(start_ts) AS first, max(start_ts) AS last FROM connections",
         &HashMap::new(),
     )?;
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     let mut first = None;
     let mut last = None;
     for b in &batches {
@@ -566,7 +566,7 @@ pub async fn map(store: &Store, request: &MapRequest<'_>) -> Result<Map> {
     ]);
     let statement = fill_template(&map_sql(level), &values)?;
     let sql_text = format!("{statement:#}");
-    let batches = if no_rows { Vec::new() } else { store.plan(statement).await?.collect().await? };
+    let batches = if no_rows { Vec::new() } else { store.rows(statement).await? };
     let mut edges: Edges = Edges::default();
     for b in &batches {
         read_rows(b, &mut edges)?;

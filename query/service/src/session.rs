@@ -88,6 +88,9 @@ pub struct Store {
     root: PathBuf,
     pushdown: Pushdown,
     options: StoreOptions,
+    /// Where plans run: `None` here, or a Ballista cluster ([`Store::on_cluster`]).
+    #[cfg(feature = "cluster")]
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -165,7 +168,71 @@ impl Store {
         let state = state.build();
         let ctx = SessionContext::new_with_state(state);
         catalog::register_store(&ctx, &root, options.as_of)?;
-        Ok(Self { ctx, root, pushdown: options.pushdown, options })
+        Ok(Self {
+            ctx,
+            root,
+            pushdown: options.pushdown,
+            options,
+            #[cfg(feature = "cluster")]
+            cluster: None,
+        })
+    }
+
+    /// The same store, its queries planned here and run on `cluster` ([`crate::cluster`]).
+    #[cfg(feature = "cluster")]
+    #[must_use]
+    pub fn on_cluster(mut self, cluster: crate::cluster::Cluster) -> Self {
+        self.cluster = Some(Arc::new(cluster));
+        self
+    }
+
+    /// The cluster this store's queries run on, if any.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.cluster.as_deref()
+    }
+
+    /// Runs a planned query (from [`Store::kfl`], [`Store::sql`], …) here or on the cluster,
+    /// and streams its rows.
+    ///
+    /// # Errors
+    /// What planning or starting the query said; [`Error::Cluster`] when the cluster cannot run
+    /// it.
+    pub async fn stream(
+        &self,
+        df: DataFrame,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            let (state, plan) = df.into_parts();
+            let physical = state.create_physical_plan(&plan).await?;
+            return cluster.execute(physical, state.config()).await;
+        }
+        Ok(df.execute_stream().await?)
+    }
+
+    /// [`Store::stream`], every batch collected.
+    ///
+    /// # Errors
+    /// As [`Store::stream`], and what running the query said.
+    pub async fn collect(&self, df: DataFrame) -> Result<Vec<arrow::array::RecordBatch>> {
+        use futures::TryStreamExt as _;
+        Ok(self.stream(df).await?.try_collect().await?)
+    }
+
+    /// The plan of a planned query, as text: the physical plan, or on a cluster the stages it
+    /// is cut into.
+    ///
+    /// # Errors
+    /// What physical planning said.
+    pub async fn explain(&self, df: DataFrame) -> Result<String> {
+        let (state, plan) = df.into_parts();
+        let physical = state.create_physical_plan(&plan).await?;
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            return cluster.stages(physical, state.config());
+        }
+        Ok(datafusion::physical_plan::displayable(physical.as_ref()).indent(true).to_string())
     }
 
     /// The same store with the same options, read `as_of` an older snapshot (`None`: the
@@ -179,7 +246,14 @@ impl Store {
             return Ok(self.clone());
         }
         let pool = Arc::clone(&self.ctx.runtime_env().memory_pool);
-        Self::open_in(self.root.clone(), StoreOptions { as_of, ..self.options }, Some(pool))
+        #[allow(unused_mut)]
+        let mut store =
+            Self::open_in(self.root.clone(), StoreOptions { as_of, ..self.options }, Some(pool))?;
+        #[cfg(feature = "cluster")]
+        {
+            store.cluster.clone_from(&self.cluster);
+        }
+        Ok(store)
     }
 
     /// The store folder.
@@ -273,6 +347,15 @@ impl Store {
         with_limit(df, limit)
     }
 
+    /// Plans and runs a statement built here (the map, the timeline), its rows collected.
+    pub(crate) async fn rows(
+        &self,
+        statement: sqlparser::ast::Statement,
+    ) -> Result<Vec<arrow::array::RecordBatch>> {
+        let df = self.plan(statement).await?;
+        self.collect(df).await
+    }
+
     /// Plans a statement built here (the map, the timeline): checked read-only like any other.
     pub(crate) async fn plan(&self, statement: sqlparser::ast::Statement) -> Result<DataFrame> {
         self.plan_in(statement, None, None).await
@@ -302,6 +385,10 @@ impl Store {
         };
         let mut state = self.ctx.state();
         state.config_mut().options_mut().execution.parquet.pushdown_filters = pushdown;
+        #[cfg(feature = "cluster")]
+        if self.cluster.is_some() {
+            crate::cluster::Cluster::prepare(state.config_mut().options_mut());
+        }
         Ok(DataFrame::new(state, plan))
     }
 

@@ -95,7 +95,7 @@ pub(crate) async fn sightings(
         fill_template(&template, &HashMap::from([("__window__", filter), ("__values__", list)]))?;
     sqls.push(format!("{statement:#}"));
     let mut out = Vec::new();
-    for b in &store.plan(statement).await?.collect().await? {
+    for b in &store.rows(statement).await? {
         let (ip, ns, pod, v) =
             (strings(b, "ip")?, strings(b, "ns")?, strings(b, "pod")?, strings(b, "v")?);
         let (first, last, n) = (ms_column(b, "first")?, ms_column(b, "last")?, ints(b, "n")?);
@@ -146,7 +146,7 @@ pub(crate) async fn values(
     let statement = fill_template(&template, &HashMap::from([("__window__", filter)]))?;
     sqls.push(format!("{statement:#}"));
     let mut out = Vec::new();
-    for b in &store.plan(statement).await?.collect().await? {
+    for b in &store.rows(statement).await? {
         out.extend(strings(b, "v")?);
     }
     Ok(out)
@@ -180,7 +180,7 @@ pub(crate) async fn answers(
         fill_template(&template, &HashMap::from([("__window__", filter), ("__name__", name)]))?;
     sqls.push(format!("{statement:#}"));
     let mut out = Vec::new();
-    for b in &store.plan(statement).await?.collect().await? {
+    for b in &store.rows(statement).await? {
         let (a, first, last) = (strings(b, "a")?, ms_column(b, "first")?, ms_column(b, "last")?);
         for i in 0..b.num_rows() {
             out.push((a[i].clone(), first[i], last[i]));

@@ -124,8 +124,7 @@ pub async fn timeline(
         &values,
     )?;
     let sql_text = format!("{statement:#}");
-    let batches =
-        if filter.is_none() { Vec::new() } else { store.plan(statement).await?.collect().await? };
+    let batches = if filter.is_none() { Vec::new() } else { store.rows(statement).await? };
     let count = match (from, to) {
         (Some(f), Some(t)) if t > f => usize::try_from(ceil_div(t - origin, width)).unwrap_or(0),
         _ => 0,

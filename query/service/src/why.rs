@@ -384,7 +384,7 @@ async fn pairs(
     ]);
     let statement = fill_template(&pairs_sql(), &values)?;
     sqls.push(format!("{statement:#}"));
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     let mut out = Vec::new();
     for b in &batches {
         read_pairs(b, &mut out)?;
@@ -766,7 +766,7 @@ async fn dns_verdicts(
     ]);
     let statement = fill_template(&template, &values)?;
     sqls.push(format!("{statement:#}"));
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     // (client, name) -> (total, failures by rcode, first/last failure, last success, ids)
     #[derive(Default)]
     struct Lookups {
@@ -886,7 +886,7 @@ async fn examples(store: &Store, query: &QueryRequest<'_>, why: &mut Why) -> Res
     let statement =
         fill_template(&template, &HashMap::from([("__filter__", filter), ("__ids__", list)]))?;
     why.sql.push(format!("{statement:#}"));
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     let mut found: HashMap<i64, Example> = HashMap::new();
     for b in &batches {
         let (id, sp, dp, bytes) =

@@ -352,7 +352,7 @@ async fn matches(
     };
     let statement = fill_template(&template, &HashMap::from([("__filter__", filter)]))?;
     sqls.push(format!("{statement:#}"));
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     let mut n = 0;
     let (mut first, mut last) = (None, None);
     for b in &batches {
@@ -409,7 +409,7 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
     );
     let statement = fill_template(&template, &HashMap::from([("__partitions__", partitions)]))?;
     out.sql.push(format!("{statement:#}"));
-    let batches = store.plan(statement).await?.collect().await?;
+    let batches = store.rows(statement).await?;
     let mut reporting = Vec::new();
     for b in &batches {
         let nodes = cast(column(b, "node")?, &DataType::Utf8)?;
@@ -501,7 +501,7 @@ async fn capture_reasons(store: &Store, query: &QueryRequest<'_>, out: &mut WhyN
         );
         let statement = fill_template(&template, &HashMap::from([("__partitions__", partitions)]))?;
         out.sql.push(format!("{statement:#}"));
-        let batches = store.plan(statement).await?.collect().await?;
+        let batches = store.rows(statement).await?;
         for b in &batches {
             let nodes = cast(column(b, "node")?, &DataType::Utf8)?;
             let nodes = nodes.as_string::<i32>();

@@ -177,6 +177,10 @@ impl From<Error> for ApiError {
             e @ (Error::Store { .. } | Error::Internal(_)) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
             }
+            // The cluster is down or busy: the query service itself is fine.
+            e @ Error::Cluster { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "CLUSTER_FAILED", e.to_string())
+            }
         }
     }
 }
@@ -425,13 +429,14 @@ async fn query(
     // With an offset the row limit applies after the skipped rows.
     let limit = if offset.is_some() { None } else { body.limit };
     let request = QueryRequest { limit, ..request };
-    let mut df = store_as_of(&state, body.as_of.as_deref())?.kfl(&request).await?;
+    let store = store_as_of(&state, body.as_of.as_deref())?;
+    let mut df = store.kfl(&request).await?;
     if let Some(offset) = offset {
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         let fetch = body.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         df = df.limit(skip, fetch).map_err(Error::from)?;
     }
-    stream(df, format, slot, "/api/v1/query").await
+    stream(&store, df, format, slot, "/api/v1/query").await
 }
 
 async fn sql(
@@ -442,18 +447,20 @@ async fn sql(
     let body: SqlBody = parse_body(&body)?;
     let format = result_format(body.format.as_deref(), &headers)?;
     let slot = slot(&state)?;
-    let df = store_as_of(&state, body.as_of.as_deref())?.sql(&body.sql, body.limit).await?;
-    stream(df, format, slot, "/api/v1/sql").await
+    let store = store_as_of(&state, body.as_of.as_deref())?;
+    let df = store.sql(&body.sql, body.limit).await?;
+    stream(&store, df, format, slot, "/api/v1/sql").await
 }
 
 /// Runs `df` and answers with its rows as they come.
 async fn stream(
+    store: &Store,
     df: DataFrame,
     format: ResultFormat,
     slot: Slot,
     endpoint: &'static str,
 ) -> Result<Response, ApiError> {
-    let mut batches = df.execute_stream().await.map_err(Error::from)?;
+    let mut batches = store.stream(df).await?;
     let mut encoder = Encoder::new(format, &batches.schema())?;
     // The first batch before the head: most execution errors (an unreadable file, memory) show
     // here and still get their status.

@@ -1,6 +1,6 @@
 """KFL on a Ballista cluster (issue 22): a scheduler and two executors started by the binary on
-loopback (`podwire cluster scheduler|executor`), and every KFL result case of test_kfl_results run
-through them (`podwire query --cluster`): rows identical to the in-process run and equal to
+loopback (`podwire cluster scheduler|executor`), and every KFL1 and KFL2 result case of test_kfl_results
+run through them (`podwire query --cluster`): rows identical to the in-process run and equal to
 DuckDB's, on folder stores and on a bucket of the S3-compatible server. Then the map and the API
 through the cluster, the plans (`--explain`: stages, partial aggregates on the executors, time
 pruning), an unreachable scheduler, a cluster with no executor, and an executor killed in the
@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from loopback import free_port, stop_process, wait_listening
 from podwire_bin import BIN, generate_store, run
 from s3_server import s3  # noqa: F401 (a fixture)
-from test_kfl_results import CASES, compare, expected, podwire_rows, stores  # noqa: F401
+from test_kfl_results import CASES, KFL2_CASES, compare, expected, podwire_rows, stores  # noqa: F401
 
 
 def two_free_ports():
@@ -113,6 +114,14 @@ def test_kfl_on_the_cluster_matches_in_process_and_duckdb(cluster, stores, store
 
 
 @pytest.mark.parametrize("store_name", ["demo", "captures"])
+@pytest.mark.parametrize("kfl,conn_where,dns_where", KFL2_CASES, ids=[c[0] for c in KFL2_CASES])
+def test_kfl2_on_the_cluster_matches_duckdb(cluster, stores, store_name, kfl, conn_where, dns_where):
+    store = stores[store_name]
+    got = podwire_rows(store, kfl, "--kfl2", "--cluster", cluster.address)
+    compare(got, expected(store, conn_where, dns_where), f"{store_name} on the cluster: {kfl}")
+
+
+@pytest.mark.parametrize("store_name", ["demo", "captures"])
 def test_limits_and_time_ranges_on_the_cluster(cluster, stores, store_name):
     store = stores[store_name]
     for args in (["--limit", "7"], ["tcp and limit(3)"], ["--from", "2000-01-01", "--to", "2100-01-01", "dns"]):
@@ -157,6 +166,14 @@ def test_the_plan_on_the_cluster_is_cut_into_stages_with_partial_aggregates(clus
     nothing = on(cluster, "query", "--store", store, "--explain", "--from", "1990-01-01", "--to", "1990-01-02", "tcp")
     assert everything.returncode == 0 and nothing.returncode == 0, nothing.stderr
     assert ".parquet" in everything.stdout and ".parquet" not in nothing.stdout, nothing.stdout
+    # The pushdown choice is made here too: an identity lookup is filtered by the Parquet reader
+    # on the executors (no FilterExec over its scan), unless pushdown is forced off.
+    lookup = 'dst.ip == "10.0.0.1"'
+    auto = on(cluster, "query", "--store", store, "--explain", lookup)
+    off = on(cluster, "query", "--store", store, "--explain", "--pushdown", "off", lookup)
+    assert auto.returncode == 0 and off.returncode == 0, off.stderr
+    assert not re.search(r"FilterExec: [^\n]*dst_ip[^\n]*\n\s*DataSourceExec", auto.stdout), auto.stdout
+    assert re.search(r"FilterExec: [^\n]*dst_ip[^\n]*\n\s*DataSourceExec", off.stdout), off.stdout
     # Without --cluster: one plan, no stages.
     alone = run("query", "--store", store, "--explain", "tcp")
     assert alone.returncode == 0 and "stage" not in alone.stdout and "DataSourceExec" in alone.stdout
@@ -251,3 +268,24 @@ def test_an_executor_killed_mid_query_loses_no_rows(tmp_path, big_store):
         assert json_rows(again.stdout) == want
     finally:
         c.stop()
+
+
+def test_serve_answers_503_naming_the_scheduler_it_cannot_reach(tmp_path, stores):
+    closed, port = free_port(), free_port()
+    log = open(tmp_path / "serve.log", "ab")
+    proc = subprocess.Popen([BIN, "serve", "--store", stores["demo"], "--listen", f"127.0.0.1:{port}",
+                             "--cluster", f"127.0.0.1:{closed}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(proc, port, "serve", log.name)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/query", data=b'{"query": "tcp"}',
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=60)
+        assert e.value.code == 503
+        error = json.loads(e.value.read())["error"]
+        assert error["class"] == "CLUSTER_FAILED" and f"127.0.0.1:{closed}" in error["message"], error
+        # The service itself stays healthy.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+            assert r.status == 200
+    finally:
+        stop_process(proc)

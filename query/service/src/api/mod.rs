@@ -177,9 +177,10 @@ impl From<Error> for ApiError {
             e @ (Error::Store { .. } | Error::Internal(_)) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
             }
-            // The cluster is down or busy: the query service itself is fine.
+            // The cluster (`--cluster`) is unreachable, failed or too slow: the query service
+            // itself is fine.
             e @ Error::Cluster { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "CLUSTER_FAILED", e.to_string())
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "CLUSTER_FAILED", e.to_string())
             }
         }
     }

@@ -16,7 +16,7 @@
 # It also times `e0`, a query whose time range holds no file (the cluster's fixed cost per query:
 # submission, scheduling, the result fetch). Environment: PODWIRE (default
 # target/release/podwire), EXECUTORS (the cluster sizes, default "1 2"), TASKS (tasks per executor,
-# default the core count), and query-bench.sh's FROM/TO/HOT_SRC/HOT_DST/NAME/POD/IP.
+# default the executors' own: one more than the cores), and query-bench.sh's FROM/TO/HOT_SRC/HOT_DST/NAME/POD/IP.
 set -euo pipefail
 
 store=${1:?usage: benchmarks/cluster-bench.sh STORE [RUNS]}
@@ -24,7 +24,7 @@ runs=${2:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
 podwire=${PODWIRE:-$here/target/release/podwire}
 sizes=${EXECUTORS:-1 2}
-tasks=${TASKS:-$(nproc)}
+tasks=${TASKS:-$(( $(nproc) + 1 ))}
 from=${FROM:-2026-11-05T14:00:00Z}
 to=${TO:-2026-11-05T15:00:00Z}
 hot_src=${HOT_SRC:-shop}

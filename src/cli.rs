@@ -188,7 +188,7 @@ pub(crate) struct ExecutorArgs {
     /// (default: the address its connection to the scheduler comes from).
     #[arg(long, env = "PODWIRE_EXTERNAL_HOST")]
     pub(crate) external_host: Option<String>,
-    /// Tasks run at once (default: one per core).
+    /// Tasks run at once (default: one more than the cores).
     #[arg(long, env = "PODWIRE_CONCURRENT_TASKS")]
     pub(crate) concurrent_tasks: Option<usize>,
     /// Where shuffle files are written (default: a temporary folder).

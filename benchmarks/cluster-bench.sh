@@ -16,7 +16,8 @@
 # It also times `e0`, a query whose time range holds no file (the cluster's fixed cost per query:
 # submission, scheduling, the result fetch). Environment: PODWIRE (default
 # target/release/podwire), EXECUTORS (the cluster sizes, default "1 2"), TASKS (tasks per executor,
-# default the executors' own: one more than the cores), and query-bench.sh's FROM/TO/HOT_SRC/HOT_DST/NAME/POD/IP.
+# default the executors' own: one more than the cores), and the query parameters of
+# benchmarks/queries.sh (FROM/TO, HOT_SRC/HOT_DST, NAME, POD, IP).
 set -euo pipefail
 
 store=${1:?usage: benchmarks/cluster-bench.sh STORE [RUNS]}
@@ -25,13 +26,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 podwire=${PODWIRE:-$here/target/release/podwire}
 sizes=${EXECUTORS:-1 2}
 tasks=${TASKS:-$(( $(nproc) + 1 ))}
-from=${FROM:-2026-11-05T14:00:00Z}
-to=${TO:-2026-11-05T15:00:00Z}
-hot_src=${HOT_SRC:-shop}
-hot_dst=${HOT_DST:-payments}
-name=${NAME:-api.stripe.com}
-pod=${POD:-cart-vfxprqrf9d-r8fwt}
-ip=${IP:-10.98.159.5}
+# shellcheck source=benchmarks/queries.sh
+source "$here/benchmarks/queries.sh"
 
 store=$(cd "$store" && pwd)
 [ -x "$podwire" ] || { echo "no podwire binary at $podwire (cargo build --release -p podwire)" >&2; exit 1; }
@@ -57,20 +53,12 @@ for _ in range(50):
         t.close()'
 }
 
-# The queries: KFL (and extra flags), or SQL with --sql.
-names=(a b c d e f g e0)
-declare -A q extra
-q[a]='dst.namespace == ""'
-q[b]="src.namespace == \"$hot_src\" and dst.namespace == \"$hot_dst\""
-q[c]="dst.name == \"$name\""
-q[d]='tcp'
-extra[d]="--from $from --to $to"
-q[e]="src.pod.name == \"$pod\" or dst.pod.name == \"$pod\""
-q[f]="dst.ip == \"$ip\""
-q[g]="SELECT src_namespace, src_workload, dst_namespace, dst_workload, protocol, count(*) AS connections, sum(src_bytes + dst_bytes) AS bytes, max(handshake_rtt_us) AS rtt_max FROM connections GROUP BY 1, 2, 3, 4, 5 ORDER BY connections DESC, 1, 2, 3, 4, 5"
-extra[g]="--sql"
-q[e0]='tcp'
-extra[e0]="--from 1990-01-01T00:00:00Z --to 1990-01-01T01:00:00Z"
+# Queries a-f from queries.sh, plus g (SQL) and e0.
+names+=(g e0)
+kfl[g]="SELECT src_namespace, src_workload, dst_namespace, dst_workload, protocol, count(*) AS connections, sum(src_bytes + dst_bytes) AS bytes, max(handshake_rtt_us) AS rtt_max FROM connections GROUP BY 1, 2, 3, 4, 5 ORDER BY connections DESC, 1, 2, 3, 4, 5"
+args[g]="--sql"
+kfl[e0]='tcp'
+args[e0]="--from 1990-01-01T00:00:00Z --to 1990-01-01T01:00:00Z"
 
 echo "store: $store ($(du -sh "$store" | cut -f1), $(find "$store/connections" -name '*.parquet' | wc -l) files)"
 echo "podwire: $podwire; runs: $runs; cluster sizes: $sizes; $tasks tasks per executor; $(nproc) cores"
@@ -99,9 +87,9 @@ for n in $sizes; do
 
   for name_ in "${names[@]}"; do
     # shellcheck disable=SC2206
-    flags=(${extra[$name_]:-})
-    alone=("$podwire" query --store "$store" --format csv -q "${flags[@]}" "${q[$name_]}")
-    there=("$podwire" query --store "$store" --format csv -q --cluster "127.0.0.1:$sched_port" "${flags[@]}" "${q[$name_]}")
+    flags=(${args[$name_]:-})
+    alone=("$podwire" query --store "$store" --format csv -q "${flags[@]}" "${kfl[$name_]}")
+    there=("$podwire" query --store "$store" --format csv -q --cluster "127.0.0.1:$sched_port" "${flags[@]}" "${kfl[$name_]}")
     a=$("${alone[@]}" | sort | sha256sum | cut -c1-16)
     t=$("${there[@]}" | sort | sha256sum | cut -c1-16)
     rows=$("${alone[@]}" | tail -n +2 | wc -l)

@@ -18,11 +18,8 @@
 #
 # Both write every column of every matching row as CSV, in the same order (time, then conn_id).
 # No core pinning: both tools use every core (DataFusion's target_partitions and DuckDB's threads
-# default to the core count). Environment: PODWIRE (default target/release/podwire),
-# FROM/TO (the hour of query d, default 2026-11-05T14:00:00Z to 15:00:00Z), HOT_SRC/HOT_DST (the
-# namespaces of query b, default shop/payments), NAME (query c, default api.stripe.com), POD
-# (query e, one pod's traffic; default a pod of gen_store's seed 1), IP (query f, one service
-# address; default one of seed 1).
+# default to the core count). Environment: PODWIRE (default target/release/podwire), and the
+# query parameters of benchmarks/queries.sh (FROM/TO, HOT_SRC/HOT_DST, NAME, POD, IP).
 set -euo pipefail
 
 store=${1:?usage: benchmarks/query-bench.sh STORE [RUNS]}
@@ -30,13 +27,8 @@ runs=${2:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
 podwire=${PODWIRE:-$here/target/release/podwire}
 explain=${QUERY_EXPLAIN:-$here/target/release/query_explain}
-from=${FROM:-2026-11-05T14:00:00Z}
-to=${TO:-2026-11-05T15:00:00Z}
-hot_src=${HOT_SRC:-shop}
-hot_dst=${HOT_DST:-payments}
-name=${NAME:-api.stripe.com}
-pod=${POD:-cart-vfxprqrf9d-r8fwt}
-ip=${IP:-10.98.159.5}
+# shellcheck source=benchmarks/queries.sh
+source "$here/benchmarks/queries.sh"
 
 store=$(cd "$store" && pwd)
 [ -x "$podwire" ] || { echo "no podwire binary at $podwire (cargo build --release -p podwire)" >&2; exit 1; }
@@ -83,20 +75,13 @@ day=${from%%T*}
 hour=${from#*T}
 hour=${hour%%:*}
 
-names=(a b c d e f)
-declare -A kfl args sql
-kfl[a]='dst.namespace == ""'
+# The same filters as DuckDB SQL (the KFL is in queries.sh).
+declare -A sql
 sql[a]=$(union_sql "dst_namespace = ''")
-kfl[b]="src.namespace == \"$hot_src\" and dst.namespace == \"$hot_dst\""
 sql[b]=$(union_sql "src_namespace = '$hot_src' AND dst_namespace = '$hot_dst'")
-kfl[c]="dst.name == \"$name\""
 sql[c]=$(union_sql "dst_name = '$name'")
-kfl[e]="src.pod.name == \"$pod\" or dst.pod.name == \"$pod\""
 sql[e]=$(union_sql "(src_pod = '$pod' OR dst_pod = '$pod')")
-kfl[f]="dst.ip == \"$ip\""
 sql[f]=$(union_sql "dst_ip = '$ip'")
-kfl[d]='tcp'
-args[d]="--from $from --to $to"
 sql[d]="SELECT * EXCLUDE (date, hour) FROM $conns
 WHERE start_ts >= TIMESTAMPTZ '$from' AND start_ts < TIMESTAMPTZ '$to' AND protocol = 'tcp'
   AND date = DATE '$day' AND hour = '$hour'

@@ -35,6 +35,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The host and port of a scheduler address: `host:port`, `host` (Ballista's default port),
+/// `df://host:port` or `http://host:port`.
+fn scheduler_address(address: &str) -> Result<(String, u16)> {
+    let bare = address
+        .trim()
+        .trim_start_matches("df://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let url = url::Url::parse(&format!("http://{bare}")).map_err(|e| Error::Cluster {
+        address: address.to_owned(),
+        reason: format!("not a scheduler address ({e}); give HOST:PORT"),
+    })?;
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| Error::Cluster {
+        address: address.to_owned(),
+        reason: "no host; give HOST:PORT".into(),
+    })?;
+    Ok((host.to_owned(), url.port().unwrap_or(DEFAULT_SCHEDULER_PORT)))
+}
+
 /// The scheduler's gRPC port when an address gives none (Ballista's default).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
@@ -63,20 +82,7 @@ impl Cluster {
     /// # Errors
     /// [`Error::Cluster`] when `address` is not a host and port.
     pub fn new(address: &str, deadline: Duration) -> Result<Self> {
-        let bare = address
-            .trim()
-            .trim_start_matches("df://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        let url = url::Url::parse(&format!("http://{bare}")).map_err(|e| Error::Cluster {
-            address: address.to_owned(),
-            reason: format!("not a scheduler address ({e}); give HOST:PORT"),
-        })?;
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| Error::Cluster {
-            address: address.to_owned(),
-            reason: "no host; give HOST:PORT".into(),
-        })?;
-        let port = url.port().unwrap_or(DEFAULT_SCHEDULER_PORT);
+        let (host, port) = scheduler_address(address)?;
         Ok(Self {
             address: format!("{host}:{port}"),
             url: format!("http://{host}:{port}"),
@@ -343,15 +349,8 @@ pub struct ExecutorOptions {
 /// # Errors
 /// [`Error::Cluster`] when it cannot register with the scheduler or serve.
 pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
-    let scheduler = Cluster::new(&options.scheduler, Duration::ZERO)?;
-    let (host, port) = scheduler
-        .address
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| Error::Cluster {
-            address: options.scheduler.clone(),
-            reason: "not HOST:PORT".into(),
-        })?;
+    let (host, port) = scheduler_address(&options.scheduler)?;
+    let scheduler = format!("{host}:{port}");
     let config = ballista_executor::executor_process::ExecutorProcessConfig {
         bind_host: options.listen.ip().to_string(),
         external_host: options.external_host.clone(),
@@ -372,10 +371,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
         ..Default::default()
     };
     ballista_executor::executor_process::start_executor_process(Arc::new(config)).await.map_err(
-        |e| Error::Cluster {
-            address: scheduler.address.clone(),
-            reason: format!("the executor stopped: {e}"),
-        },
+        |e| Error::Cluster { address: scheduler, reason: format!("the executor stopped: {e}") },
     )
 }
 

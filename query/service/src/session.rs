@@ -186,12 +186,6 @@ impl Store {
         self
     }
 
-    /// The cluster this store's queries run on, if any.
-    #[cfg(feature = "cluster")]
-    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
-        self.cluster.as_deref()
-    }
-
     /// Runs a planned query (from [`Store::kfl`], [`Store::sql`], …) here or on the cluster,
     /// and streams its rows.
     ///
@@ -246,13 +240,10 @@ impl Store {
             return Ok(self.clone());
         }
         let pool = Arc::clone(&self.ctx.runtime_env().memory_pool);
-        #[allow(unused_mut)]
-        let mut store =
+        let store =
             Self::open_in(self.root.clone(), StoreOptions { as_of, ..self.options }, Some(pool))?;
         #[cfg(feature = "cluster")]
-        {
-            store.cluster.clone_from(&self.cluster);
-        }
+        let store = Self { cluster: self.cluster.clone(), ..store };
         Ok(store)
     }
 

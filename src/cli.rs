@@ -645,6 +645,20 @@ pub(crate) struct PushdownArgs {
     /// decides per query; `on`/`off` force it, for experiments. Results never change.
     #[arg(long, env = "PODWIRE_PUSHDOWN", value_enum, default_value_t = Pushdown::Auto, hide = true)]
     pub(crate) pushdown: Pushdown,
+    /// The order a filter evaluates its terms in: `sampled` puts the one that keeps fewest rows
+    /// in a sample of the store first; `written` keeps KFL's order, for experiments. Results
+    /// never change.
+    #[arg(long, env = "PODWIRE_FILTER_ORDER", value_enum, default_value_t = FilterOrder::Sampled, hide = true)]
+    pub(crate) filter_order: FilterOrder,
+}
+
+/// The values of `--filter-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FilterOrder {
+    /// Fewest kept first.
+    Sampled,
+    /// As written.
+    Written,
 }
 
 /// The values of `--pushdown`.

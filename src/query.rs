@@ -71,6 +71,7 @@ pub(crate) fn open_store(
         .transpose()?;
     let options = podwire_query::StoreOptions {
         pushdown: args.pushdown.pushdown.into(),
+        filter_order: args.pushdown.filter_order.into(),
         as_of,
         ..podwire_query::StoreOptions::default()
     };
@@ -178,6 +179,15 @@ impl From<OutputFormat> for Format {
             OutputFormat::Csv => Format::Csv,
             OutputFormat::Json => Format::Json,
             OutputFormat::Parquet => Format::Parquet,
+        }
+    }
+}
+
+impl From<crate::cli::FilterOrder> for podwire_query::order::FilterOrder {
+    fn from(o: crate::cli::FilterOrder) -> Self {
+        match o {
+            crate::cli::FilterOrder::Sampled => Self::Sampled,
+            crate::cli::FilterOrder::Written => Self::Written,
         }
     }
 }

@@ -50,6 +50,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let options = StoreOptions {
         memory_limit: Some(args.memory_limit),
         pushdown: args.pushdown.pushdown.into(),
+        filter_order: args.pushdown.filter_order.into(),
         ..StoreOptions::default()
     };
     let store = Store::open_with(&args.store, options)?;

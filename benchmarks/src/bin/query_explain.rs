@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt as _;
+use podwire_query::order::FilterOrder;
 use podwire_query::pushdown::Pushdown;
 use podwire_query::{Format, QueryRequest, Store, StoreOptions};
 use std::time::Instant;
@@ -48,6 +49,10 @@ struct Args {
     /// `podwire_query::compact`), to measure what the copy costs.
     #[arg(long)]
     uncompacted_scans: bool,
+    /// Evaluate the filter's terms in the order written, not the one that keeps fewest rows in
+    /// a sample first (`podwire_query::order`), to measure what the order is worth.
+    #[arg(long)]
+    written_order: bool,
     /// What to do.
     #[arg(long, value_enum, default_value_t = Mode::Explain)]
     mode: Mode,
@@ -86,6 +91,11 @@ fn main() -> anyhow::Result<()> {
         StoreOptions {
             pushdown,
             uncompacted_scans: args.uncompacted_scans,
+            filter_order: if args.written_order {
+                FilterOrder::Written
+            } else {
+                FilterOrder::Sampled
+            },
             ..StoreOptions::default()
         },
     )?;

@@ -43,6 +43,7 @@ pub mod error;
 pub mod insights;
 pub mod local;
 pub mod map;
+pub mod order;
 pub mod output;
 pub mod prune;
 pub mod pushdown;

@@ -228,43 +228,9 @@ mod tests {
         }
     }
 
-    /// A store of 3 hours × 1,000 connections: `dst.namespace` is "rare" on 1 row in 200 and
-    /// "common" on every other.
-    fn sampled_store() -> tempfile::TempDir {
-        use podwire_schemas::connections::{ConnectionRecord, ConnectionsBuilder};
-        let dir = tempfile::tempdir().unwrap();
-        // 2026-11-05T14:00Z.
-        let h14_ns = 1_793_887_200_000_000_000i64;
-        for h in 0..3i64 {
-            let mut b = ConnectionsBuilder::default();
-            for i in 0..1000i64 {
-                let t = h14_ns + h * 3_600_000_000_000 + i * 1_000_000_000;
-                let dst_meta = podwire_schemas::endpoint::EndpointMeta {
-                    namespace: if i % 200 == 0 { "rare" } else { "common" }.into(),
-                    ..Default::default()
-                };
-                b.append(&ConnectionRecord {
-                    start_ns: t,
-                    end_ns: t,
-                    conn_id: h * 1000 + i,
-                    dst_meta,
-                    ..ConnectionRecord::default()
-                });
-            }
-            let batch = b.finish().unwrap();
-            let folder = dir.path().join(format!("connections/date=2026-11-05/hour={}", 14 + h));
-            std::fs::create_dir_all(&folder).unwrap();
-            let file = std::fs::File::create(folder.join("a.parquet")).unwrap();
-            let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-            w.write(&batch).unwrap();
-            w.close().unwrap();
-        }
-        dir
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sample_of_the_store_decides_filters_the_shape_leaves_open() {
-        let dir = sampled_store();
+        let dir = crate::sample::tests::sampled_store();
         let store = Store::open(dir.path()).unwrap();
         for (kfl, want) in [
             (r#"dst.namespace == "rare""#, true),

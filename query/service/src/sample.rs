@@ -1,5 +1,6 @@
 //! How many rows a query's filters keep, estimated from a sample of the store: the measure
-//! [`crate::pushdown`] decides by when a filter's shape does not settle it.
+//! [`crate::pushdown`] decides by when a filter's shape does not settle it, and
+//! [`crate::order`] orders a filter's terms by.
 //!
 //! A few hours of each filtered table are sampled, spread over the hours the store holds in
 //! the query's range (all of them when the range is open): up to [`SAMPLE_HOURS`] hours,
@@ -14,6 +15,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode as _};
 use datafusion::common::{Column, TableReference};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, lit, when};
 use datafusion::prelude::{SessionContext, col};
 use std::path::Path;
@@ -44,34 +46,54 @@ impl Kept {
     }
 }
 
+/// What a sample said of one filtered scan.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanSample {
+    /// Rows read, and rows the scan's whole filter kept.
+    pub kept: Kept,
+    /// Rows each term of the filter kept, for the terms ANDed at its top in written order
+    /// (`split_conjunction`); empty when the filter is one term.
+    pub terms: Vec<u64>,
+}
+
+/// The rows all `samples` read and kept, added up.
+pub fn total(samples: &[ScanSample]) -> Kept {
+    let mut total = Kept::default();
+    for s in samples {
+        total.add(s.kept);
+    }
+    total
+}
+
 /// Samples every `(table, predicate)` over the hours the store at `root` holds in
-/// `[from_ms, to_ms)`, and adds up what the predicates keep.
+/// `[from_ms, to_ms)`: what each predicate, and each of its terms, keeps.
 ///
 /// # Errors
 /// When a folder cannot be listed or the sample query fails (the caller falls back on the
-/// filter's shape).
-pub async fn kept(
+/// filter's shape and its written order).
+pub async fn scans(
     ctx: &SessionContext,
     root: &Path,
     scans: &[(TableReference, Expr)],
     from_ms: Option<i64>,
     to_ms: Option<i64>,
-) -> Result<Kept> {
-    let mut total = Kept::default();
+) -> Result<Vec<ScanSample>> {
+    let mut out = Vec::with_capacity(scans.len());
     for (table, predicate) in scans {
         let hours = hours(ctx, root, table.table(), from_ms, to_ms).await?;
-        total.add(kept_in(ctx, table, predicate, &hours).await?);
+        out.push(sample_in(ctx, table, predicate, &hours).await?);
     }
-    Ok(total)
+    Ok(out)
 }
 
-/// Rows of `table` in the sampled `hours`, and how many of them `predicate` keeps.
-async fn kept_in(
+/// Rows of `table` in the sampled `hours`, and how many of them `predicate` and each of its
+/// terms keep.
+async fn sample_in(
     ctx: &SessionContext,
     table: &TableReference,
     predicate: &Expr,
     hours: &[(String, String)],
-) -> Result<Kept> {
+) -> Result<ScanSample> {
     // The predicate's columns are qualified by the scan's name; the sample's columns are the
     // same table's.
     let predicate = predicate
@@ -83,6 +105,10 @@ async fn kept_in(
             e => Ok(Transformed::no(e)),
         })?
         .data;
+    let terms: Vec<Expr> = match split_conjunction(&predicate) {
+        t if t.len() > 1 => t.into_iter().cloned().collect(),
+        _ => Vec::new(),
+    };
     let mut sample: Option<datafusion::dataframe::DataFrame> = None;
     for (date, hour) in hours {
         let part = ctx
@@ -95,25 +121,30 @@ async fn kept_in(
             Some(s) => s.union(part)?,
         });
     }
-    let Some(sample) = sample else { return Ok(Kept::default()) };
-    let kept = when(predicate, lit(1i64)).otherwise(lit(0i64))?;
-    let batches = sample
-        .aggregate(vec![], vec![count(lit(1)).alias("rows"), sum(kept).alias("kept")])?
-        .collect()
-        .await?;
-    let mut out = Kept::default();
+    let Some(sample) = sample else { return Ok(ScanSample::default()) };
+    let kept = |e: Expr, name: String| -> Result<Expr> {
+        Ok(sum(when(e, lit(1i64)).otherwise(lit(0i64))?).alias(name))
+    };
+    let mut aggregates = vec![count(lit(1)).alias("rows"), kept(predicate, "kept".into())?];
+    for (i, term) in terms.into_iter().enumerate() {
+        aggregates.push(kept(term, format!("term{i}"))?);
+    }
+    let columns = aggregates.len();
+    let batches = sample.aggregate(vec![], aggregates)?.collect().await?;
+    // One row of `columns` counts (a global aggregate); a null sum (no rows) counts 0.
+    let mut counts = vec![0u64; columns];
     for b in &batches {
-        let rows = b.column(0).as_any().downcast_ref::<Int64Array>();
-        let kept = b.column(1).as_any().downcast_ref::<Int64Array>();
-        if let (Some(rows), Some(kept)) = (rows, kept) {
-            for i in 0..b.num_rows() {
-                out.rows += u64::try_from(rows.value(i)).unwrap_or(0);
-                out.kept +=
-                    if kept.is_null(i) { 0 } else { u64::try_from(kept.value(i)).unwrap_or(0) };
+        for (c, count) in counts.iter_mut().enumerate() {
+            if let Some(values) = b.column(c).as_any().downcast_ref::<Int64Array>() {
+                for i in 0..b.num_rows() {
+                    if !values.is_null(i) {
+                        *count += u64::try_from(values.value(i)).unwrap_or(0);
+                    }
+                }
             }
         }
     }
-    Ok(out)
+    Ok(ScanSample { kept: Kept { rows: counts[0], kept: counts[1] }, terms: counts[2..].to_vec() })
 }
 
 /// Up to [`SAMPLE_HOURS`] `(date, hour)` partitions of `table` that overlap `[from_ms, to_ms)`,
@@ -187,8 +218,42 @@ fn overlaps(day: &str, hour: Option<&str>, from_ms: Option<i64>, to_ms: Option<i
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A store of 3 hours × 1,000 connections: `dst.namespace` is "rare" on 1 row in 200 and
+    /// "common" on every other.
+    pub(crate) fn sampled_store() -> tempfile::TempDir {
+        use podwire_schemas::connections::{ConnectionRecord, ConnectionsBuilder};
+        let dir = tempfile::tempdir().unwrap();
+        // 2026-11-05T14:00Z.
+        let h14_ns = 1_793_887_200_000_000_000i64;
+        for h in 0..3i64 {
+            let mut b = ConnectionsBuilder::default();
+            for i in 0..1000i64 {
+                let t = h14_ns + h * 3_600_000_000_000 + i * 1_000_000_000;
+                let dst_meta = podwire_schemas::endpoint::EndpointMeta {
+                    namespace: if i % 200 == 0 { "rare" } else { "common" }.into(),
+                    ..Default::default()
+                };
+                b.append(&ConnectionRecord {
+                    start_ns: t,
+                    end_ns: t,
+                    conn_id: h * 1000 + i,
+                    dst_meta,
+                    ..ConnectionRecord::default()
+                });
+            }
+            let batch = b.finish().unwrap();
+            let folder = dir.path().join(format!("connections/date=2026-11-05/hour={}", 14 + h));
+            std::fs::create_dir_all(&folder).unwrap();
+            let file = std::fs::File::create(folder.join("a.parquet")).unwrap();
+            let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        dir
+    }
 
     #[test]
     fn spread_keeps_the_ends() {
@@ -208,5 +273,22 @@ mod tests {
         assert!(overlaps("2026-11-05", None, Some(h14), Some(h14 + 1)));
         assert!(!overlaps("2026-11-04", None, Some(h14), None));
         assert!(!overlaps("not-a-date", None, None, None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sample_counts_each_term() {
+        let dir = sampled_store();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let ctx = store.context();
+        let table = TableReference::bare("connections");
+        let rare = col("dst_namespace").eq(lit("rare"));
+        let port = col("dst_port").eq(lit(0i32));
+        let scans = [(table.clone(), port.clone().and(rare.clone())), (table, rare)];
+        let got = super::scans(ctx, dir.path(), &scans, None, None).await.unwrap();
+        assert_eq!(got[0].kept, Kept { rows: 3000, kept: 15 });
+        assert_eq!(got[0].terms, vec![3000, 15]);
+        assert_eq!(got[1].kept, Kept { rows: 3000, kept: 15 });
+        assert!(got[1].terms.is_empty());
+        assert_eq!(total(&got), Kept { rows: 6000, kept: 30 });
     }
 }

@@ -10,6 +10,7 @@ use crate::compact::CompactFilteredScans;
 use crate::contradiction::FoldContradictions;
 use crate::delta::AsOf;
 use crate::error::{Error, Result};
+use crate::order::FilterOrder;
 use crate::pushdown::Pushdown;
 use crate::{prune, readonly};
 use datafusion::dataframe::DataFrame;
@@ -73,6 +74,9 @@ pub struct StoreOptions {
     /// Whether the Parquet reader applies a query's filter (late materialization); by default
     /// for filters that ask for a few entities ([`crate::pushdown`]).
     pub pushdown: Pushdown,
+    /// The order a scan's filter evaluates its terms in: by default the one that keeps fewest
+    /// rows in a sample of the store first ([`crate::order`]).
+    pub filter_order: FilterOrder,
     /// For experiments: leave the batches of a filtering scan as the reader returns them,
     /// instead of copying them into full batches ([`crate::compact`]).
     pub uncompacted_scans: bool,
@@ -368,11 +372,26 @@ impl Store {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| Error::Rejected(e.find_root().to_string()))?;
-        let pushdown = match self.pushdown {
-            Pushdown::Auto if !crate::pushdown::asks_for_few(&plan) => {
-                self.sampled_pushdown(&plan, from_ms, to_ms).await
-            }
-            p => p.applies_to(&plan),
+        // A sample of the store decides what the filter's shape leaves open: pushdown, and the
+        // order of its terms.
+        let scans = crate::pushdown::filtered_scans(&plan);
+        let shape_decides = self.pushdown != Pushdown::Auto || crate::pushdown::asks_for_few(&plan);
+        let order = self.options.filter_order == FilterOrder::Sampled
+            && crate::order::has_terms_to_order(&scans);
+        let samples = if scans.is_empty() || (shape_decides && !order) {
+            None
+        } else {
+            self.sample(&scans, from_ms, to_ms).await
+        };
+        let pushdown = if shape_decides {
+            self.pushdown.applies_to(&plan)
+        } else {
+            let kept = samples.as_deref().map(crate::sample::total).unwrap_or_default();
+            kept.fraction().is_some_and(|f| f <= crate::pushdown::KEEP_AT_MOST)
+        };
+        let plan = match &samples {
+            Some(samples) if order => crate::order::fewest_kept_first(plan, &scans, samples)?,
+            _ => plan,
         };
         let mut state = self.ctx.state();
         state.config_mut().options_mut().execution.parquet.pushdown_filters = pushdown;
@@ -383,32 +402,23 @@ impl Store {
         Ok(DataFrame::new(state, plan))
     }
 
-    /// Pushdown for a filter the shape test leaves open: on when a sample of the store says
-    /// its filters keep at most [`crate::pushdown::KEEP_AT_MOST`] of the rows.
-    async fn sampled_pushdown(
+    /// What the filters of `scans` keep in a sample of the store, each and term by term;
+    /// `None` when the sample cannot be taken (the shape and the written order decide).
+    async fn sample(
         &self,
-        plan: &LogicalPlan,
+        scans: &[(datafusion::common::TableReference, datafusion::logical_expr::Expr)],
         from_ms: Option<i64>,
         to_ms: Option<i64>,
-    ) -> bool {
-        let scans = crate::pushdown::filtered_scans(plan);
-        if scans.is_empty() {
-            return false;
-        }
-        match crate::sample::kept(&self.ctx, &self.root, &scans, from_ms, to_ms).await {
-            Ok(kept) => {
-                let on = kept.fraction().is_some_and(|f| f <= crate::pushdown::KEEP_AT_MOST);
-                tracing::debug!(
-                    rows = kept.rows,
-                    kept = kept.kept,
-                    pushdown = on,
-                    "sampled the filter"
-                );
-                on
+    ) -> Option<Vec<crate::sample::ScanSample>> {
+        match crate::sample::scans(&self.ctx, &self.root, scans, from_ms, to_ms).await {
+            Ok(samples) => {
+                let kept = crate::sample::total(&samples);
+                tracing::debug!(rows = kept.rows, kept = kept.kept, "sampled the filter");
+                Some(samples)
             }
             Err(e) => {
-                tracing::debug!("sampling the filter failed, no pushdown: {e}");
-                false
+                tracing::debug!("sampling the filter failed: {e}");
+                None
             }
         }
     }

@@ -15,6 +15,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::cache_manager::FileStatisticsCache;
 use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::{SessionContext, col};
 use podwire_schemas::Table;
@@ -33,8 +34,13 @@ pub use podwire_schemas::partition::{DATE, HOUR};
 /// cannot be built.
 pub fn register_store(ctx: &SessionContext, root: &Path, as_of: Option<AsOf>) -> Result<()> {
     let base = store_url(ctx, root, as_of)?;
+    // Each file's statistics (row count, min/max per column), which planning reads to chain
+    // files into time-ordered groups, are kept in the session's cache (keyed by path, size and
+    // modification time: store files are immutable) instead of being rebuilt from every file's
+    // footer for every query: that was 7 % of a 0.2 s query's CPU over the 336 files of 14 days.
+    let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
     for table in Table::ALL {
-        ctx.register_table(table.name(), listing_table(root, &base, table)?)
+        ctx.register_table(table.name(), listing_table(root, &base, table, statistics.clone())?)
             .map_err(|e| store_error(root, e.to_string()))?;
     }
     Ok(())
@@ -92,11 +98,17 @@ fn store_url(ctx: &SessionContext, root: &Path, as_of: Option<AsOf>) -> Result<u
     Ok(url)
 }
 
-/// The listing table of one table of the store whose root URL is `base`.
+/// The listing table of one table of the store whose root URL is `base`, keeping its files'
+/// statistics in `statistics` (the session's cache) when given.
 ///
 /// # Errors
 /// [`Error::Store`] when the table's URL cannot be made.
-pub fn listing_table(root: &Path, base: &url::Url, table: Table) -> Result<Arc<ListingTable>> {
+pub fn listing_table(
+    root: &Path,
+    base: &url::Url,
+    table: Table,
+    statistics: Option<Arc<FileStatisticsCache>>,
+) -> Result<Arc<ListingTable>> {
     let url =
         base.join(&format!("{}/", table.name())).map_err(|e| store_error(root, e.to_string()))?;
     let url = ListingTableUrl::try_new(url, None).map_err(|e| store_error(root, e.to_string()))?;
@@ -117,7 +129,7 @@ pub fn listing_table(root: &Path, base: &url::Url, table: Table) -> Result<Arc<L
     let schema = Arc::new(read_schema(table));
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
     let provider = ListingTable::try_new(config).map_err(|e| store_error(root, e.to_string()))?;
-    Ok(Arc::new(provider))
+    Ok(Arc::new(provider.with_cache(statistics)))
 }
 
 /// The schema DataFusion reads `table` with, without metadata (it only documents the files).

@@ -12,10 +12,12 @@
 //! - [`time`]: `--from`/`--to` values: RFC 3339, a date, `now`, or relative (`-1h`).
 //! - [`output`]: writes a result stream as a table, CSV, JSON lines or Parquet; [`csv`]: CSV rows
 //!   straight from the Arrow columns.
-//! - [`local`]: the object store a folder store is read through (files mapped into memory);
-//!   [`pushdown`]: when the Parquet reader applies a query's filter itself, decided for most
-//!   filters by [`sample`]: what fraction of a few sampled hours the filter keeps; [`compact`]:
-//!   the rows such a scan returns are copied into full batches before a merge or sort keeps them;
+//! - [`local`]: the object store a folder store is read through (files mapped into memory, the
+//!   mappings kept); [`pushdown`]: when the Parquet reader applies a query's filter itself,
+//!   decided for most filters by [`sample`]: what fraction of a few sampled hours the filter
+//!   keeps, and each of its terms, by which [`order`] puts the term that keeps fewest first;
+//!   [`compact`]: the rows such a scan returns are copied into full batches before a merge or
+//!   sort keeps them;
 //!   [`contradiction`]: a filter that asks a column for ranges that do not meet reads nothing.
 //! - [`api`]: the HTTP API of `podwire serve`: KFL and SQL queries streamed as JSON, CSV or
 //!   Arrow IPC, translate, fields, health, Prometheus metrics, OpenAPI.

@@ -12,8 +12,10 @@
 //!
 //! The terms are ordered by the rows each kept in the store's sample ([`crate::sample`]), the
 //! one that also decides pushdown; terms that kept as many keep their written order. Results
-//! never change: the terms are ANDed in any order. [`FilterOrder::Written`] keeps the written
-//! order, for experiments.
+//! never change: the terms are ANDed in any order. A term that relies on another to guard it
+//! (`x <> 0 AND y / x > 1` in `--sql`) could fail when moved ahead of its guard, but SQL
+//! promises no order for `AND` and DataFusion already evaluates both sides on every row when
+//! the left keeps many. [`FilterOrder::Written`] keeps the written order, for experiments.
 use crate::error::Result;
 use crate::sample::ScanSample;
 use datafusion::common::TableReference;

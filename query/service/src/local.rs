@@ -53,12 +53,12 @@ pub const KEPT: usize = 8192;
 /// The mappings kept, by path ([module doc](self)).
 #[derive(Debug, Default)]
 struct Mappings {
-    by_path: Mutex<HashMap<PathBuf, Kept>>,
+    by_path: Mutex<HashMap<PathBuf, Mapping>>,
 }
 
 /// One kept mapping: the whole file, which file it is, and when it was last used.
 #[derive(Debug)]
-struct Kept {
+struct Mapping {
     whole: Bytes,
     identity: Identity,
     used: Instant,
@@ -109,7 +109,7 @@ impl Mappings {
             let cut = used[by_path.len() - KEPT / 2];
             by_path.retain(|_, kept| kept.used >= cut);
         }
-        by_path.insert(path.to_path_buf(), Kept { whole: whole.clone(), identity, used: now });
+        by_path.insert(path.to_path_buf(), Mapping { whole: whole.clone(), identity, used: now });
         Ok(whole)
     }
 
@@ -119,7 +119,7 @@ impl Mappings {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Kept>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Mapping>> {
         // A panic while the lock was held left the map as it was: keep using it.
         self.by_path.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -90,7 +90,6 @@ pub struct StoreOptions {
 pub struct Store {
     ctx: SessionContext,
     root: PathBuf,
-    pushdown: Pushdown,
     options: StoreOptions,
     /// Where plans run: `None` here, or a Ballista cluster ([`Store::on_cluster`]).
     #[cfg(feature = "cluster")]
@@ -175,7 +174,6 @@ impl Store {
         Ok(Self {
             ctx,
             root,
-            pushdown: options.pushdown,
             options,
             #[cfg(feature = "cluster")]
             cluster: None,
@@ -375,7 +373,8 @@ impl Store {
         // A sample of the store decides what the filter's shape leaves open: pushdown, and the
         // order of its terms.
         let scans = crate::pushdown::filtered_scans(&plan);
-        let shape_decides = self.pushdown != Pushdown::Auto || crate::pushdown::asks_for_few(&plan);
+        let shape_decides =
+            self.options.pushdown != Pushdown::Auto || crate::pushdown::asks_for_few(&plan);
         let order = self.options.filter_order == FilterOrder::Sampled
             && crate::order::has_terms_to_order(&scans);
         let samples = if scans.is_empty() || (shape_decides && !order) {
@@ -384,7 +383,7 @@ impl Store {
             self.sample(&scans, from_ms, to_ms).await
         };
         let pushdown = if shape_decides {
-            self.pushdown.applies_to(&plan)
+            self.options.pushdown.applies_to(&plan)
         } else {
             let kept = samples.as_deref().map(crate::sample::total).unwrap_or_default();
             kept.fraction().is_some_and(|f| f <= crate::pushdown::KEEP_AT_MOST)

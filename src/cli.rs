@@ -650,6 +650,11 @@ pub(crate) struct PushdownArgs {
     /// never change.
     #[arg(long, env = "PODWIRE_FILTER_ORDER", value_enum, default_value_t = FilterOrder::Sampled, hide = true)]
     pub(crate) filter_order: FilterOrder,
+    /// Bytes of decoded Parquet footers kept between reads of a file (0: none). By default
+    /// `podwire serve` keeps DataFusion's 50 MB, where queries repeat, and commands that run
+    /// one query keep none.
+    #[arg(long, env = "PODWIRE_FOOTER_CACHE", value_parser = crate::parse::parse_bytes, hide = true)]
+    pub(crate) footer_cache: Option<usize>,
 }
 
 /// The values of `--filter-order`.

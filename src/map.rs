@@ -17,7 +17,7 @@ pub(crate) fn run(args: &MapArgs) -> anyhow::Result<()> {
     if args.max_nodes == 0 {
         anyhow::bail!("--max-nodes must be at least 1");
     }
-    let (store, runtime) = crate::query::open_store(&args.store)?;
+    let (store, runtime) = crate::query::open_store(&args.store, true)?;
     let request = MapRequest {
         query: QueryRequest {
             kfl: &args.query,

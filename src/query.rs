@@ -13,7 +13,7 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
     if format == Format::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet needs --output FILE");
     }
-    let (store, runtime) = open_store(&args.store)?;
+    let (store, runtime) = open_store(&args.store, true)?;
     let out: Box<dyn Write + Send> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -57,8 +57,11 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
 }
 
 /// Opens the store at `path` (a folder or `s3://…`) with a runtime to query it on.
+/// Opens `--store` for a command; `one_query`: the command runs a single query, so it keeps no
+/// decoded footers between reads unless `--footer-cache` says so.
 pub(crate) fn open_store(
     args: &crate::cli::StoreArgs,
+    one_query: bool,
 ) -> anyhow::Result<(Store, tokio::runtime::Runtime)> {
     let path = args.store.as_path();
     if !podwire_query::catalog::is_bucket(path) && !path.is_dir() {
@@ -72,6 +75,9 @@ pub(crate) fn open_store(
     let options = podwire_query::StoreOptions {
         pushdown: args.pushdown.pushdown.into(),
         filter_order: args.pushdown.filter_order.into(),
+        // One query per process: a footer is decoded again rather than kept (measured in
+        // benchmarks/README.md, "footer cache").
+        footer_cache: args.pushdown.footer_cache.or(one_query.then_some(0)),
         as_of,
         ..podwire_query::StoreOptions::default()
     };

@@ -51,6 +51,7 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<()> {
         memory_limit: Some(args.memory_limit),
         pushdown: args.pushdown.pushdown.into(),
         filter_order: args.pushdown.filter_order.into(),
+        footer_cache: args.pushdown.footer_cache,
         ..StoreOptions::default()
     };
     let store = Store::open_with(&args.store, options)?;

@@ -32,7 +32,7 @@ fn open<'a>(
 ) -> anyhow::Result<(Store, tokio::runtime::Runtime, QueryRequest<'a>)> {
     let now_ms = time::now_ms();
     let (from_ms, to_ms) = args.window.range(now_ms)?;
-    let (store, runtime) = crate::query::open_store(&args.store)?;
+    let (store, runtime) = crate::query::open_store(&args.store, false)?;
     Ok((
         store,
         runtime,

@@ -83,6 +83,10 @@ pub struct StoreOptions {
     /// Read the tables as an older snapshot of their Delta logs ([`AsOf`]); `None`: the newest,
     /// kept up to date.
     pub as_of: Option<AsOf>,
+    /// Bytes of decoded Parquet footers (and page indexes) kept between reads of a file;
+    /// `None`: DataFusion's default (50 MB). A session that runs many queries (`podwire serve`)
+    /// saves decoding them again; one that runs a single query saves the memory.
+    pub footer_cache: Option<usize>,
 }
 
 /// The query engine over one store folder.
@@ -152,6 +156,9 @@ impl Store {
         // committed after its first query, nor stop listing the files a compaction removed.
         // The listing's own cache (`crate::delta`, refreshed every `REFRESH`) is the only one.
         let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
+        if let Some(bytes) = options.footer_cache {
+            runtime = runtime.with_metadata_cache_limit(bytes);
+        }
         if let Some(pool) = pool {
             runtime = runtime.with_memory_pool(pool);
         } else if let Some(bytes) = options.memory_limit {

@@ -651,8 +651,8 @@ pub(crate) struct PushdownArgs {
     #[arg(long, env = "PODWIRE_FILTER_ORDER", value_enum, default_value_t = FilterOrder::Sampled, hide = true)]
     pub(crate) filter_order: FilterOrder,
     /// Bytes of decoded Parquet footers kept between reads of a file (0: none). By default
-    /// `podwire serve` keeps DataFusion's 50 MB, where queries repeat, and commands that run
-    /// one query keep none.
+    /// `podwire serve` and `podwire why` keep DataFusion's 50 MB, since their queries repeat;
+    /// `query` and `map`, which run one query, keep none.
     #[arg(long, env = "PODWIRE_FOOTER_CACHE", value_parser = crate::parse::parse_bytes, hide = true)]
     pub(crate) footer_cache: Option<usize>,
 }

@@ -56,9 +56,8 @@ pub(crate) fn run_query(args: &QueryArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Opens the store at `path` (a folder or `s3://…`) with a runtime to query it on.
-/// Opens `--store` for a command; `one_query`: the command runs a single query, so it keeps no
-/// decoded footers between reads unless `--footer-cache` says so.
+/// Opens `--store` (a folder or `s3://…`) with a runtime to query it on. `one_query`: the
+/// command runs a single query, so it keeps no decoded footers unless `--footer-cache` says so.
 pub(crate) fn open_store(
     args: &crate::cli::StoreArgs,
     one_query: bool,
@@ -75,8 +74,8 @@ pub(crate) fn open_store(
     let options = podwire_query::StoreOptions {
         pushdown: args.pushdown.pushdown.into(),
         filter_order: args.pushdown.filter_order.into(),
-        // One query per process: a footer is decoded again rather than kept (measured in
-        // benchmarks/README.md, "footer cache").
+        // One query per process: a footer is decoded again rather than kept (benchmarks/README.md,
+        // the query family's fifth run).
         footer_cache: args.pushdown.footer_cache.or(one_query.then_some(0)),
         as_of,
         ..podwire_query::StoreOptions::default()

@@ -439,3 +439,33 @@ fn with_limit(df: DataFrame, limit: Option<u64>) -> Result<DataFrame> {
         None => Ok(df),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_without_a_footer_cache_keeps_none_and_reads_the_same_rows() {
+        let dir = crate::sample::tests::sampled_store();
+        let kfl = r#"tcp and dst.namespace == "rare""#;
+        let kept = Store::open(dir.path()).unwrap();
+        let options = StoreOptions { footer_cache: Some(0), ..Default::default() };
+        let none = Store::open_with(dir.path(), options).unwrap();
+        for store in [&kept, &none] {
+            // Twice: the second query finds the footers the first kept, or decodes them again.
+            for _ in 0..2 {
+                let df = store.kfl(&QueryRequest::new(kfl)).await.unwrap();
+                let rows: usize =
+                    store.collect(df).await.unwrap().iter().map(|b| b.num_rows()).sum();
+                assert_eq!(rows, 15);
+            }
+        }
+        let footers = |store: &Store| {
+            let cache = store.context().runtime_env().cache_manager.get_file_metadata_cache();
+            (cache.cache_limit(), cache.len())
+        };
+        assert_eq!(footers(&none), (0, 0));
+        let (limit, files) = footers(&kept);
+        assert!(limit > 0 && files == 3, "limit {limit}, files {files}");
+    }
+}

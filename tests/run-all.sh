@@ -69,6 +69,10 @@ if [[ ! -x $TANSU_BIN ]]; then
 fi
 "$TANSU_BIN" --version
 
+# One build, so no incremental state (gigabytes under target/debug/incremental); a developer's
+# tree can keep it with CARGO_INCREMENTAL=1.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "format"
 cargo fmt --all --check
 

@@ -211,6 +211,23 @@ pub(crate) struct ClusterArgs {
     /// queued).
     #[arg(long, env = "PODWIRE_CLUSTER_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub(crate) cluster_timeout: Duration,
+    /// How the executors compress what one stage hands to the next and the result this process
+    /// fetches: `lz4` (Ballista's default), `zstd` (smaller, for a slow network) or `none` (was
+    /// no faster on one host, where writing twice the bytes costs what compressing saves).
+    #[arg(long, env = "PODWIRE_CLUSTER_SHUFFLE_COMPRESSION", value_enum, default_value = "lz4")]
+    pub(crate) cluster_shuffle_compression: ShuffleCompression,
+}
+
+/// The values of `--cluster-shuffle-compression`.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ShuffleCompression {
+    /// LZ4 frames (Ballista's default).
+    Lz4,
+    /// Zstandard.
+    Zstd,
+    /// None.
+    None,
 }
 
 const STORE_HELP: &str = "\

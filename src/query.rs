@@ -211,7 +211,14 @@ impl From<crate::cli::Pushdown> for podwire_query::pushdown::Pushdown {
 #[cfg(feature = "cluster")]
 pub(crate) fn on_cluster(store: Store, args: &crate::cli::ClusterArgs) -> anyhow::Result<Store> {
     let Some(address) = &args.cluster else { return Ok(store) };
-    let cluster = podwire_query::cluster::Cluster::new(address, args.cluster_timeout)?;
+    use podwire_query::cluster::ShuffleCompression;
+    let compression = match args.cluster_shuffle_compression {
+        crate::cli::ShuffleCompression::Lz4 => ShuffleCompression::Lz4,
+        crate::cli::ShuffleCompression::Zstd => ShuffleCompression::Zstd,
+        crate::cli::ShuffleCompression::None => ShuffleCompression::None,
+    };
+    let cluster = podwire_query::cluster::Cluster::new(address, args.cluster_timeout)?
+        .with_shuffle_compression(compression);
     tracing::info!(scheduler = cluster.address(), "Queries run on the cluster.");
     Ok(store.on_cluster(cluster))
 }

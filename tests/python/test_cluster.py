@@ -135,6 +135,20 @@ def test_limits_and_time_ranges_on_the_cluster(cluster, stores, store_name):
         assert [key(r) for r in t] == [key(r) for r in a], f"{args}: not the first rows in time order"
 
 
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_every_shuffle_compression_returns_the_same_rows(cluster, stores, codec):
+    store = stores["captures"]
+    for args in (["tcp"], ["--sql", "SELECT dst_port, count(*) AS n FROM connections GROUP BY dst_port"]):
+        alone = run("query", "--store", store, "--format", "json", *args)
+        there = on(cluster, "query", "--store", store, "--format", "json",
+                   "--cluster-shuffle-compression", codec, *args)
+        assert alone.returncode == 0 and there.returncode == 0, there.stderr
+        assert json_rows(alone.stdout), f"{args}: nothing to compare"
+        assert canonical(json_rows(there.stdout)) == canonical(json_rows(alone.stdout)), (codec, args)
+    bad = on(cluster, "query", "--store", store, "--cluster-shuffle-compression", "gzip", "tcp")
+    assert bad.returncode != 0 and "lz4" in bad.stderr, bad.stderr
+
+
 def test_sql_and_the_map_on_the_cluster(cluster, stores):
     store = stores["captures"]
     sql = "SELECT protocol, count(*) AS n, sum(src_bytes) AS b FROM connections GROUP BY protocol ORDER BY protocol"
@@ -166,6 +180,10 @@ def test_the_plan_on_the_cluster_is_cut_into_stages_with_partial_aggregates(clus
     nothing = on(cluster, "query", "--store", store, "--explain", "--from", "1990-01-01", "--to", "1990-01-02", "tcp")
     assert everything.returncode == 0 and nothing.returncode == 0, nothing.stderr
     assert ".parquet" in everything.stdout and ".parquet" not in nothing.stdout, nothing.stdout
+    # A result in time order is merged here, from the last stage's partitions: no stage merges.
+    process = everything.stdout.split("in the query process")
+    assert len(process) == 2 and "SortPreservingMergeExec" in process[1], everything.stdout
+    assert "SortPreservingMergeExec" not in process[0], everything.stdout
     # The pushdown choice is made here too: an identity lookup is filtered by the Parquet reader
     # on the executors (no FilterExec over its scan), unless pushdown is forced off.
     lookup = 'dst.ip == "10.0.0.1"'

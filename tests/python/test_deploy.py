@@ -685,6 +685,7 @@ def test_query_cluster_adds_a_scheduler_and_executors_the_query_service_uses():
     assert {"AWS_ACCESS_KEY_ID", "AWS_REGION"} <= env, "executors read the bucket themselves"
     parsed = check_args(expand_references(containers(deployments[f"{full}-query"])[0]))
     assert re.search(rf'cluster: Some\(\s*"{full}-scheduler:{port}",', parsed), parsed
+    assert re.search(r"cluster_shuffle_compression: None,", parsed), parsed
     off = {o["metadata"]["name"] for o in objects_of(None, "Deployment")}
     assert not {f"{full}-scheduler", f"{full}-executor"} & off
     parsed = check_args(expand_references(containers(

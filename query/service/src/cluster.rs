@@ -6,7 +6,10 @@
 //! ([`crate::compact`]) all happen here, against the store. The finished physical plan is then
 //! submitted to the scheduler ([`Cluster::execute`]); Ballista's static planner cuts it into
 //! stages at its repartitions (an aggregation's partial half runs on the executors, next to the
-//! files), the executors run the tasks, and the result streams back over Arrow Flight. So the
+//! files), and the executors run the tasks. The plan's last step, when it gathers partitions
+//! into one (the merge of a result in time order), stays here: the client follows the job
+//! itself, then fetches the final stage's partitions from their executors as the bytes of their
+//! shuffle files and merges them ([`split_gather`], [`FetchedPartition`]). So the
 //! executors need no Delta code and no store configuration: a plan names its files, and an
 //! executor reads `file://` paths through memory mappings ([`crate::local`]) and `s3://BUCKET`
 //! through a client made from its own `AWS_*` environment ([`runtime_producer`]). A folder store
@@ -18,22 +21,43 @@
 //! dynamic filters (a TopK's filter cannot cross a stage boundary) and round-robin
 //! repartitions.
 use crate::error::{Error, Result};
+use ballista_core::client::BallistaClient;
 use ballista_core::config::{
-    BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, BallistaConfig, TaskSchedulingPolicy,
+    BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, BALLISTA_SHUFFLE_COMPRESSION_CODEC,
+    BallistaConfig, TaskSchedulingPolicy,
 };
 use ballista_core::extension::SessionConfigExt as _;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{
+    CancelJobParams, ExecuteQueryParams, GetJobStatusResult, KeyValuePair, PartitionLocation,
+    execute_query_params, job_status,
+};
+use ballista_core::utils::{GrpcClientConfig, create_grpc_client_endpoint};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::config::ConfigOptions;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::physical_plan::{ExecutionPlan, displayable};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, EmptyRecordBatchStream, ExecutionPlan, ExecutionPlanProperties as _,
+    ReplaceChildrenOptions, displayable,
+};
 use datafusion::prelude::SessionConfig;
+use datafusion_proto::physical_plan::AsExecutionPlan as _;
 use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::StreamExt as _;
 use object_store::ObjectStore;
+use prost::Message as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::transport::Channel;
 
 /// The host and port of a scheduler address: `host:port`, `host` (Ballista's default port),
 /// `df://host:port` or `http://host:port`.
@@ -73,6 +97,32 @@ pub struct Cluster {
     /// The longest a query may take, from submission to its last row's arrival at the
     /// scheduler: a job with no executor to run it waits in the queue forever otherwise.
     deadline: Duration,
+    /// How the executors compress the files one stage hands to the next and the client.
+    compression: ShuffleCompression,
+}
+
+/// How a job's shuffle files are compressed (Ballista's `ballista.shuffle.compression.codec`).
+/// The client fetches the final stage's files as they were written, so the codec is paid once
+/// on each side: worth it between machines, not where the executors share the client's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShuffleCompression {
+    /// LZ4 frames (Ballista's default).
+    #[default]
+    Lz4,
+    /// Zstandard: smaller files, more CPU.
+    Zstd,
+    /// Arrow IPC as it is.
+    None,
+}
+
+impl ShuffleCompression {
+    fn codec(self) -> &'static str {
+        match self {
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+            Self::None => "none",
+        }
+    }
 }
 
 impl Cluster {
@@ -88,7 +138,14 @@ impl Cluster {
             url: format!("http://{host}:{port}"),
             session_id: format!("podwire-{}", uuid::Uuid::new_v4()),
             deadline,
+            compression: ShuffleCompression::default(),
         })
+    }
+
+    /// The same client, its jobs' shuffle files compressed with `compression`.
+    #[must_use]
+    pub fn with_shuffle_compression(self, compression: ShuffleCompression) -> Self {
+        Self { compression, ..self }
     }
 
     /// The scheduler's `host:port`.
@@ -108,8 +165,11 @@ impl Cluster {
         options.optimizer.prefer_hash_join = false;
     }
 
-    /// Runs `plan` on the cluster and streams its rows back. `config` is the session's (its
-    /// settings travel with the job: the executors read Parquet as the query process would).
+    /// Runs `plan` on the cluster and streams its rows back. The session's settings travel
+    /// with the job (the executors read Parquet as the query process would); the plan's last
+    /// step, when it gathers partitions ([`split_gather`]: the merge of a result in time order,
+    /// or the coalescing of an unordered one), runs here on the final stage's partitions, each
+    /// fetched from its executor as the bytes of its shuffle file ([`FetchedPartition`]).
     ///
     /// # Errors
     /// [`Error::Cluster`] when the scheduler cannot be reached or the job fails or outlives
@@ -117,32 +177,150 @@ impl Cluster {
     pub async fn execute(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        config: &SessionConfig,
+        task: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let config = self.job_config(config);
+        let config = self.job_config(task.session_config());
+        let (job_plan, gather) = split_gather(plan);
+        let job_id = Arc::new(std::sync::Mutex::new(None));
+        let job = self.run_job(Arc::clone(&job_plan), &config, Arc::clone(&job_id));
+        let mut locations = match tokio::time::timeout(self.deadline, job).await {
+            Ok(done) => done?,
+            Err(_) => {
+                let id = job_id.lock().map(|mut id| id.take()).unwrap_or_default();
+                if let Some(id) = id {
+                    self.cancel(&config, id).await;
+                }
+                return Err(Error::Cluster {
+                    address: self.address.clone(),
+                    reason: format!(
+                        "the query did not finish within {}s; is an executor registered \
+                         (`podwire cluster executor --scheduler {}`)? Raise --cluster-timeout \
+                         for longer queries",
+                        self.deadline.as_secs(),
+                        self.address
+                    ),
+                });
+            }
+        };
+        let schema = job_plan.schema();
+        if locations.is_empty() {
+            return Ok(Box::pin(EmptyRecordBatchStream::new(schema)));
+        }
+        locations.sort_by_key(|l| l.partition_id.as_ref().map(|p| p.partition_id));
         let ballista = config.ballista_config();
+        let partitions = locations
+            .into_iter()
+            .map(|location| {
+                Arc::new(FetchedPartition {
+                    schema: Arc::clone(&schema),
+                    location,
+                    max_message_size: ballista.grpc_client_max_message_size(),
+                    retries: u8::try_from(ballista.io_retries_times()).unwrap_or(u8::MAX),
+                    retry_wait_ms: ballista.io_retry_wait_time_ms() as u64,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let fetched: Arc<dyn ExecutionPlan> = Arc::new(StreamingTableExec::try_new(
+            schema,
+            partitions,
+            None,
+            job_plan.output_ordering().cloned(),
+            false,
+            None,
+        )?);
+        let root = match gather {
+            Some(gather) => gather.replace_children(
+                vec![fetched],
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )?,
+            None => fetched,
+        };
+        Ok(datafusion::physical_plan::execute_stream(root, task)?)
+    }
+
+    /// Submits `plan` as a job and follows its status until it ends: the locations of its final
+    /// stage's partitions, or the reason it failed. The job's id goes to `job_id` as soon as the
+    /// scheduler names it (to cancel it when the deadline passes).
+    async fn run_job(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        config: &SessionConfig,
+        job_id: Arc<std::sync::Mutex<Option<String>>>,
+    ) -> Result<Vec<PartitionLocation>> {
         let codec = BallistaPhysicalExtensionCodec::default();
-        let job = ballista_core::execution_plans::execute_physical_plan::<PhysicalPlanNode>(
-            self.url.clone(),
-            &ballista,
-            plan,
-            &codec,
-            self.session_id.clone(),
-            config,
-        );
-        match tokio::time::timeout(self.deadline, job).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(self.error(&e.to_string())),
-            Err(_) => Err(Error::Cluster {
-                address: self.address.clone(),
-                reason: format!(
-                    "the query did not finish within {}s; is an executor registered \
-                     (`podwire cluster executor --scheduler {}`)? Raise --cluster-timeout for \
-                     longer queries",
-                    self.deadline.as_secs(),
-                    self.address
-                ),
-            }),
+        let node = PhysicalPlanNode::try_from_physical_plan(plan, &codec)
+            .map_err(|e| Error::Internal(format!("the plan cannot be sent to the cluster: {e}")))?;
+        let settings = config
+            .options()
+            .entries()
+            .into_iter()
+            .map(|e| KeyValuePair { key: e.key, value: e.value })
+            .collect();
+        let query = ExecuteQueryParams {
+            query: Some(execute_query_params::Query::PhysicalPlan(node.encode_to_vec())),
+            settings,
+            session_id: self.session_id.clone(),
+            operation_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut scheduler = self.scheduler(config).await?;
+        let mut request = tonic::Request::new(query);
+        ballista_core::version::insert_version_header(request.metadata_mut());
+        let response =
+            scheduler.execute_query_push(request).await.map_err(|e| self.error(&e.to_string()))?;
+        ballista_core::version::check_compatibility(
+            Some(ballista_core::BALLISTA_VERSION),
+            ballista_core::version::version_from_metadata(response.metadata()),
+        )
+        .map_err(|e| self.error(&e))?;
+        let mut statuses = response.into_inner();
+        loop {
+            let update = statuses.message().await.map_err(|e| self.error(&e.to_string()))?;
+            let Some(GetJobStatusResult { status: Some(status), .. }) = update else {
+                if update.is_none() {
+                    return Err(self.error("the scheduler ended the job's status stream early"));
+                }
+                continue;
+            };
+            if let Ok(mut id) = job_id.lock() {
+                id.get_or_insert_with(|| status.job_id.clone());
+            }
+            match status.status {
+                Some(job_status::Status::Successful(done)) => return Ok(done.partition_location),
+                Some(job_status::Status::Failed(failed)) => {
+                    return Err(
+                        self.error(&format!("job {} failed: {}", status.job_id, failed.error))
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A client of the scheduler, connected within the connect timeout.
+    async fn scheduler(&self, config: &SessionConfig) -> Result<SchedulerGrpcClient<Channel>> {
+        let ballista = config.ballista_config();
+        let grpc = GrpcClientConfig::from(&ballista);
+        let endpoint = create_grpc_client_endpoint(self.url.clone(), Some(&grpc))
+            .map_err(|e| self.error(&e.to_string()))?;
+        let channel = endpoint.connect().await.map_err(|e| self.error(&format!("{e:?}")))?;
+        Ok(SchedulerGrpcClient::new(channel)
+            .max_encoding_message_size(ballista.grpc_client_max_message_size())
+            .max_decoding_message_size(ballista.grpc_client_max_message_size()))
+    }
+
+    /// Cancels a job whose result nobody will read; a failure is only logged.
+    async fn cancel(&self, config: &SessionConfig, job_id: String) {
+        let cancelled = async {
+            let mut scheduler = self.scheduler(config).await?;
+            scheduler
+                .cancel_job(CancelJobParams { job_id: job_id.clone() })
+                .await
+                .map_err(|e| self.error(&e.to_string()))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, cancelled).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(job = %job_id, error = %e, "could not cancel the job"),
+            Err(_) => tracing::warn!(job = %job_id, "could not cancel the job: no answer"),
         }
     }
 
@@ -152,12 +330,13 @@ impl Cluster {
     /// [`Error::Internal`] when the planner refuses the plan.
     pub fn stages(&self, plan: Arc<dyn ExecutionPlan>, config: &SessionConfig) -> Result<String> {
         let config = self.job_config(config);
+        let (job_plan, gather) = split_gather(plan);
         let mut planner = ballista_scheduler::planner::DefaultDistributedPlanner::new();
         let job = ballista_core::JobId::new("explain");
         let stages = ballista_scheduler::planner::DistributedPlanner::plan_query_stages(
             &mut planner,
             &job,
-            plan,
+            job_plan,
             config.options(),
         )
         .map_err(|e| Error::Internal(format!("Ballista's planner: {e}")))?;
@@ -169,17 +348,26 @@ impl Cluster {
                 displayable(stage.as_ref()).indent(true)
             ));
         }
+        if let Some(gather) = gather {
+            text.push_str(&format!(
+                "in the query process, over the last stage's partitions\n{}\n",
+                displayable(gather.as_ref()).one_line()
+            ));
+        }
         Ok(text)
     }
 
-    /// The session settings a job carries: the session's, Ballista's client settings, and a
-    /// connect timeout (an unreachable scheduler fails in seconds, naming its address).
+    /// The session settings a job carries: the session's, Ballista's client settings, a
+    /// connect timeout (an unreachable scheduler fails in seconds, naming its address) and the
+    /// shuffle files' compression.
     fn job_config(&self, config: &SessionConfig) -> SessionConfig {
         let mut config = config.clone();
         if config.options().extensions.get::<BallistaConfig>().is_none() {
             config = config.with_option_extension(BallistaConfig::default());
         }
-        config.set_u64(BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, CONNECT_TIMEOUT.as_secs())
+        config
+            .set_u64(BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, CONNECT_TIMEOUT.as_secs())
+            .set_str(BALLISTA_SHUFFLE_COMPRESSION_CODEC, self.compression.codec())
     }
 
     fn error(&self, message: &str) -> Error {
@@ -195,6 +383,107 @@ impl Cluster {
             message.to_owned()
         };
         Error::Cluster { address: self.address.clone(), reason }
+    }
+}
+
+/// `plan` cut where the cluster's work ends: a root that gathers its input's partitions into
+/// one (a [`SortPreservingMergeExec`], which keeps its `fetch`, or a
+/// [`CoalescePartitionsExec`]) is left to the query process, and its input becomes the job.
+/// Run on the cluster, the gathering would be a stage of its own: every row written to a
+/// shuffle file once more, read back by one task, and written again for the client.
+fn split_gather(
+    plan: Arc<dyn ExecutionPlan>,
+) -> (Arc<dyn ExecutionPlan>, Option<Arc<dyn ExecutionPlan>>) {
+    let gathers = plan.is::<SortPreservingMergeExec>() || plan.is::<CoalescePartitionsExec>();
+    match plan.children().as_slice() {
+        [input] if gathers => (Arc::clone(input), Some(plan)),
+        _ => (plan, None),
+    }
+}
+
+/// One partition of a finished job's last stage, read from the executor that wrote it when
+/// the query process's plan asks for it. It is fetched with Ballista's block transport: the
+/// executor sends its shuffle file's bytes as they are (Arrow IPC, LZ4-compressed by default),
+/// and they are decoded here without validating every string again (they were written by the
+/// same engine). Ballista's own client uses Arrow Flight instead, for which the executor
+/// decodes the file and compresses every batch again.
+#[derive(Debug)]
+struct FetchedPartition {
+    schema: SchemaRef,
+    location: PartitionLocation,
+    max_message_size: usize,
+    retries: u8,
+    retry_wait_ms: u64,
+}
+
+impl FetchedPartition {
+    async fn fetch(
+        location: PartitionLocation,
+        max_message_size: usize,
+        retries: u8,
+        retry_wait_ms: u64,
+    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+        let layout = location.layout();
+        let (Some(executor), Some(partition)) = (location.executor_meta, location.partition_id)
+        else {
+            return Err(DataFusionError::Execution(
+                "the cluster named a result partition without its executor".into(),
+            ));
+        };
+        let port = u16::try_from(executor.port).unwrap_or_default();
+        let failed = |e: &dyn std::fmt::Display| {
+            DataFusionError::Execution(format!(
+                "the cluster's executor {} at {}:{port} could not send partition {} of job {}: {e}",
+                executor.id, executor.host, partition.partition_id, partition.job_id
+            ))
+        };
+        let mut client = BallistaClient::try_new(
+            &executor.host,
+            port,
+            max_message_size,
+            false,
+            None,
+            retries,
+            retry_wait_ms,
+            0,
+            0,
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+        let id: ballista_core::serde::scheduler::PartitionId = partition.clone().into();
+        client
+            .fetch_partition(&executor.id, &id, location.file_id, layout, false)
+            .await
+            .map_err(|e| failed(&e))
+    }
+}
+
+impl PartitionStream for FetchedPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _task: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let fetch = Self::fetch(
+            self.location.clone(),
+            self.max_message_size,
+            self.retries,
+            self.retry_wait_ms,
+        );
+        // Decoded on a task of its own: the merge that reads the partitions polls them all
+        // from one task, which then only merges and writes while the other cores decode.
+        let mut decoded = RecordBatchReceiverStream::builder(Arc::clone(&self.schema), 2);
+        let tx = decoded.tx();
+        decoded.spawn(async move {
+            let mut batches = fetch.await?;
+            while let Some(batch) = batches.next().await {
+                if tx.send(batch).await.is_err() {
+                    break; // the query was dropped
+                }
+            }
+            Ok(())
+        });
+        decoded.build()
     }
 }
 
@@ -389,6 +678,30 @@ mod tests {
         assert_eq!(Cluster::new("sched", Duration::ZERO).unwrap().address(), "sched:50050");
         assert!(Cluster::new("", Duration::ZERO).is_err());
         assert!(Cluster::new("sched:notaport", Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn a_gathering_root_stays_in_the_query_process_and_its_input_is_the_job() {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::col};
+        use datafusion::physical_plan::empty::EmptyExec;
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Int64, false)]));
+        let scan: Arc<dyn ExecutionPlan> =
+            Arc::new(EmptyExec::new(Arc::clone(&schema)).with_partitions(3));
+        let order =
+            LexOrdering::new([PhysicalSortExpr::new_default(col("ts", &schema).unwrap())]).unwrap();
+        let merge: Arc<dyn ExecutionPlan> =
+            Arc::new(SortPreservingMergeExec::new(order, Arc::clone(&scan)).with_fetch(Some(7)));
+        let (job, gather) = split_gather(Arc::clone(&merge));
+        assert!(Arc::ptr_eq(&job, &scan));
+        let gather = gather.expect("the merge is gathered here");
+        assert_eq!(gather.fetch(), Some(7), "the limit stays with the merge");
+        let coalesce: Arc<dyn ExecutionPlan> =
+            Arc::new(CoalescePartitionsExec::new(Arc::clone(&scan)));
+        assert!(Arc::ptr_eq(&split_gather(coalesce).0, &scan));
+        // Anything else is the job whole.
+        let (job, gather) = split_gather(Arc::clone(&scan));
+        assert!(Arc::ptr_eq(&job, &scan) && gather.is_none());
     }
 
     #[test]

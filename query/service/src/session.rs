@@ -209,7 +209,7 @@ impl Store {
         if let Some(cluster) = &self.cluster {
             let (state, plan) = df.into_parts();
             let physical = state.create_physical_plan(&plan).await?;
-            return cluster.execute(physical, state.config()).await;
+            return cluster.execute(physical, state.task_ctx()).await;
         }
         Ok(df.execute_stream().await?)
     }

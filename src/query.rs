@@ -207,18 +207,23 @@ impl From<crate::cli::Pushdown> for podwire_query::pushdown::Pushdown {
     }
 }
 
+#[cfg(feature = "cluster")]
+impl From<crate::cli::ShuffleCompression> for podwire_query::cluster::ShuffleCompression {
+    fn from(c: crate::cli::ShuffleCompression) -> Self {
+        match c {
+            crate::cli::ShuffleCompression::Lz4 => Self::Lz4,
+            crate::cli::ShuffleCompression::Zstd => Self::Zstd,
+            crate::cli::ShuffleCompression::None => Self::None,
+        }
+    }
+}
+
 /// `store`, its queries run on the cluster `args` names (if any).
 #[cfg(feature = "cluster")]
 pub(crate) fn on_cluster(store: Store, args: &crate::cli::ClusterArgs) -> anyhow::Result<Store> {
     let Some(address) = &args.cluster else { return Ok(store) };
-    use podwire_query::cluster::ShuffleCompression;
-    let compression = match args.cluster_shuffle_compression {
-        crate::cli::ShuffleCompression::Lz4 => ShuffleCompression::Lz4,
-        crate::cli::ShuffleCompression::Zstd => ShuffleCompression::Zstd,
-        crate::cli::ShuffleCompression::None => ShuffleCompression::None,
-    };
     let cluster = podwire_query::cluster::Cluster::new(address, args.cluster_timeout)?
-        .with_shuffle_compression(compression);
+        .with_shuffle_compression(args.cluster_shuffle_compression.into());
     tracing::info!(scheduler = cluster.address(), "Queries run on the cluster.");
     Ok(store.on_cluster(cluster))
 }

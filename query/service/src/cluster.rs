@@ -183,27 +183,7 @@ impl Cluster {
     ) -> Result<SendableRecordBatchStream> {
         let config = self.job_config(task.session_config());
         let (job_plan, gather) = split_gather(plan);
-        let job_id = Arc::new(std::sync::Mutex::new(None));
-        let job = self.run_job(Arc::clone(&job_plan), &config, Arc::clone(&job_id));
-        let mut locations = match tokio::time::timeout(self.deadline, job).await {
-            Ok(done) => done?,
-            Err(_) => {
-                let id = job_id.lock().map(|mut id| id.take()).unwrap_or_default();
-                if let Some(id) = id {
-                    self.cancel(&config, id).await;
-                }
-                return Err(Error::Cluster {
-                    address: self.address.clone(),
-                    reason: format!(
-                        "the query did not finish within {}s; is an executor registered \
-                         (`podwire cluster executor --scheduler {}`)? Raise --cluster-timeout \
-                         for longer queries",
-                        self.deadline.as_secs(),
-                        self.address
-                    ),
-                });
-            }
-        };
+        let mut locations = self.run_job(Arc::clone(&job_plan), &config).await?;
         let schema = job_plan.schema();
         if locations.is_empty() {
             return Ok(Box::pin(EmptyRecordBatchStream::new(schema)));
@@ -241,14 +221,14 @@ impl Cluster {
     }
 
     /// Submits `plan` as a job and follows its status until it ends: the locations of its final
-    /// stage's partitions, or the reason it failed. The job's id goes to `job_id` as soon as the
-    /// scheduler names it (to cancel it when the deadline passes).
+    /// stage's partitions, or the reason it failed. A job still running at the deadline is
+    /// cancelled.
     async fn run_job(
         &self,
         plan: Arc<dyn ExecutionPlan>,
         config: &SessionConfig,
-        job_id: Arc<std::sync::Mutex<Option<String>>>,
     ) -> Result<Vec<PartitionLocation>> {
+        let deadline = tokio::time::Instant::now() + self.deadline;
         let codec = BallistaPhysicalExtensionCodec::default();
         let node = PhysicalPlanNode::try_from_physical_plan(plan, &codec)
             .map_err(|e| Error::Internal(format!("the plan cannot be sent to the cluster: {e}")))?;
@@ -264,28 +244,39 @@ impl Cluster {
             session_id: self.session_id.clone(),
             operation_id: uuid::Uuid::new_v4().to_string(),
         };
-        let mut scheduler = self.scheduler(config).await?;
-        let mut request = tonic::Request::new(query);
-        ballista_core::version::insert_version_header(request.metadata_mut());
-        let response =
-            scheduler.execute_query_push(request).await.map_err(|e| self.error(&e.to_string()))?;
-        ballista_core::version::check_compatibility(
-            Some(ballista_core::BALLISTA_VERSION),
-            ballista_core::version::version_from_metadata(response.metadata()),
-        )
-        .map_err(|e| self.error(&e))?;
-        let mut statuses = response.into_inner();
+        let submitted = async {
+            let mut scheduler = self.scheduler(config).await?;
+            let mut request = tonic::Request::new(query);
+            ballista_core::version::insert_version_header(request.metadata_mut());
+            let response = scheduler
+                .execute_query_push(request)
+                .await
+                .map_err(|e| self.error(&e.to_string()))?;
+            ballista_core::version::check_compatibility(
+                Some(ballista_core::BALLISTA_VERSION),
+                ballista_core::version::version_from_metadata(response.metadata()),
+            )
+            .map_err(|e| self.error(&e))?;
+            Ok::<_, Error>((scheduler, response.into_inner()))
+        };
+        let (mut scheduler, mut statuses) =
+            tokio::time::timeout_at(deadline, submitted).await.map_err(|_| self.too_long())??;
+        let mut job_id = None;
         loop {
-            let update = statuses.message().await.map_err(|e| self.error(&e.to_string()))?;
+            let Ok(update) = tokio::time::timeout_at(deadline, statuses.message()).await else {
+                if let Some(job_id) = job_id {
+                    Self::cancel(&mut scheduler, job_id).await;
+                }
+                return Err(self.too_long());
+            };
+            let update = update.map_err(|e| self.error(&e.to_string()))?;
             let Some(GetJobStatusResult { status: Some(status), .. }) = update else {
                 if update.is_none() {
                     return Err(self.error("the scheduler ended the job's status stream early"));
                 }
                 continue;
             };
-            if let Ok(mut id) = job_id.lock() {
-                id.get_or_insert_with(|| status.job_id.clone());
-            }
+            job_id.get_or_insert_with(|| status.job_id.clone());
             match status.status {
                 Some(job_status::Status::Successful(done)) => return Ok(done.partition_location),
                 Some(job_status::Status::Failed(failed)) => {
@@ -311,18 +302,26 @@ impl Cluster {
     }
 
     /// Cancels a job whose result nobody will read; a failure is only logged.
-    async fn cancel(&self, config: &SessionConfig, job_id: String) {
-        let cancelled = async {
-            let mut scheduler = self.scheduler(config).await?;
-            scheduler
-                .cancel_job(CancelJobParams { job_id: job_id.clone() })
-                .await
-                .map_err(|e| self.error(&e.to_string()))
-        };
+    async fn cancel(scheduler: &mut SchedulerGrpcClient<Channel>, job_id: String) {
+        let cancelled = scheduler.cancel_job(CancelJobParams { job_id: job_id.clone() });
         match tokio::time::timeout(CONNECT_TIMEOUT, cancelled).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(job = %job_id, error = %e, "could not cancel the job"),
             Err(_) => tracing::warn!(job = %job_id, "could not cancel the job: no answer"),
+        }
+    }
+
+    /// The error of a query that outlived the deadline.
+    fn too_long(&self) -> Error {
+        Error::Cluster {
+            address: self.address.clone(),
+            reason: format!(
+                "the query did not finish within {}s; is an executor registered \
+                 (`podwire cluster executor --scheduler {}`)? Raise --cluster-timeout for \
+                 longer queries",
+                self.deadline.as_secs(),
+                self.address
+            ),
         }
     }
 

@@ -20,8 +20,9 @@
 //! What Ballista cannot carry is turned off while planning for it ([`Cluster::prepare`]):
 //! dynamic filters (a TopK's filter cannot cross a stage boundary) and round-robin
 //! repartitions.
+mod fetch;
+
 use crate::error::{Error, Result};
-use ballista_core::client::BallistaClient;
 use ballista_core::config::{
     BALLISTA_CLIENT_GRPC_CONNECT_TIMEOUT_SECONDS, BALLISTA_SHUFFLE_COMPRESSION_CODEC,
     BallistaConfig, TaskSchedulingPolicy,
@@ -34,15 +35,12 @@ use ballista_core::serde::protobuf::{
     execute_query_params, job_status,
 };
 use ballista_core::utils::{GrpcClientConfig, create_grpc_client_endpoint};
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::config::ConfigOptions;
-use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, EmptyRecordBatchStream, ExecutionPlan, ExecutionPlanProperties as _,
@@ -51,7 +49,7 @@ use datafusion::physical_plan::{
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::physical_plan::AsExecutionPlan as _;
 use datafusion_proto::protobuf::PhysicalPlanNode;
-use futures::StreamExt as _;
+use fetch::FetchedPartition;
 use object_store::ObjectStore;
 use prost::Message as _;
 use std::net::SocketAddr;
@@ -81,7 +79,8 @@ fn scheduler_address(address: &str) -> Result<(String, u16)> {
 /// The scheduler's gRPC port when an address gives none (Ballista's default).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
-/// How long a connection to the scheduler may take before the query fails.
+/// How long a connection to the scheduler, or to an executor for a result partition, may take
+/// before the query fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Ballista scheduler that runs this process's queries.
@@ -399,93 +398,6 @@ fn split_gather(
     match plan.children().as_slice() {
         [input] if gathers => (Arc::clone(input), Some(plan)),
         _ => (plan, None),
-    }
-}
-
-/// One partition of a finished job's last stage, read from the executor that wrote it when
-/// the query process's plan asks for it. It is fetched with Ballista's block transport: the
-/// executor sends its shuffle file's bytes as they are (Arrow IPC, LZ4-compressed by default)
-/// and they are decoded here. Ballista's own client uses Arrow Flight instead, for which the
-/// executor decodes the file and compresses every batch again. (Ballista asks the decoder not
-/// to check the strings again, but arrow-ipc 59.3's `StreamDecoder` passes that only to
-/// dictionary batches: about a fifth of the decoding CPU is still UTF-8 checks.)
-#[derive(Debug)]
-struct FetchedPartition {
-    schema: SchemaRef,
-    location: PartitionLocation,
-    max_message_size: usize,
-    retries: u8,
-    retry_wait_ms: u64,
-}
-
-impl FetchedPartition {
-    async fn fetch(
-        location: PartitionLocation,
-        max_message_size: usize,
-        retries: u8,
-        retry_wait_ms: u64,
-    ) -> datafusion::error::Result<SendableRecordBatchStream> {
-        let layout = location.layout();
-        let (Some(executor), Some(partition)) = (location.executor_meta, location.partition_id)
-        else {
-            return Err(DataFusionError::Execution(
-                "the cluster named a result partition without its executor".into(),
-            ));
-        };
-        let port = u16::try_from(executor.port).unwrap_or_default();
-        let failed = |e: &dyn std::fmt::Display| {
-            DataFusionError::Execution(format!(
-                "the cluster's executor {} at {}:{port} could not send partition {} of job {}: {e}",
-                executor.id, executor.host, partition.partition_id, partition.job_id
-            ))
-        };
-        let mut client = BallistaClient::try_new(
-            &executor.host,
-            port,
-            max_message_size,
-            false,
-            None,
-            retries,
-            retry_wait_ms,
-            0,
-            0,
-        )
-        .await
-        .map_err(|e| failed(&e))?;
-        let id: ballista_core::serde::scheduler::PartitionId = partition.clone().into();
-        client
-            .fetch_partition(&executor.id, &id, location.file_id, layout, false)
-            .await
-            .map_err(|e| failed(&e))
-    }
-}
-
-impl PartitionStream for FetchedPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _task: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let fetch = Self::fetch(
-            self.location.clone(),
-            self.max_message_size,
-            self.retries,
-            self.retry_wait_ms,
-        );
-        // Decoded on a task of its own: the merge that reads the partitions polls them all
-        // from one task, which then only merges and writes while the other cores decode.
-        let mut decoded = RecordBatchReceiverStream::builder(Arc::clone(&self.schema), 2);
-        let tx = decoded.tx();
-        decoded.spawn(async move {
-            let mut batches = fetch.await?;
-            while let Some(batch) = batches.next().await {
-                if tx.send(batch).await.is_err() {
-                    break; // the query was dropped
-                }
-            }
-            Ok(())
-        });
-        decoded.build()
     }
 }
 

@@ -197,6 +197,12 @@ pub(crate) struct ExecutorArgs {
     /// How often it tells the scheduler it is alive (below the scheduler's --executor-timeout).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) heartbeat: Duration,
+    /// Shuffle files untouched this long are removed (checked every quarter of it, at most
+    /// every 10 minutes). The scheduler has a finished job's files removed 5 minutes after it
+    /// ends; this removes what it could not (a scheduler restarted in between). Keep it above
+    /// the query services' --cluster-timeout. All are removed when the executor stops.
+    #[arg(long, env = "PODWIRE_SHUFFLE_TTL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub(crate) shuffle_ttl: Duration,
 }
 
 /// `--cluster`: where the queries of `query`, `map`, `why` and `serve` run.

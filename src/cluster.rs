@@ -40,6 +40,7 @@ async fn executor(args: &ExecutorArgs) -> anyhow::Result<()> {
         concurrent_tasks: args.concurrent_tasks.unwrap_or(cores + 1),
         work_dir: args.work_dir.clone(),
         heartbeat: args.heartbeat,
+        shuffle_ttl: args.shuffle_ttl,
     };
     tracing::info!(
         scheduler = %args.scheduler,

@@ -38,8 +38,9 @@ def two_free_ports():
 class Cluster:
     """A scheduler and `executors` executors of the podwire binary, logs under `logs`."""
 
-    def __init__(self, logs, env, executors=2):
+    def __init__(self, logs, env, executors=2, executor_args=()):
         self.env = env
+        self.executor_args = list(executor_args)
         self.logs = logs
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -60,7 +61,7 @@ class Cluster:
         proc = self._start(f"executor-{i}", [
             "cluster", "executor", "--scheduler", self.address, "--listen", f"127.0.0.1:{port}",
             "--concurrent-tasks", "2", "--heartbeat", "1s",
-            "--work-dir", os.path.join(self.logs, f"work-{i}")])
+            "--work-dir", os.path.join(self.logs, f"work-{i}"), *self.executor_args])
         os.makedirs(os.path.join(self.logs, f"work-{i}"), exist_ok=True)
         wait_listening(proc, port, f"executor {i}", self._log(f"executor-{i}"))
         wait_listening(proc, port + 1, f"executor {i}", self._log(f"executor-{i}"))
@@ -252,6 +253,26 @@ def test_a_cluster_without_executors_times_out_with_a_hint(tmp_path, stores):
         assert time.time() - start < 30
     finally:
         lonely.stop()
+
+
+def test_an_executor_removes_shuffle_files_older_than_its_ttl(tmp_path, stores):
+    """The scheduler has a job's files removed 5 minutes after it ends; --shuffle-ttl removes
+    them on the executor's own clock, for jobs a restarted scheduler forgot."""
+    c = Cluster(str(tmp_path), os.environ.copy(), executors=1, executor_args=["--shuffle-ttl", "2s"])
+    work = os.path.join(str(tmp_path), "work-0")
+    try:
+        out = on(c, "query", "--store", stores["demo"], "--format", "json", "tcp")
+        assert out.returncode == 0 and out.stdout, out.stderr
+        assert os.listdir(work), "the job wrote no shuffle files: nothing to test"
+        deadline = time.time() + 20
+        while os.listdir(work) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not os.listdir(work), f"shuffle files older than 2 s still there after 20 s: {os.listdir(work)}"
+        # The executor still serves queries after its sweep.
+        again = on(c, "query", "--store", stores["demo"], "--format", "json", "tcp")
+        assert again.returncode == 0 and json_rows(again.stdout) == json_rows(out.stdout), again.stderr
+    finally:
+        c.stop()
 
 
 @pytest.fixture(scope="module")

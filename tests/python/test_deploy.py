@@ -681,6 +681,7 @@ def test_query_cluster_adds_a_scheduler_and_executors_the_query_service_uses():
     parsed = check_args(expand_references(containers(executor)[0]))
     assert f'scheduler: "{full}-scheduler:{port}"' in parsed, parsed
     assert re.search(r"concurrent_tasks: Some\(\s*4,", parsed), parsed
+    assert re.search(r"shuffle_ttl: 7200s,", parsed), parsed
     env = {e["name"] for e in containers(executor)[0].get("env", [])}
     assert {"AWS_ACCESS_KEY_ID", "AWS_REGION"} <= env, "executors read the bucket themselves"
     parsed = check_args(expand_references(containers(deployments[f"{full}-query"])[0]))

@@ -545,6 +545,9 @@ pub struct ExecutorOptions {
     pub work_dir: Option<std::path::PathBuf>,
     /// How often it tells the scheduler it is alive.
     pub heartbeat: Duration,
+    /// Shuffle files untouched this long are removed, in case the scheduler never asks (it asks
+    /// 5 minutes after a job ends, unless it restarted in between).
+    pub shuffle_ttl: Duration,
 }
 
 /// Runs an executor until it is stopped (SIGTERM, Ctrl-C) or the scheduler stops it.
@@ -569,6 +572,8 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
         task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
         work_dir: options.work_dir.as_ref().map(|p| p.display().to_string()),
         executor_heartbeat_interval_seconds: options.heartbeat.as_secs().max(1),
+        job_data_ttl_seconds: options.shuffle_ttl.as_secs().max(1),
+        job_data_clean_up_interval_seconds: (options.shuffle_ttl.as_secs() / 4).clamp(1, 600),
         override_runtime_producer: Some(runtime_producer()),
         override_function_registry: Some(Arc::new(functions())),
         ..Default::default()

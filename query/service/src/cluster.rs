@@ -19,7 +19,8 @@
 //! adaptive planner would replace podwire's physical rules, and it would list the files itself.
 //! What Ballista cannot carry is turned off while planning for it ([`Cluster::prepare`]):
 //! dynamic filters (a TopK's filter cannot cross a stage boundary) and round-robin
-//! repartitions.
+//! repartitions. And what its planner would cut into a stage for nothing is taken out of the job
+//! before it is submitted ([`without_needless_stages`]).
 mod fetch;
 
 use crate::error::{Error, Result};
@@ -35,13 +36,19 @@ use ballista_core::serde::protobuf::{
     execute_query_params, job_status,
 };
 use ballista_core::utils::{GrpcClientConfig, create_grpc_client_endpoint};
+use datafusion::common::tree_node::{Transformed, TreeNode as _};
 use datafusion::config::ConfigOptions;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, EmptyRecordBatchStream, ExecutionPlan, ExecutionPlanProperties as _,
     ReplaceChildrenOptions, displayable,
@@ -182,6 +189,7 @@ impl Cluster {
     ) -> Result<SendableRecordBatchStream> {
         let config = self.job_config(task.session_config());
         let (job_plan, gather) = split_gather(plan);
+        let job_plan = without_needless_stages(job_plan)?;
         let mut locations = self.run_job(Arc::clone(&job_plan), &config).await?;
         let schema = job_plan.schema();
         if locations.is_empty() {
@@ -331,6 +339,7 @@ impl Cluster {
     pub fn stages(&self, plan: Arc<dyn ExecutionPlan>, config: &SessionConfig) -> Result<String> {
         let config = self.job_config(config);
         let (job_plan, gather) = split_gather(plan);
+        let job_plan = without_needless_stages(job_plan)?;
         let mut planner = ballista_scheduler::planner::DefaultDistributedPlanner::new();
         let job = ballista_core::JobId::new("explain");
         let stages = ballista_scheduler::planner::DistributedPlanner::plan_query_stages(
@@ -399,6 +408,53 @@ fn split_gather(
         [input] if gathers => (Arc::clone(input), Some(plan)),
         _ => (plan, None),
     }
+}
+
+/// The job with the stages Ballista's planner would cut for nothing taken out. Its planner gives
+/// a union's branch a stage of its own when the branch's partition count does not come from its
+/// files (a non-preserving sort reports one partition whatever it reads), and each stage costs a
+/// round of scheduling, about 40 ms. podwire's plans have two such branches:
+/// - a table with no file in the query's range: a branch that yields no row (an `EmptyExec`
+///   under projections, filters and sorts), which is dropped from its union when the union's
+///   schema stays the same without it;
+/// - a sort over one partition, which the planner left non-preserving: the same sort when it
+///   preserves the partitioning.
+fn without_needless_stages(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let rewritten = plan.transform_up(|node| {
+        if let Some(sort) = node.downcast_ref::<SortExec>()
+            && !sort.preserve_partitioning()
+            && sort.input().output_partitioning().partition_count() == 1
+        {
+            let sort = sort.clone().with_preserve_partitioning(true);
+            return Ok(Transformed::yes(Arc::new(sort) as Arc<dyn ExecutionPlan>));
+        }
+        if node.is::<UnionExec>() {
+            let children = node.children();
+            let kept: Vec<_> =
+                children.iter().filter(|c| !yields_nothing(c)).map(|c| Arc::clone(c)).collect();
+            if !kept.is_empty() && kept.len() < children.len() {
+                let union = UnionExec::try_new(kept)?;
+                if union.schema() == node.schema() {
+                    return Ok(Transformed::yes(union));
+                }
+            }
+        }
+        Ok(Transformed::no(node))
+    })?;
+    Ok(rewritten.data)
+}
+
+/// Whether `plan` yields no row whatever it is given: an `EmptyExec`, under steps that only
+/// drop, reorder or reshape rows.
+fn yields_nothing(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if plan.is::<EmptyExec>() {
+        return true;
+    }
+    let passes_rows_on = plan.is::<ProjectionExec>()
+        || plan.is::<FilterExec>()
+        || plan.is::<SortExec>()
+        || plan.is::<CoalescePartitionsExec>();
+    passes_rows_on && matches!(plan.children().as_slice(), [input] if yields_nothing(input))
 }
 
 /// The object stores of an executor: `file://` through memory mappings, and each `s3://BUCKET`
@@ -621,6 +677,60 @@ mod tests {
         // Anything else is the job whole.
         let (job, gather) = split_gather(Arc::clone(&scan));
         assert!(Arc::ptr_eq(&job, &scan) && gather.is_none());
+    }
+
+    #[test]
+    fn empty_union_branches_and_single_partition_sorts_cut_no_stage() {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr, expressions::col};
+        use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", DataType::Int64, false)]));
+        let order =
+            LexOrdering::new([PhysicalSortExpr::new_default(col("ts", &schema).unwrap())]).unwrap();
+        let sorted = |input: Arc<dyn ExecutionPlan>| -> Arc<dyn ExecutionPlan> {
+            Arc::new(SortExec::new(order.clone(), input))
+        };
+        let stages = |plan: Arc<dyn ExecutionPlan>| {
+            let mut planner = ballista_scheduler::planner::DefaultDistributedPlanner::new();
+            ballista_scheduler::planner::DistributedPlanner::plan_query_stages(
+                &mut planner,
+                &ballista_core::JobId::new("test"),
+                plan,
+                &ConfigOptions::default(),
+            )
+            .unwrap()
+            .len()
+        };
+        // Files in three partitions beside a table with none (sorted, as for a merge).
+        let files: Arc<dyn ExecutionPlan> =
+            Arc::new(PlaceholderRowExec::new(Arc::clone(&schema)).with_partitions(3));
+        let files = Arc::new(
+            FilterExec::try_new(datafusion::physical_expr::expressions::lit(true), files).unwrap(),
+        ) as Arc<dyn ExecutionPlan>;
+        let nothing = sorted(Arc::new(EmptyExec::new(Arc::clone(&schema))));
+        let union = UnionExec::try_new(vec![Arc::clone(&files), nothing]).unwrap();
+        assert_eq!(stages(Arc::clone(&union)), 2, "Ballista cuts the sorted empty branch apart");
+        let job = without_needless_stages(union).unwrap();
+        assert!(Arc::ptr_eq(&job, &files), "the empty branch is dropped");
+        assert_eq!(stages(job), 1);
+        // A branch with rows in one partition keeps its rows; its sort preserves partitioning.
+        let one: Arc<dyn ExecutionPlan> = Arc::new(
+            FilterExec::try_new(
+                datafusion::physical_expr::expressions::lit(true),
+                Arc::new(PlaceholderRowExec::new(Arc::clone(&schema))),
+            )
+            .unwrap(),
+        );
+        let union = UnionExec::try_new(vec![Arc::clone(&files), sorted(one)]).unwrap();
+        assert_eq!(stages(Arc::clone(&union)), 2);
+        let job = without_needless_stages(union).unwrap();
+        assert_eq!(job.children().len(), 2, "{}", displayable(job.as_ref()).indent(true));
+        assert_eq!(job.output_partitioning().partition_count(), 4);
+        assert_eq!(stages(job), 1);
+        // A sort over several partitions is left alone.
+        let many = sorted(Arc::clone(&files));
+        let job = without_needless_stages(Arc::clone(&many)).unwrap();
+        assert!(Arc::ptr_eq(&job, &many));
     }
 
     #[test]

@@ -218,8 +218,8 @@ pub(crate) struct ClusterArgs {
     #[arg(long, env = "PODWIRE_CLUSTER_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
     pub(crate) cluster_timeout: Duration,
     /// How the executors compress what one stage hands to the next and the result this process
-    /// fetches: `lz4` (Ballista's default), `zstd` (smaller, for a slow network) or `none` (was
-    /// no faster on one host, where writing twice the bytes costs what compressing saves).
+    /// fetches: `lz4` (Ballista's default), `zstd` (smaller, for a slow network) or `none`
+    /// (fastest on one host or a fast network, at twice the disk and network bytes).
     #[arg(long, env = "PODWIRE_CLUSTER_SHUFFLE_COMPRESSION", value_enum, default_value = "lz4")]
     pub(crate) cluster_shuffle_compression: ShuffleCompression,
 }

@@ -198,7 +198,7 @@ pub(crate) struct IpcBlocks {
 
 /// The next message in a byte slice: whole, an end-of-stream marker, or how many bytes it needs.
 enum Frame {
-    Message { metadata_len: usize, body_len: usize },
+    Message { metadata_len: usize, body_len: usize, header: Header, version: MetadataVersion },
     EndOfStream(usize),
     Needs(usize),
 }
@@ -238,7 +238,16 @@ fn frame(bytes: &[u8]) -> Result<Frame, String> {
     if bytes.len() < total {
         return Ok(Frame::Needs(total));
     }
-    Ok(Frame::Message { metadata_len, body_len })
+    let header = match message.header_type() {
+        MessageHeader::Schema => Header::Schema(
+            message.header_as_schema().and_then(|s| s.fields()).map_or(0, |f| f.len()),
+        ),
+        MessageHeader::DictionaryBatch => Header::Dictionary,
+        MessageHeader::RecordBatch => Header::Batch,
+        MessageHeader::NONE => Header::Nothing,
+        other => return Err(format!("a message of type {other:?}, which a stream does not hold")),
+    };
+    Ok(Frame::Message { metadata_len, body_len, header, version: message.version() })
 }
 
 impl IpcBlocks {
@@ -289,7 +298,7 @@ impl IpcBlocks {
         loop {
             let at = self.offset;
             let found = frame(self.ready.as_slice()).map_err(|e| format!("{e} at byte {at}"))?;
-            let (metadata_len, body_len) = match found {
+            let (metadata_len, body_len, header, version) = match found {
                 Frame::Needs(len) if self.ready.len() + self.waiting_len >= len => {
                     self.join();
                     continue;
@@ -299,7 +308,9 @@ impl IpcBlocks {
                     self.advance(len);
                     continue;
                 }
-                Frame::Message { metadata_len, body_len } => (metadata_len, body_len),
+                Frame::Message { metadata_len, body_len, header, version } => {
+                    (metadata_len, body_len, header, version)
+                }
             };
             let message = self.ready.slice_with_length(0, metadata_len + body_len);
             self.advance(metadata_len + body_len);
@@ -309,7 +320,6 @@ impl IpcBlocks {
                 i32::try_from(metadata_len).map_err(|e| failed(&e))?,
                 body_len as i64,
             );
-            let (header, version) = frame_header(&message, metadata_len).map_err(|e| failed(&e))?;
             match header {
                 Header::Schema(columns) if columns == self.schema.fields().len() => {
                     let decoder = FileDecoder::new(Arc::clone(&self.schema), version);
@@ -392,32 +402,13 @@ fn unpanicked<T>(decode: impl FnOnce() -> Result<T, ArrowError>) -> Result<T, St
     }
 }
 
-/// What a whole message holds, for [`IpcBlocks::next_batch`].
+/// What a whole message holds (read from its header once, while framing it).
 enum Header {
     /// A schema, with its number of columns.
     Schema(usize),
     Dictionary,
     Batch,
     Nothing,
-}
-
-fn frame_header(
-    message: &Buffer,
-    metadata_len: usize,
-) -> Result<(Header, MetadataVersion), String> {
-    let bytes = message.as_slice();
-    let prefix = if bytes[..4] == CONTINUATION.to_le_bytes() { 8 } else { 4 };
-    let parsed = root_as_message(&bytes[prefix..metadata_len]).map_err(|e| e.to_string())?;
-    let header = match parsed.header_type() {
-        MessageHeader::Schema => Header::Schema(
-            parsed.header_as_schema().and_then(|s| s.fields()).map_or(0, |f| f.len()),
-        ),
-        MessageHeader::DictionaryBatch => Header::Dictionary,
-        MessageHeader::RecordBatch => Header::Batch,
-        MessageHeader::NONE => Header::Nothing,
-        other => return Err(format!("a message of type {other:?}, which a stream does not hold")),
-    };
-    Ok((header, parsed.version()))
 }
 
 #[cfg(test)]

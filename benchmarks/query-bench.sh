@@ -139,19 +139,13 @@ EOF
     -n podwire "$pw_cmd" -n duckdb "$dk_cmd" >"$tmp/$q.hyperfine.txt"
 
   # DuckDB's query alone, in one process.
-  dk_inproc=$(python3 - "$tmp/$q.sql" "$runs" <<'EOF'
-import duckdb, statistics, sys, time, os
+  dk_inproc=$(python3 - "$tmp/$q.sql" "$runs" "$here/benchmarks/query-family.py" <<'EOF'
+import duckdb, importlib.util, sys
+spec = importlib.util.spec_from_file_location("query_family", sys.argv[3])
+qf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(qf)
 sql = open(sys.argv[1]).read()
-runs = int(sys.argv[2])
-con = duckdb.connect()
-fd = os.open('/dev/null', os.O_WRONLY)
-times = []
-for i in range(runs + 1):
-    t = time.perf_counter()
-    con.execute(f"COPY ({sql}) TO '/dev/null' (FORMAT csv, HEADER)")
-    if i:
-        times.append(time.perf_counter() - t)
-print(f"{statistics.median(times):.3f}")
+print(f"{qf.duckdb_in_process(duckdb.connect(), sql, int(sys.argv[2])):.3f}")
 EOF
 )
   # podwire's query alone, in one process with the store open (as `podwire serve` runs it):

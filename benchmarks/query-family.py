@@ -267,6 +267,17 @@ def run_measured(cmd, env=None):
     return secs, peak["anon"] / 1024, peak["rss"] / 1024
 
 
+def duckdb_in_process(con, sql, runs):
+    """Median seconds of DuckDB's COPY of `sql` as CSV to /dev/null on `con`, after a warm-up."""
+    times = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        con.execute(f"COPY ({sql}) TO '/dev/null' (FORMAT csv, HEADER)")
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def median_of(runs, cmd):
     got = [run_measured(cmd) for _ in range(runs)]
     return (statistics.median(g[0] for g in got), max(g[1] for g in got), max(g[2] for g in got))
@@ -396,13 +407,7 @@ def main():
             if out.returncode != 0 or line is None:
                 sys.exit(f"the baseline query_explain failed on filter {f['id']}: {out.stderr}")
             f["pw_in_base"] = float(line.split(marker)[1].split()[0])
-        times = []
-        for i in range(a.runs + 1):
-            t0 = time.perf_counter()
-            con.execute(f"COPY ({f['sql']}) TO '/dev/null' (FORMAT csv, HEADER)")
-            if i:
-                times.append(time.perf_counter() - t0)
-        f["dk_in"] = statistics.median(times)
+        f["dk_in"] = duckdb_in_process(con, f["sql"], a.runs)
         f["ratio_in"] = f["pw_in"] / f["dk_in"]
         print(f"filter {f['id']:>3} {f['form']:<11} rows {f['rows']:>9,} ({100 * f['kept']:.2f} %): process {f['pw']:.3f} s "
               f"vs {f['dk']:.3f} s ({f['ratio']:.2f}), in-process {f['pw_in']:.3f} vs "

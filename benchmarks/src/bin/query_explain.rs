@@ -49,6 +49,10 @@ struct Args {
     /// `podwire_query::compact`), to measure what the copy costs.
     #[arg(long)]
     uncompacted_scans: bool,
+    /// The store's files are not in time order (rewritten by benchmarks/layout-experiment.py):
+    /// declare no order, so results are sorted instead of merged.
+    #[arg(long)]
+    unsorted_files: bool,
     /// Evaluate the filter's terms in the order written, not the one that keeps fewest rows in
     /// a sample first (`podwire_query::order`), to measure what the order is worth.
     #[arg(long)]
@@ -91,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         StoreOptions {
             pushdown,
             uncompacted_scans: args.uncompacted_scans,
+            unsorted_files: args.unsorted_files,
             filter_order: if args.written_order {
                 FilterOrder::Written
             } else {

@@ -80,6 +80,10 @@ pub struct StoreOptions {
     /// For experiments: leave the batches of a filtering scan as the reader returns them,
     /// instead of copying them into full batches ([`crate::compact`]).
     pub uncompacted_scans: bool,
+    /// For experiments on a rewritten store whose files hold their rows in another order than
+    /// time (benchmarks/layout-experiment.py): declare no order, so results are sorted instead
+    /// of merged from the files.
+    pub unsorted_files: bool,
     /// Read the tables as an older snapshot of their Delta logs ([`AsOf`]); `None`: the newest,
     /// kept up to date.
     pub as_of: Option<AsOf>,
@@ -177,7 +181,7 @@ impl Store {
         }
         let state = state.build();
         let ctx = SessionContext::new_with_state(state);
-        catalog::register_store(&ctx, &root, options.as_of)?;
+        catalog::register_store(&ctx, &root, options.as_of, !options.unsorted_files)?;
         Ok(Self {
             ctx,
             root,

@@ -134,6 +134,43 @@ async fn a_contradiction_reads_no_file() {
     }
 }
 
+/// A store whose files hold their rows in another order than time (as
+/// `benchmarks/layout-experiment.py` rewrites them), opened with `unsorted_files`, still answers
+/// in time order: its results are sorted, not merged from the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsorted_files_still_answer_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path());
+    let mut files = Vec::new();
+    cases(&dir.path().join(Table::Connections.name()), "parquet", &mut files);
+    assert_eq!(files.len(), 3, "{files:?}");
+    for path in &files {
+        let file = std::fs::File::open(path).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let batches = reader.build().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let n = u32::try_from(batch.num_rows()).unwrap();
+        let reversed = arrow::array::UInt32Array::from_iter_values((0..n).rev());
+        let batch = arrow::compute::take_record_batch(&batch, &reversed).unwrap();
+        let file = std::fs::File::create(path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let options = StoreOptions { unsorted_files: true, ..StoreOptions::default() };
+    let store = Store::open_with(dir.path(), options).unwrap();
+    let request = QueryRequest { now_ms: NOW_MS, ..QueryRequest::new("tcp") };
+    let times = times_ms(&store.kfl(&request).await.unwrap().collect().await.unwrap());
+    assert!(times.len() > 500, "only {} rows", times.len());
+    assert!(times.is_sorted(), "results out of time order");
+    // The reversed files really are out of order: the first row read is an hour's last.
+    let store = Store::open(dir.path()).unwrap();
+    let first = store.sql("SELECT start_ts FROM connections LIMIT 1", None).await.unwrap();
+    let first = times_ms(&first.collect().await.unwrap())[0];
+    assert!(first % 3_600_000 > 3_000_000, "the first row read is at {first}");
+}
+
 /// Each row of `batches` as text, sorted: a multiset to compare.
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let options = arrow::util::display::FormatOptions::default().with_null("∅");

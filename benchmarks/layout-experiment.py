@@ -3,8 +3,8 @@
 
 The store writer keeps each hourly file in time order, so every page holds every namespace and a
 filter on a destination reads every page. This rewrites a store's `connections` files into two
-copies with one writer (pyarrow) and one setting (small pages, page index), the same rows in the
-same folders, without a Delta log:
+copies with one writer (pyarrow) and one setting (small pages, page index, no Bloom filters), the
+same rows in the same folders, without a Delta log:
 
   * `time`: rows in time order, as written today;
   * `dst`:  rows clustered by destination (namespace, workload, pod, then time), so that the page
